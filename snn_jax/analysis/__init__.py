@@ -1,0 +1,16 @@
+"""Data-free analysis of sparse topologies: spectral expansion, paths,
+degrees, and NNSTD. Everything here runs on the host with NumPy/SciPy."""
+
+from snn_jax.analysis._degrees import degree_histogram, degree_stats
+from snn_jax.analysis._nnstd import nnstd
+from snn_jax.analysis._paths import path_matrix, path_stats
+from snn_jax.analysis._spectral import (algebraic_connectivity,
+                                        layered_adjacency, spectral_gap)
+from snn_jax.analysis._report import metrics_table
+from snn_jax.analysis._analyze import (AnalyzeConfig, analyze, format_table,
+                                       write_rows)
+
+__all__ = ["AnalyzeConfig", "analyze", "format_table", "write_rows",
+           "algebraic_connectivity", "degree_histogram", "degree_stats",
+           "layered_adjacency", "metrics_table", "nnstd", "path_matrix",
+           "path_stats", "spectral_gap"]
