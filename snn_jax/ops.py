@@ -1,0 +1,213 @@
+"""``bsmm``: the one public block-sparse matmul, with its custom VJP.
+
+``y = bsmm(x, w)`` computes ``x @ W`` for a dense ``x[..., n_in]`` and a
+``BlockCSR`` ``w`` of shape ``(n_in, n_out)``. Reverse mode is wired here and
+only here (``jax.custom_vjp``): ``dx = dy @ W.T`` runs the forward-style
+kernel over the row-ordered view, ``dW`` is the SDDMM at W's stored blocks --
+a dense weight gradient is never formed (except by ``impl="dense"``, the
+reference). Index arrays get no cotangent.
+
+Implementations (``impl``):
+  ``"xla"``        gather/scatter kernels, every backend (``kernels/xla.py``);
+  ``"pallas"``     Pallas for the current backend: Triton on GPU, Mosaic on
+                   TPU; on CPU the GPU kernels run in interpret mode (slow --
+                   for testing);
+  ``"pallas_gpu"``, ``"pallas_tpu"``  a specific Pallas kernel (interpret mode
+                   off its hardware);
+  ``"dense"``      masked dense matmul (tests and benchmarks only);
+  ``"auto"``       CPU: xla. GPU: pallas_gpu for block_size >= 16, else xla.
+                   TPU: pallas_tpu for block sizes that are multiples of 128,
+                   else xla. (Measurements behind these: BUILD_NOTES.md.)
+``backward_impl`` (default: same as ``impl``) picks the backward kernels
+separately -- e.g. debug a Pallas forward against the trusted XLA backward.
+
+dtypes: float32 and bfloat16 (``x`` and ``w.values`` must match); every
+kernel accumulates in float32 and returns ``x.dtype``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from snn_jax.kernels import pallas_gpu, pallas_tpu, reference, tuning, xla
+from snn_jax.sparse import BlockCSR
+
+IMPLS = ("auto", "xla", "pallas", "pallas_gpu", "pallas_tpu", "dense")
+_SUPPORTED_DTYPES = (jnp.float32, jnp.bfloat16)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Static:
+  """Hashable static options of one bsmm call (the custom_vjp's nondiff arg)."""
+  impl: str
+  backward_impl: str
+  interpret: bool
+  n_in: int
+  n_out: int
+  block_size: int
+  device_kind: str
+
+
+def resolve_impl(impl: str, block_size: int, backend: str | None = None) -> str:
+  """The concrete kernel family ``impl`` means on ``backend`` (default: JAX's
+  default backend): one of xla, pallas_gpu, pallas_tpu, dense."""
+  if impl not in IMPLS:
+    raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+  backend = backend or jax.default_backend()
+  if impl == "auto":
+    if backend == "gpu" and block_size >= pallas_gpu.MIN_BLOCK_SIZE:
+      return "pallas_gpu"
+    if backend == "tpu" and block_size % pallas_tpu.LANE == 0:
+      return "pallas_tpu"
+    return "xla"
+  if impl == "pallas":
+    return "pallas_tpu" if backend == "tpu" else "pallas_gpu"
+  return impl
+
+
+def _forward(s: _Static, x, values, row_ptr, col_idx, row_idx, col_ptr,
+             col_order):
+  if s.impl == "xla":
+    return xla.bsmm_fwd_xla(x, values, row_idx, col_idx, col_order,
+                            n_out=s.n_out,
+                            strategy=tuning.xla_strategy(s.block_size),
+                            chunk=tuning.XLA_CHUNK)
+  if s.impl == "pallas_gpu":
+    t = tuning.gpu_tiles(s.device_kind, s.block_size, jnp.dtype(x.dtype).name)
+    return pallas_gpu.bsmm_fwd_pallas(
+        x, values, col_ptr, col_order, row_idx, n_out=s.n_out,
+        batch_tile=t.batch_tile, num_warps=t.num_warps,
+        num_stages=t.num_stages, interpret=s.interpret)
+  if s.impl == "pallas_tpu":
+    return pallas_tpu.bsmm_fwd_pallas_tpu(
+        x, values, col_ptr, col_order, row_idx, n_out=s.n_out,
+        batch_tile=tuning.TPU_BATCH_TILE, interpret=s.interpret)
+  return reference.bsmm_reference(x, values, row_idx, col_idx, n_out=s.n_out)
+
+
+def _dx(s: _Static, dy, values, row_ptr, col_idx, row_idx):
+  impl = s.backward_impl
+  if impl == "xla":
+    return xla.bsmm_dx_xla(dy, values, row_idx, col_idx, n_in=s.n_in,
+                           strategy=tuning.xla_strategy(s.block_size),
+                           chunk=tuning.XLA_CHUNK)
+  if impl == "pallas_gpu":
+    t = tuning.gpu_tiles(s.device_kind, s.block_size, jnp.dtype(dy.dtype).name)
+    return pallas_gpu.bsmm_dx_pallas(
+        dy, values, row_ptr, col_idx, n_in=s.n_in, batch_tile=t.batch_tile,
+        num_warps=t.num_warps, num_stages=t.num_stages, interpret=s.interpret)
+  if impl == "pallas_tpu":
+    return pallas_tpu.bsmm_dx_pallas_tpu(
+        dy, values, row_ptr, col_idx, n_in=s.n_in,
+        batch_tile=tuning.TPU_BATCH_TILE, interpret=s.interpret)
+  return reference.dx_reference(dy, values, row_idx, col_idx, n_in=s.n_in)
+
+
+def _dw(s: _Static, x, dy, values, row_idx, col_idx):
+  impl = s.backward_impl
+  if impl == "xla":
+    return xla.sddmm_xla(x, dy, row_idx, col_idx, block_size=s.block_size,
+                         strategy=tuning.xla_strategy(s.block_size),
+                         chunk=tuning.XLA_CHUNK, out_dtype=values.dtype)
+  if impl == "pallas_gpu":
+    t = tuning.gpu_tiles(s.device_kind, s.block_size, jnp.dtype(x.dtype).name)
+    return pallas_gpu.sddmm_pallas(
+        x, dy, row_idx, col_idx, block_size=s.block_size,
+        batch_tile=t.batch_tile, num_warps=t.num_warps,
+        num_stages=t.num_stages, interpret=s.interpret, out_dtype=values.dtype)
+  if impl == "pallas_tpu":
+    return pallas_tpu.sddmm_pallas_tpu(
+        x, dy, row_idx, col_idx, block_size=s.block_size,
+        batch_tile=tuning.TPU_BATCH_TILE, interpret=s.interpret,
+        out_dtype=values.dtype)
+  return reference.sddmm_reference(x, dy, row_idx, col_idx, values)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _bsmm(s: _Static, x, values, row_ptr, col_idx, row_idx, col_ptr, col_order):
+  return _forward(s, x, values, row_ptr, col_idx, row_idx, col_ptr, col_order)
+
+
+def _bsmm_fwd(s, x, values, row_ptr, col_idx, row_idx, col_ptr, col_order):
+  y = _forward(s, x, values, row_ptr, col_idx, row_idx, col_ptr, col_order)
+  return y, (x, values, row_ptr, col_idx, row_idx)
+
+
+def _bsmm_bwd(s, res, dy):
+  x, values, row_ptr, col_idx, row_idx = res
+  dx = _dx(s, dy, values, row_ptr, col_idx, row_idx)
+  dvalues = _dw(s, x, dy, values, row_idx, col_idx)
+  return dx, dvalues, None, None, None, None, None
+
+
+_bsmm.defvjp(_bsmm_fwd, _bsmm_bwd)
+
+
+def bsmm(x: jax.Array, w: BlockCSR, *, impl: str = "auto",
+         backward_impl: str | None = None,
+         interpret: bool | None = None) -> jax.Array:
+  """Block-sparse matmul ``x @ W`` (see module docstring).
+
+  Args:
+    x: float32 or bfloat16 ``[..., n_in]``; any leading dimensions.
+    w: ``BlockCSR`` of shape ``(n_in, n_out)`` and the same dtype.
+    impl: ``"auto"``, ``"xla"``, ``"pallas"``, ``"pallas_gpu"``,
+      ``"pallas_tpu"`` or ``"dense"``.
+    backward_impl: kernels for the backward pass (default: ``impl``).
+    interpret: run Pallas kernels in interpret mode (default: only where the
+      backend is not the kernel's hardware).
+
+  Returns:
+    ``[..., n_out]`` in ``x.dtype``.
+
+  Example:
+    >>> import numpy as np, jax.numpy as jnp
+    >>> from snn_jax.sparse import BlockCSR
+    >>> w = BlockCSR.from_dense(np.eye(4, dtype=np.float32), 2)
+    >>> bsmm(jnp.ones((3, 4)), w).shape
+    (3, 4)
+  """
+  if not isinstance(w, BlockCSR):
+    raise TypeError(f"w must be a snn_jax.sparse.BlockCSR, got {type(w).__name__}")
+  x = jnp.asarray(x)
+  n_in, n_out = w.shape
+  if x.ndim < 1 or x.shape[-1] != n_in:
+    raise ValueError(
+        f"x must have shape [..., {n_in}] to multiply a {w.shape} BlockCSR, "
+        f"got {x.shape}"
+    )
+  if x.dtype not in _SUPPORTED_DTYPES:
+    raise TypeError(f"x must be float32 or bfloat16, got {x.dtype}")
+  if x.dtype != w.values.dtype:
+    raise TypeError(
+        f"x is {x.dtype} but w.values is {w.values.dtype}; cast one of them"
+    )
+  backend = jax.default_backend()
+  fwd = resolve_impl(impl, w.block_size, backend)
+  bwd = fwd if backward_impl is None else resolve_impl(backward_impl,
+                                                       w.block_size, backend)
+  if interpret is None:
+    on_hw = {"pallas_gpu": "gpu", "pallas_tpu": "tpu"}
+    interpret = any(on_hw.get(i, backend) != backend for i in (fwd, bwd))
+  for i in (fwd, bwd):
+    if i == "pallas_gpu" and w.block_size < pallas_gpu.MIN_BLOCK_SIZE:
+      raise ValueError(
+          f"impl {i!r} needs block_size >= {pallas_gpu.MIN_BLOCK_SIZE}, got "
+          f"{w.block_size}; use impl='xla'")
+    if i == "pallas_tpu" and w.block_size % pallas_tpu.LANE:
+      raise ValueError(
+          f"impl {i!r} needs block_size a multiple of {pallas_tpu.LANE}, got "
+          f"{w.block_size}; use impl='xla'")
+  device_kind = jax.devices()[0].device_kind if fwd == "pallas_gpu" else ""
+  s = _Static(fwd, bwd, bool(interpret), n_in, n_out, w.block_size, device_kind)
+  lead = x.shape[:-1]
+  x2 = x.reshape(-1, n_in)
+  if x2.shape[0] == 0:
+    return jnp.zeros((*lead, n_out), x.dtype)
+  y = _bsmm(s, x2, w.values, w.row_ptr, w.col_idx, w.row_idx, w.col_ptr,
+            w.col_order)
+  return y.reshape(*lead, n_out)

@@ -1,0 +1,140 @@
+"""``snn_jax.ops.bsmm``: forward and VJP against the dense reference, under
+jit/grad/vmap, leading batch dims, dtypes, errors, and no retracing."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from snn_jax import topology as T
+from snn_jax.ops import bsmm, resolve_impl
+from snn_jax.sparse import BlockCSR
+from tests.conftest import assert_close
+
+
+def _w(rng, n_in, n_out, bs, density, dtype=jnp.float32, seed=0):
+  t = T.make("erdos_renyi", n_in, n_out, density=density, block_size=bs, seed=seed)
+  vals = rng.standard_normal((t.nnzb, bs, bs)).astype(np.float32)
+  return t.to_bcsr(values=jnp.asarray(vals, dtype))
+
+
+def _dense_vjp(x, w, dy):
+  """VJP of x @ densify(values) -- the dense reference gradient."""
+  from snn_jax.kernels.reference import densify
+
+  def f(x, v):
+    wd = densify(v, w.row_idx, w.col_idx, n_in=w.shape[0], n_out=w.shape[1])
+    return jnp.dot(x, wd, precision=jax.lax.Precision.HIGHEST,
+                   preferred_element_type=jnp.float32).astype(x.dtype)
+  y, vjp = jax.vjp(f, x, w.values)
+  return (y, *vjp(dy))
+
+
+# Pallas GPU needs bs >= 16 and is slow in interpret mode: a smaller grid.
+CASES = [(impl, bs, lead) for impl in ("xla", "dense") for bs in (1, 16)
+         for lead in ((), (3,), (2, 5))] + [
+             ("pallas_gpu", 16, ()), ("pallas_gpu", 16, (3,))]
+
+
+@pytest.mark.parametrize("impl, bs, lead", CASES)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_vjp_matches_dense(rng, impl, bs, lead, dtype):
+  w = _w(rng, 64, 48, bs, 0.3, dtype)
+  x = jnp.asarray(rng.standard_normal((*lead, 64)), dtype)
+  dy = jnp.asarray(rng.standard_normal((*lead, 48)), dtype)  # random cotangent
+  y, vjp = jax.vjp(lambda x, v: bsmm(x, w.replace(values=v), impl=impl), x,
+                   w.values)
+  dx, dv = vjp(dy)
+  x2, dy2 = x.reshape(-1, 64), dy.reshape(-1, 48)
+  ry, rdx, rdv = _dense_vjp(x2, w, dy2)
+  assert_close(y.reshape(-1, 48), ry, dtype, "fwd")
+  assert_close(dx.reshape(-1, 64), rdx, dtype, "dx")
+  assert_close(dv, rdv, dtype, "dw")  # dense grad restricted to the blocks
+  assert y.shape == (*lead, 48) and dx.shape == x.shape
+
+
+def test_check_grads_f32(rng):
+  w = _w(rng, 32, 24, 8, 0.4)
+  x = jnp.asarray(rng.standard_normal((5, 32)), jnp.float32)
+  f = lambda x, v: bsmm(x, w.replace(values=v), impl="xla")
+  check_grads(f, (x, w.values), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+
+
+def test_jit_grad_vmap_agree(rng):
+  w = _w(rng, 32, 32, 4, 0.5)
+  xs = jnp.asarray(rng.standard_normal((6, 7, 32)), jnp.float32)
+  loss = lambda v, x: jnp.sum(jnp.tanh(bsmm(x, w.replace(values=v))) ** 2)
+  eager = [jax.grad(loss)(w.values, x) for x in xs]
+  batched = jax.vmap(jax.grad(loss), in_axes=(None, 0))(w.values, xs)
+  jitted = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0)))(w.values, xs)
+  for i in range(6):
+    np.testing.assert_allclose(batched[i], eager[i], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jitted[i], eager[i], rtol=1e-5, atol=1e-5)
+  ys = jax.vmap(lambda x: bsmm(x, w))(xs)
+  np.testing.assert_allclose(ys, bsmm(xs, w), rtol=1e-6, atol=1e-6)
+
+
+def test_backward_impl_mix(rng):
+  w = _w(rng, 64, 32, 16, 0.5)
+  x = jnp.asarray(rng.standard_normal((16, 64)), jnp.float32)
+  f = lambda impl, bimpl: jax.grad(
+      lambda v: jnp.sum(bsmm(x, w.replace(values=v), impl=impl,
+                             backward_impl=bimpl) ** 2))(w.values)
+  np.testing.assert_allclose(f("pallas", "xla"), f("dense", "dense"),
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_changing_indices_at_fixed_nnzb_does_not_retrace(rng):
+  w1 = _w(rng, 64, 64, 8, 0.25, seed=1)
+  t2 = T.make("fixed_fan_in", 64, 64, fan_in=16, block_size=8, seed=2)
+  w2 = t2.to_bcsr(values=jnp.asarray(
+      rng.standard_normal((t2.nnzb, 8, 8)), jnp.float32))
+  if w2.nnzb != w1.nnzb:  # make them equal: rebuild w1 with the same nnzb
+    t1 = T.make("fixed_fan_in", 64, 64, fan_in=16, block_size=8, seed=1)
+    w1 = t1.to_bcsr(values=w2.values)
+  x = jnp.asarray(rng.standard_normal((4, 64)), jnp.float32)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def step(w, x):
+    return jax.grad(lambda v: jnp.sum(bsmm(x, w.replace(values=v)) ** 2))(w.values)
+
+  step(w1, x)
+  step(w2, x)
+  chex.clear_trace_counter()
+
+
+def test_empty_batch_and_empty_matrix(rng):
+  w = _w(rng, 16, 8, 8, 0.5)
+  assert bsmm(jnp.zeros((0, 16)), w).shape == (0, 8)
+  empty = BlockCSR.from_mask(np.zeros((2, 1), bool), 8)
+  x = jnp.asarray(rng.standard_normal((3, 16)), jnp.float32)
+  np.testing.assert_array_equal(bsmm(x, empty), np.zeros((3, 8)))
+
+
+def test_errors(rng):
+  w = _w(rng, 16, 8, 8, 0.5)
+  with pytest.raises(ValueError, match=r"\[\.\.\., 16\]"):
+    bsmm(jnp.ones((2, 15)), w)
+  with pytest.raises(TypeError, match="cast"):
+    bsmm(jnp.ones((2, 16), jnp.bfloat16), w)
+  with pytest.raises(TypeError, match="float32 or bfloat16"):
+    bsmm(jnp.ones((2, 16), jnp.int32), w)
+  with pytest.raises(ValueError, match="impl must be"):
+    bsmm(jnp.ones((2, 16)), w, impl="cuda")
+  with pytest.raises(ValueError, match="block_size >= 16"):
+    bsmm(jnp.ones((2, 16)), w, impl="pallas_gpu")
+  with pytest.raises(TypeError, match="BlockCSR"):
+    bsmm(jnp.ones((2, 16)), np.ones((16, 8)))
+
+
+def test_auto_resolution():
+  assert resolve_impl("auto", 32, "cpu") == "xla"
+  assert resolve_impl("auto", 32, "gpu") == "pallas_gpu"
+  assert resolve_impl("auto", 8, "gpu") == "xla"
+  assert resolve_impl("auto", 128, "tpu") == "pallas_tpu"
+  assert resolve_impl("auto", 64, "tpu") == "xla"
+  assert resolve_impl("pallas", 128, "tpu") == "pallas_tpu"
+  assert resolve_impl("pallas", 32, "cpu") == "pallas_gpu"
