@@ -1,11 +1,24 @@
 """Measured implementation choices and tile sizes (read by ``impl="auto"``).
 
-``XLA_STRATEGY`` maps a block size to the XLA kernel strategy (see
-``kernels/xla.py``). Chosen from ``experiments/bench_kernels.py --suite=cpu``
-on the 2-core CPU (results in ``benchmarks/cpu/``): the per-block loop wins
-from block size 8 up; below it the chunked gather/scatter-add wins (block 1,
-density 0.01, n=4096, batch 256: chunks 7 ms against far slower per-block
-stepping).
+XLA strategy (``kernels/xla.py``), measured on the 2-core CPU (x86-64,
+n = 4096, batch 256, f32, forward, ms; BUILD_NOTES.md has the table):
+
+  ==== ======== ======== ============= ================
+  bs   density  nnzb     blocks        chunks (2048 rows)
+  ==== ======== ======== ============= ================
+  8    0.1      26,406   76.5          32.0
+  16   0.1      6,648    24.4          15.7
+  32   0.1      1,686    13.4          10.8
+  32   0.01     144      1.13          1.90
+  64   0.1      434      7.45          9.45
+  128  0.5      533      43.7          34.6
+  128  0.01     11       0.65          1.05
+  ==== ======== ======== ============= ================
+
+so: ``"chunks"`` for block sizes up to 16 or at least 512 stored blocks,
+``"blocks"`` otherwise; a chunk holds about 2,048 input rows
+(``2048 // bs`` blocks, at most nnzb). Both depend only on static shapes, so
+adaptive training at fixed nnzb never switches strategy.
 
 ``GPU_TILES[device_kind][(block_size, dtype_name)]`` holds Pallas GPU launch
 parameters. No GPU was available when these were written, so every GPU
@@ -30,13 +43,17 @@ GPU_TILES: dict[str, dict[tuple[int, str], GpuTiles]] = {}
 
 TPU_BATCH_TILE = 128  # Untuned default.
 
-# Block sizes below this use the "chunks" XLA strategy.
-XLA_BLOCKS_MIN_BLOCK_SIZE = 8
-XLA_CHUNK = 1024
+XLA_CHUNK_ROWS = 2048
 
 
-def xla_strategy(block_size: int) -> str:
-  return "blocks" if block_size >= XLA_BLOCKS_MIN_BLOCK_SIZE else "chunks"
+def xla_strategy(block_size: int, nnzb: int) -> str:
+  """The XLA kernel strategy for a block size and block count (see above)."""
+  return "chunks" if block_size <= 16 or nnzb >= 512 else "blocks"
+
+
+def xla_chunk(block_size: int, nnzb: int) -> int:
+  """Blocks per chunk for the "chunks" strategy."""
+  return max(1, min(max(nnzb, 1), XLA_CHUNK_ROWS // block_size))
 
 
 def gpu_tiles(device_kind: str, block_size: int, dtype_name: str) -> GpuTiles:

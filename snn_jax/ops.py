@@ -69,13 +69,18 @@ def resolve_impl(impl: str, block_size: int, backend: str | None = None) -> str:
   return impl
 
 
+def _xla_options(s: _Static, values) -> dict:
+  nnzb = values.shape[0]
+  return dict(strategy=tuning.xla_strategy(s.block_size, nnzb),
+              chunk=tuning.xla_chunk(s.block_size, nnzb))
+
+
 def _forward(s: _Static, x, values, row_ptr, col_idx, row_idx, col_ptr,
              col_order):
   if s.impl == "xla":
     return xla.bsmm_fwd_xla(x, values, row_idx, col_idx, col_order,
                             n_out=s.n_out,
-                            strategy=tuning.xla_strategy(s.block_size),
-                            chunk=tuning.XLA_CHUNK)
+                            **_xla_options(s, values))
   if s.impl == "pallas_gpu":
     t = tuning.gpu_tiles(s.device_kind, s.block_size, jnp.dtype(x.dtype).name)
     return pallas_gpu.bsmm_fwd_pallas(
@@ -93,8 +98,7 @@ def _dx(s: _Static, dy, values, row_ptr, col_idx, row_idx):
   impl = s.backward_impl
   if impl == "xla":
     return xla.bsmm_dx_xla(dy, values, row_idx, col_idx, n_in=s.n_in,
-                           strategy=tuning.xla_strategy(s.block_size),
-                           chunk=tuning.XLA_CHUNK)
+                           **_xla_options(s, values))
   if impl == "pallas_gpu":
     t = tuning.gpu_tiles(s.device_kind, s.block_size, jnp.dtype(dy.dtype).name)
     return pallas_gpu.bsmm_dx_pallas(
@@ -111,8 +115,7 @@ def _dw(s: _Static, x, dy, values, row_idx, col_idx):
   impl = s.backward_impl
   if impl == "xla":
     return xla.sddmm_xla(x, dy, row_idx, col_idx, block_size=s.block_size,
-                         strategy=tuning.xla_strategy(s.block_size),
-                         chunk=tuning.XLA_CHUNK, out_dtype=values.dtype)
+                         out_dtype=values.dtype, **_xla_options(s, values))
   if impl == "pallas_gpu":
     t = tuning.gpu_tiles(s.device_kind, s.block_size, jnp.dtype(x.dtype).name)
     return pallas_gpu.sddmm_pallas(

@@ -1,0 +1,95 @@
+r"""Benchmark the block-sparse kernels against dense and other sparse formats.
+
+CPU suite (the kernel issue's CPU targets; about 10 minutes on 2 cores):
+
+  python experiments/bench_kernels.py --suite=cpu
+
+writes ``benchmarks/<device_kind>/bench_<date>.{csv,json}`` and
+``speedup_<op>.png`` and prints a summary table. ``--suite=gpu`` runs the GPU
+grid (n 8192, batch 8192, bf16). Any grid can be given by flags instead:
+
+  python experiments/bench_kernels.py --sizes=1024,4096 --batches=256 \
+      --densities=0.5,0.1,0.01,0.001 --block_sizes=1,16,64 \
+      --impls=xla,dense,bcoo,bcsr,scipy --ops=fwd,dx,dw,fwd_bwd
+
+Every timed implementation is first verified against the dense product.
+"""
+
+import datetime
+import json
+import os
+import re
+
+from absl import app, flags
+
+from snn_jax import bench
+from snn_jax.utils import device_info
+
+_SUITE = flags.DEFINE_enum("suite", None, ["cpu", "gpu", "smoke"],
+                           "A predefined grid (overrides the grid flags).")
+_SIZES = flags.DEFINE_list("sizes", ["4096"], "Square layer sizes n_in = n_out.")
+_BATCHES = flags.DEFINE_list("batches", ["256"], "Batch sizes.")
+_DENSITIES = flags.DEFINE_list("densities", ["0.1", "0.01"], "Densities.")
+_BLOCK_SIZES = flags.DEFINE_list("block_sizes", ["1", "32", "128"], "Block sizes.")
+_DTYPES = flags.DEFINE_list("dtypes", ["float32"], "float32 and/or bfloat16.")
+_IMPLS = flags.DEFINE_list("impls", ["xla", "dense", "bcoo", "scipy"],
+                           f"Implementations: {', '.join(bench.IMPLS)}.")
+_OPS = flags.DEFINE_list("ops", list(bench.OPS), "fwd, dx, dw, fwd_bwd.")
+_REPEATS = flags.DEFINE_integer("repeats", 7, "Timed repeats (median).")
+_MIN_SECONDS = flags.DEFINE_float("min_seconds", 0.5, "Minimum timed seconds.")
+_OUT = flags.DEFINE_string("output_dir", None,
+                           "Default: benchmarks/<device_kind>/ in the repo.")
+
+SUITES = {
+    "cpu": bench.BenchConfig(
+        sizes=(4096,), batches=(256,), densities=(0.5, 0.1, 0.01, 0.001),
+        block_sizes=(1, 8, 32, 128), impls=("xla", "dense", "bcoo", "bcsr", "scipy")),
+    "gpu": bench.BenchConfig(
+        sizes=(8192,), batches=(8192,), densities=(0.6, 0.3, 0.1, 0.01),
+        block_sizes=(16, 32, 64, 128), dtypes=("bfloat16",),
+        impls=("pallas", "xla", "dense", "bcoo"), repeats=10, min_seconds=0.2),
+    "smoke": bench.BenchConfig(
+        sizes=(256,), batches=(32,), densities=(0.1,), block_sizes=(1, 16),
+        impls=("xla", "dense", "bcoo", "scipy"), repeats=2, min_seconds=0.0),
+}
+
+
+def main(argv):
+  del argv
+  if _SUITE.value:
+    cfg = SUITES[_SUITE.value]
+  else:
+    try:
+      cfg = bench.BenchConfig(
+          sizes=tuple(int(s) for s in _SIZES.value),
+          batches=tuple(int(b) for b in _BATCHES.value),
+          densities=tuple(float(d) for d in _DENSITIES.value),
+          block_sizes=tuple(int(b) for b in _BLOCK_SIZES.value),
+          dtypes=tuple(_DTYPES.value), impls=tuple(_IMPLS.value),
+          ops=tuple(_OPS.value), repeats=_REPEATS.value,
+          min_seconds=_MIN_SECONDS.value)
+    except ValueError as e:
+      raise app.UsageError(f"bad grid flag: {e}") from None
+  try:
+    rows = bench.run_grid(cfg)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  kind = re.sub(r"[^A-Za-z0-9_.-]+", "_", device_info()["device_kind"]).strip("_")
+  out_dir = _OUT.value or os.path.join(
+      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", kind)
+  os.makedirs(out_dir, exist_ok=True)
+  stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
+  stem = f"bench_{_SUITE.value or 'custom'}_{stamp}"
+  from snn_jax.analysis import write_rows
+  write_rows(rows, out_dir, stem)
+  for op in cfg.ops:
+    bench.plot_speedup(rows, os.path.join(out_dir, f"{stem}_speedup_{op}.png"), op)
+  table = bench.summary_table(rows)
+  with open(os.path.join(out_dir, f"{stem}_summary.txt"), "w") as f:
+    f.write(table + "\n")
+  print(table)
+  print(f"wrote {out_dir}/{stem}.{{csv,json}}, summary and plots")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,41 @@
+"""Datasets: the embedded default (digits), IDX/NPZ files, and TFDS.
+
+``load(name, ...)`` is the one entry point the training loop uses.
+"""
+
+from __future__ import annotations
+
+from snn_jax.data._dataset import Dataset, batches, num_batches, seeded_split
+from snn_jax.data.embedded import load_digits
+from snn_jax.data.idx import load_idx_dir, load_npz, read_idx
+from snn_jax.data.tfds import TFDS_NAMES, DatasetUnavailableError, load_tfds
+
+DATASETS = ("digits",) + TFDS_NAMES
+
+
+def load(name: str, *, data_dir: str | None = None,
+         tfds_data_dir: str | None = None, manual_dir: str | None = None,
+         download: bool = False, seed: int = 0, flatten: bool = True) -> Dataset:
+  """Loads a dataset by name.
+
+  ``digits`` is embedded (no network). For ``mnist``, ``fashion_mnist`` and
+  ``cifar10``: with ``data_dir``, IDX files (or an ``.npz`` path) are read
+  directly; otherwise TFDS is used (``tfds_data_dir``, ``manual_dir``,
+  ``download``).
+  """
+  if name not in DATASETS:
+    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+  if name == "digits":
+    ds = load_digits(seed)
+  elif data_dir is not None:
+    ds = load_npz(data_dir, name=name) if data_dir.endswith(".npz") else \
+        load_idx_dir(data_dir, name=name, seed=seed)
+  else:
+    ds = load_tfds(name, data_dir=tfds_data_dir, manual_dir=manual_dir,
+                   download=download)
+  return ds.flattened() if flatten else ds
+
+
+__all__ = ["DATASETS", "Dataset", "DatasetUnavailableError", "TFDS_NAMES",
+           "batches", "load", "load_digits", "load_idx_dir", "load_npz",
+           "load_tfds", "num_batches", "read_idx", "seeded_split"]

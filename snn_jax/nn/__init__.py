@@ -1,0 +1,11 @@
+"""Flax NNX modules on block-sparse kernels, and sparsity-aware initialisers."""
+
+from snn_jax.nn._init import (INITIALIZERS, dense_he, effective_fan_in,
+                              get_initializer, live_units, neurofabric,
+                              sparse_glorot, sparse_he)
+from snn_jax.nn._layers import (SparseDense, SparseMLP, TopologyVar,
+                                get_activation)
+
+__all__ = ["INITIALIZERS", "SparseDense", "SparseMLP", "TopologyVar",
+           "dense_he", "effective_fan_in", "get_activation", "get_initializer",
+           "live_units", "neurofabric", "sparse_glorot", "sparse_he"]

@@ -1,0 +1,127 @@
+"""Sparsity-aware initialisers for block-sparse layers.
+
+A dense initialiser scales weights by the layer's *dense* fan-in ``n_in``; in
+a sparse layer each output neuron j sums only ``fan_in_j << n_in`` inputs, so
+its pre-activation variance shrinks by ``fan_in_j / n_in`` per layer and the
+signal vanishes geometrically with depth (``"dense_he"`` below reproduces
+that failure on purpose). The sparse initialisers scale by each neuron's
+*actual* fan-in instead:
+
+``"sparse_he"``      ``w_ij ~ N(0, 2 / fan_in_j)`` (He et al. 2015 for ReLU,
+                     with the neuron's own fan-in).
+``"sparse_glorot"``  ``w_ij ~ N(0, 2 / (fan_in_j + fan_out_i))`` (Glorot &
+                     Bengio 2010 with per-connection degrees).
+``"neurofabric"``    Isakov & Kinsy, NeuroFabric (arXiv:2002.08339), Sec. on
+                     initialising very deep sparse networks: variance is
+                     preserved per neuron, counting only inputs that actually
+                     carry signal. In a deep sparse stack some units receive
+                     no path from the network input (zero fan-in somewhere
+                     upstream); they output a constant and contribute no
+                     variance, so a neuron's *effective* fan-in is the number
+                     of its inputs reachable from the input layer, and
+                     ``w_ij ~ N(0, 2 / effective_fan_in_j)``. With no dead
+                     units this equals ``sparse_he``; it differs -- and keeps
+                     the variance where sparse_he lets it decay -- in deep,
+                     very sparse random stacks. (This session could not read
+                     the paper's text; the derivation here is the variance-
+                     preservation argument the paper's summary describes, and
+                     REPRODUCTION.md tests it empirically.)
+``"dense_he"``       ``N(0, 2 / n_in)``: the naive dense scaling.
+
+Each initialiser is a function ``(key, topology, dtype, live_inputs=None) ->
+float[nnzb, bs, bs]`` in the topology's storage order.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from snn_jax.topology import Topology
+
+InitFn = Callable[..., jax.Array]
+
+
+def _per_entry_std(topology: Topology, std_out: np.ndarray | None = None,
+                   std_in_out: Callable | None = None) -> np.ndarray:
+  """float32[nnzb, bs, bs] standard deviations from a per-output-neuron std
+  (length n_out)."""
+  bs = topology.block_size
+  cols = topology.cols.astype(np.int64)
+  # Output neurons of block k are cols[k]*bs + (0..bs-1), along the last axis.
+  out_units = cols[:, None] * bs + np.arange(bs)[None, :]  # [nnzb, bs]
+  std = std_out[out_units]  # [nnzb, bs]
+  return np.broadcast_to(std[:, None, :], (topology.nnzb, bs, bs)).astype(np.float32)
+
+
+def _safe(x: np.ndarray) -> np.ndarray:
+  return np.maximum(x, 1).astype(np.float64)
+
+
+def sparse_he(key, topology: Topology, dtype=jnp.float32, live_inputs=None):
+  """``N(0, 2 / fan_in_j)`` with each output neuron's actual fan-in."""
+  std_out = np.sqrt(2.0 / _safe(topology.fan_in()))
+  std = _per_entry_std(topology, std_out)
+  return (jax.random.normal(key, std.shape, jnp.float32) * std).astype(dtype)
+
+
+def sparse_glorot(key, topology: Topology, dtype=jnp.float32, live_inputs=None):
+  """``N(0, 2 / (fan_in_j + fan_out_i))`` with per-connection degrees."""
+  bs = topology.block_size
+  fi = topology.fan_in().astype(np.float64)
+  fo = topology.fan_out().astype(np.float64)
+  rows = topology.rows.astype(np.int64)[:, None] * bs + np.arange(bs)
+  cols = topology.cols.astype(np.int64)[:, None] * bs + np.arange(bs)
+  var = 2.0 / (fo[rows][:, :, None] + fi[cols][:, None, :])
+  std = np.sqrt(var).astype(np.float32)
+  return (jax.random.normal(key, std.shape, jnp.float32) * std).astype(dtype)
+
+
+def dense_he(key, topology: Topology, dtype=jnp.float32, live_inputs=None):
+  """The naive dense scaling ``N(0, 2 / n_in)`` (ignores sparsity)."""
+  shape = (topology.nnzb, topology.block_size, topology.block_size)
+  return (jax.random.normal(key, shape, jnp.float32)
+          * np.sqrt(2.0 / topology.n_in)).astype(dtype)
+
+
+def effective_fan_in(topology: Topology, live_inputs: np.ndarray | None) -> np.ndarray:
+  """int64[n_out]: inputs of each output neuron that carry signal
+  (``live_inputs`` bool[n_in]; all live when None)."""
+  if live_inputs is None:
+    return topology.fan_in()
+  b = topology.biadjacency()
+  return np.asarray(b.T @ np.asarray(live_inputs, np.float64)).round().astype(np.int64)
+
+
+def neurofabric(key, topology: Topology, dtype=jnp.float32, live_inputs=None):
+  """``N(0, 2 / effective_fan_in_j)`` (see module docstring)."""
+  std_out = np.sqrt(2.0 / _safe(effective_fan_in(topology, live_inputs)))
+  std = _per_entry_std(topology, std_out)
+  return (jax.random.normal(key, std.shape, jnp.float32) * std).astype(dtype)
+
+
+INITIALIZERS: dict[str, InitFn] = {
+    "sparse_he": sparse_he, "sparse_glorot": sparse_glorot,
+    "neurofabric": neurofabric, "dense_he": dense_he,
+}
+
+
+def get_initializer(name: str) -> InitFn:
+  try:
+    return INITIALIZERS[name]
+  except KeyError:
+    raise ValueError(
+        f"unknown init {name!r}; known: {', '.join(sorted(INITIALIZERS))}"
+    ) from None
+
+
+def live_units(stack: Sequence[Topology]) -> list[np.ndarray]:
+  """bool arrays, one per layer boundary (input first): which units receive
+  at least one path from the network input."""
+  live = [np.ones(stack[0].n_in, bool)]
+  for t in stack:
+    live.append(effective_fan_in(t, live[-1]) > 0)
+  return live

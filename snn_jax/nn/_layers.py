@@ -1,0 +1,198 @@
+"""Flax NNX modules built on ``snn_jax.ops.bsmm``.
+
+Trainable block values are ``nnx.Param``; the index arrays of the topology
+are ``TopologyVar`` -- non-trainable state that the optimizer never sees
+(``nnx.Optimizer(..., wrt=nnx.Param)``) but that checkpoints carry and that
+adaptive sparse training rewrites at fixed nnzb (same shapes, no retrace).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from snn_jax.nn._init import get_initializer, live_units
+from snn_jax.ops import bsmm
+from snn_jax.sparse import BlockCSR, block_metadata
+from snn_jax.topology import Topology
+
+_INDEX_FIELDS = ("col_idx", "row_ptr", "row_idx", "col_order", "col_ptr")
+
+
+class TopologyVar(nnx.Variable):
+  """Integer index arrays of a sparse layer (not trained)."""
+
+
+_ACTIVATIONS: dict[str, Callable] = {
+    "relu": jax.nn.relu, "gelu": jax.nn.gelu, "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid, "swish": jax.nn.swish, "linear": lambda x: x,
+}
+
+
+def get_activation(name: str) -> Callable:
+  try:
+    return _ACTIVATIONS[name]
+  except KeyError:
+    raise ValueError(f"unknown activation {name!r}; known: "
+                     f"{', '.join(sorted(_ACTIVATIONS))}") from None
+
+
+class SparseDense(nnx.Module):
+  """``y = bsmm(x, W) + b`` with W on a fixed (or adaptively rewired) topology.
+
+  Args:
+    topology: the layer's ``Topology`` (n_in, n_out, block size, blocks).
+    init: initialiser name (``snn_jax.nn.INITIALIZERS``).
+    use_bias: add a trainable bias of shape [n_out].
+    impl: ``bsmm`` implementation (``"auto"``, ``"xla"``, ...).
+    dtype: parameter and compute dtype (float32 or bfloat16).
+    live_inputs: bool[n_in], inputs that carry signal (NeuroFabric init).
+    rngs: ``nnx.Rngs`` with a ``params`` stream.
+
+  Shapes: ``x[..., n_in] -> [..., n_out]``.
+  """
+
+  def __init__(self, topology: Topology, *, init: str = "sparse_he",
+               use_bias: bool = True, impl: str = "auto",
+               dtype=jnp.float32, live_inputs: np.ndarray | None = None,
+               rngs: nnx.Rngs):
+    if not isinstance(topology, Topology):
+      raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
+    self.n_in, self.n_out = topology.n_in, topology.n_out
+    self.block_size = topology.block_size
+    self.topology_name = topology.name
+    self.impl = impl
+    init_fn = get_initializer(init)
+    self.values = nnx.Param(init_fn(rngs.params(), topology, dtype,
+                                    live_inputs=live_inputs))
+    meta = block_metadata(topology.rows, topology.cols, topology.n_row_blocks,
+                          topology.n_col_blocks)
+    for name in _INDEX_FIELDS:
+      setattr(self, name, TopologyVar(jnp.asarray(meta[name])))
+    self.bias = nnx.Param(jnp.zeros((self.n_out,), dtype)) if use_bias else None
+
+  def weight(self) -> BlockCSR:
+    """The layer's weight as a ``BlockCSR`` (no host validation: usable
+    inside jit; the structure was validated when the layer was built)."""
+    children = (self.values.get_value(),) + tuple(
+        getattr(self, f).get_value() for f in _INDEX_FIELDS)
+    return BlockCSR.tree_unflatten(((self.n_in, self.n_out), self.block_size),
+                                   children)
+
+  def set_topology(self, topology: Topology, values: jax.Array) -> None:
+    """Replaces the connections at fixed nnzb (host side)."""
+    if topology.nnzb != self.values.get_value().shape[0]:
+      raise ValueError(f"nnzb must stay {self.values.get_value().shape[0]}, got "
+                       f"{topology.nnzb}")
+    meta = block_metadata(topology.rows, topology.cols, topology.n_row_blocks,
+                          topology.n_col_blocks)
+    for name in _INDEX_FIELDS:
+      getattr(self, name).set_value(jnp.asarray(meta[name]))
+    self.values.set_value(values)
+
+  def topology(self) -> Topology:
+    """The current connections as a host-side ``Topology``."""
+    return Topology(self.n_in, self.n_out, np.asarray(self.row_idx.get_value()),
+                    np.asarray(self.col_idx.get_value()), block_size=self.block_size,
+                    name=self.topology_name, assume_sorted=True)
+
+  @property
+  def nnz(self) -> int:
+    return int(self.values.get_value().size)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = bsmm(x.astype(self.values.get_value().dtype), self.weight(),
+             impl=self.impl)
+    if self.bias is not None:
+      y = y + self.bias.get_value().reshape((1,) * (y.ndim - 1) + (-1,))
+    return y
+
+  def __repr__(self) -> str:
+    dense = self.n_in * self.n_out
+    return (f"SparseDense({self.n_in}->{self.n_out}, {self.topology_name}, "
+            f"block_size={self.block_size}, density={self.nnz / dense:.4g}, "
+            f"nnz={self.nnz:,} of {dense:,} dense, impl={self.impl!r})")
+
+  __str__ = __repr__  # NNX's Representable would print the full state.
+
+
+class SparseMLP(nnx.Module):
+  """A stack of ``SparseDense`` layers with activation, optional
+  normalisation and dropout between them (none after the last layer).
+
+  Args:
+    topologies: one ``Topology`` per layer; widths must chain.
+    activation: name in ``relu, gelu, tanh, sigmoid, swish, linear``.
+    norm: ``None``, ``"layer"`` (LayerNorm) or ``"batch"`` (BatchNorm).
+    dropout: dropout rate after each hidden activation.
+    init, impl, dtype: passed to every layer. With ``init="neurofabric"`` the
+      live inputs of each layer are computed over the whole stack.
+    rngs: ``nnx.Rngs`` with ``params`` (and ``dropout`` if used) streams.
+  """
+
+  def __init__(self, topologies: Sequence[Topology], *, activation: str = "relu",
+               norm: str | None = None, dropout: float = 0.0,
+               init: str = "sparse_he", impl: str = "auto",
+               dtype=jnp.float32, rngs: nnx.Rngs):
+    topologies = list(topologies)
+    if not topologies:
+      raise ValueError("SparseMLP needs at least one topology")
+    for a, b in zip(topologies[:-1], topologies[1:]):
+      if a.n_out != b.n_in:
+        raise ValueError(f"widths do not chain: {a.n_out} -> {b.n_in}")
+    if norm not in (None, "layer", "batch"):
+      raise ValueError(f"norm must be None, 'layer' or 'batch', got {norm!r}")
+    if not 0.0 <= dropout < 1.0:
+      raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    self.activation_name = activation
+    self.activation = get_activation(activation)
+    live = live_units(topologies) if init == "neurofabric" else [None] * (
+        len(topologies) + 1)
+    self.layers = nnx.List([
+        SparseDense(t, init=init, impl=impl, dtype=dtype, live_inputs=live[l],
+                    rngs=rngs) for l, t in enumerate(topologies)])
+    hidden = [t.n_out for t in topologies[:-1]]
+    if norm == "layer":
+      self.norms = nnx.List([nnx.LayerNorm(h, rngs=rngs) for h in hidden])
+    elif norm == "batch":
+      self.norms = nnx.List([nnx.BatchNorm(h, rngs=rngs) for h in hidden])
+    else:
+      self.norms = None
+    self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout > 0 else None
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = x.reshape(*x.shape[:-1], -1) if x.ndim > 1 else x
+    for l, layer in enumerate(self.layers):
+      x = layer(x)
+      if l < len(self.layers) - 1:
+        if self.norms is not None:
+          x = self.norms[l](x)
+        x = self.activation(x)
+        if self.dropout is not None:
+          x = self.dropout(x)
+    return x
+
+  def topologies(self) -> list[Topology]:
+    return [layer.topology() for layer in self.layers]
+
+  @property
+  def nnz(self) -> int:
+    """Nonzero weights (biases and norm parameters excluded)."""
+    return sum(layer.nnz for layer in self.layers)
+
+  @property
+  def dense_equivalent(self) -> int:
+    return sum(layer.n_in * layer.n_out for layer in self.layers)
+
+  def __repr__(self) -> str:
+    lines = [f"SparseMLP({self.activation_name}, nnz={self.nnz:,} of "
+             f"{self.dense_equivalent:,} dense = "
+             f"{self.nnz / self.dense_equivalent:.2%})"]
+    lines += [f"  {layer!r}" for layer in self.layers]
+    return "\n".join(lines)
+
+  __str__ = __repr__

@@ -1,0 +1,345 @@
+"""``train_and_evaluate``: train a sparse MLP from a config into a workdir.
+
+Workdir contract:
+  ``config.json``    the run's config; a restart with a different config is
+                     refused unless ``overwrite`` (only ``epochs`` may grow);
+  ``metrics.jsonl``, ``metrics.csv``  one row per epoch: epoch, step,
+                     train_loss, train_acc, test_loss, test_acc, wall_s,
+                     epoch_s, nnz_params, dense_params, lr;
+  ``checkpoints/``   orbax: model state (values, biases, norm statistics and
+                     the topology index arrays), optimizer state, epoch --
+                     one per completed epoch, so a killed run restarts at
+                     the last completed epoch and loses at most one;
+  ``topologies/``    optional per-epoch topology snapshots (NNSTD analysis);
+  ``summary.json``   final and best accuracy, timings, sizes, data source,
+                     versions.
+A non-finite loss stops training with ``FloatingPointError`` before anything
+is checkpointed, so the last good checkpoint survives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from snn_jax import data as data_lib
+from snn_jax import topology as topology_lib
+from snn_jax.nn import SparseMLP, TopologyVar
+from snn_jax.training.checkpoint import Checkpointer
+from snn_jax.training.metrics import MetricWriter
+from snn_jax.utils import device_info, versions
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "step")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Everything a training run depends on (saved as ``config.json``)."""
+  dataset: str = "digits"
+  hidden: tuple[int, ...] = (256, 256)
+  topology: str = "erdos_renyi"
+  density: float | None = 0.1
+  fan_in: int | None = None
+  block_size: int | tuple[int, ...] = 1
+  topology_params: dict[str, Any] = dataclasses.field(default_factory=dict)
+  impl: str = "auto"
+  init: str = "sparse_he"
+  activation: str = "relu"
+  norm: str | None = None
+  dropout: float = 0.0
+  optimizer: str = "momentum"
+  lr: float = 0.05
+  schedule: str = "cosine"
+  warmup_epochs: int = 0
+  momentum: float = 0.9
+  weight_decay: float = 0.0
+  batch_size: int = 128
+  epochs: int = 10
+  seed: int = 0
+  data_dir: str | None = None
+  tfds_data_dir: str | None = None
+  tfds_manual_dir: str | None = None
+  tfds_download: bool = False
+  snapshot_topologies: bool = False
+  progress: bool = True
+
+  def __post_init__(self):
+    if self.optimizer not in OPTIMIZERS:
+      raise ValueError(f"unknown optimizer {self.optimizer!r}; known: {OPTIMIZERS}")
+    if self.schedule not in SCHEDULES:
+      raise ValueError(f"unknown schedule {self.schedule!r}; known: {SCHEDULES}")
+    if self.dataset not in data_lib.DATASETS:
+      raise ValueError(f"unknown dataset {self.dataset!r}; known: "
+                       f"{', '.join(data_lib.DATASETS)}")
+    topology_lib.spec(self.topology)  # unknown names raise, listing known
+    for name, v in (("batch_size", self.batch_size), ("epochs", self.epochs)):
+      if v < 1:
+        raise ValueError(f"{name} must be >= 1, got {v}")
+    if not self.lr > 0:
+      raise ValueError(f"lr must be positive, got {self.lr}")
+    if any(h < 1 for h in self.hidden):
+      raise ValueError(f"hidden widths must be positive, got {self.hidden}")
+
+  def to_dict(self) -> dict[str, Any]:
+    d = dataclasses.asdict(self)
+    d["hidden"] = list(self.hidden)
+    if isinstance(self.block_size, tuple):
+      d["block_size"] = list(self.block_size)
+    return d
+
+
+def build_topologies(config: TrainConfig, input_dim: int,
+                     num_classes: int) -> list[topology_lib.Topology]:
+  widths = [input_dim, *config.hidden, num_classes]
+  density = None if config.topology == "dense" else config.density
+  fan_in = None if config.topology == "dense" else config.fan_in
+  bs = list(config.block_size) if isinstance(config.block_size, (tuple, list)) \
+      else config.block_size
+  return topology_lib.make_stack(
+      config.topology, widths, density=density, fan_in=fan_in, block_size=bs,
+      seed=config.seed, **config.topology_params)
+
+
+def build_model(config: TrainConfig, topologies, rngs: nnx.Rngs) -> SparseMLP:
+  return SparseMLP(topologies, activation=config.activation, norm=config.norm,
+                   dropout=config.dropout, init=config.init, impl=config.impl,
+                   rngs=rngs)
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+  total = config.epochs * steps_per_epoch
+  warm = config.warmup_epochs * steps_per_epoch
+  if config.schedule == "constant":
+    lr = optax.constant_schedule(config.lr)
+  elif config.schedule == "cosine":
+    lr = optax.cosine_decay_schedule(config.lr, max(total, 1))
+  elif config.schedule == "warmup_cosine":
+    lr = optax.warmup_cosine_decay_schedule(0.0, config.lr, max(warm, 1),
+                                            max(total, warm + 1))
+  else:  # step: x0.1 at 50% and 75% of training
+    lr = optax.piecewise_constant_schedule(
+        config.lr, {int(total * 0.5): 0.1, int(total * 0.75): 0.1})
+  if config.optimizer == "sgd":
+    tx = optax.sgd(lr)
+  elif config.optimizer == "momentum":
+    tx = optax.sgd(lr, momentum=config.momentum, nesterov=True)
+  elif config.optimizer == "adam":
+    tx = optax.adam(lr)
+  else:
+    tx = optax.adamw(lr, weight_decay=config.weight_decay)
+  if config.weight_decay and config.optimizer != "adamw":
+    tx = optax.chain(optax.add_decayed_weights(config.weight_decay), tx)
+  return tx, lr
+
+
+def _loss_and_acc(model, x, y):
+  logits = model(x)
+  loss = optax.softmax_cross_entropy_with_integer_labels(
+      logits.astype(jnp.float32), y).mean()
+  acc = (jnp.argmax(logits, -1) == y).mean()
+  return loss, acc
+
+
+@nnx.jit
+def train_step(model: SparseMLP, optimizer: nnx.Optimizer, x, y):
+  """One SGD step; returns (loss, accuracy) of the batch."""
+  def loss_fn(model):
+    return _loss_and_acc(model, x, y)
+  (loss, acc), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+  optimizer.update(model, grads)
+  return loss, acc
+
+
+@nnx.jit
+def eval_step(model: SparseMLP, x, y):
+  loss, acc = _loss_and_acc(model, x, y)
+  return loss * x.shape[0], acc * x.shape[0]
+
+
+def evaluate(model: SparseMLP, x: np.ndarray, y: np.ndarray,
+             batch_size: int) -> tuple[float, float]:
+  """Mean loss and accuracy over all of (x, y) (last partial batch included)."""
+  model.eval()
+  tot_loss = tot_acc = 0.0
+  for xb, yb in data_lib.batches(x, y, batch_size, drop_remainder=False):
+    l, a = eval_step(model, jnp.asarray(xb), jnp.asarray(yb))
+    tot_loss += float(l)
+    tot_acc += float(a)
+  model.train()
+  return tot_loss / len(x), tot_acc / len(x)
+
+
+def _ckpt_filter():
+  return nnx.Any(nnx.Param, nnx.BatchStat, TopologyVar)
+
+
+def _prepare_workdir(config: TrainConfig, workdir: str, overwrite: bool) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, "config.json")
+  new = config.to_dict()
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    diff = sorted(k for k in set(old) | set(new)
+                  if k not in ("epochs", "progress") and old.get(k) != new.get(k))
+    if diff and not overwrite:
+      raise FileExistsError(
+          f"workdir {workdir!r} holds a run with a different config (fields "
+          f"{diff}); use another --workdir or pass --overwrite to discard it")
+    if diff and overwrite:
+      for name in ("checkpoints", "topologies", "metrics.jsonl", "metrics.csv",
+                   "summary.json"):
+        p = os.path.join(workdir, name)
+        if os.path.isdir(p):
+          shutil.rmtree(p)
+        elif os.path.exists(p):
+          os.remove(p)
+  if jax.process_index() == 0:
+    with open(path, "w") as f:
+      json.dump(new, f, indent=1)
+
+
+def _snapshot(model: SparseMLP, workdir: str, epoch: int) -> None:
+  d = os.path.join(workdir, "topologies", f"epoch_{epoch:03d}")
+  os.makedirs(d, exist_ok=True)
+  for l, t in enumerate(model.topologies()):
+    t.save(os.path.join(d, f"layer_{l}.npz"))
+
+
+def train_and_evaluate(config: TrainConfig, workdir: str, *,
+                       overwrite: bool = False,
+                       dataset: data_lib.Dataset | None = None,
+                       stop_after_epoch: int | None = None) -> dict[str, Any]:
+  """Trains ``config`` into ``workdir`` (module docstring); resumes from the
+  last checkpoint there. ``dataset`` overrides loading (tests, notebooks);
+  ``stop_after_epoch`` returns early after that epoch (a time-sliced or
+  preemptible job continues later with the same call). Raising ``epochs`` on
+  a finished run continues it, with the schedule recomputed for the new
+  total.
+
+  Returns the summary dict (also written to ``summary.json``).
+  """
+  _prepare_workdir(config, workdir, overwrite)
+  t_start = time.perf_counter()
+  ds = dataset or data_lib.load(
+      config.dataset, data_dir=config.data_dir,
+      tfds_data_dir=config.tfds_data_dir, manual_dir=config.tfds_manual_dir,
+      download=config.tfds_download, seed=config.seed)
+  ds = ds.flattened()
+  if len(ds.x_train) < config.batch_size:
+    raise ValueError(f"batch_size {config.batch_size} exceeds the "
+                     f"{len(ds.x_train)} training examples")
+  topologies = build_topologies(config, ds.input_dim, ds.num_classes)
+  model = build_model(config, topologies, nnx.Rngs(params=config.seed,
+                                                   dropout=config.seed + 1))
+  steps_per_epoch = data_lib.num_batches(len(ds.x_train), config.batch_size)
+  tx, lr_schedule = make_optimizer(config, steps_per_epoch)
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+  ckpt = Checkpointer(workdir)
+  start_epoch = 0
+  latest = ckpt.latest_epoch()
+  if latest is not None:
+    target = {"model": nnx.to_pure_dict(nnx.state(model, _ckpt_filter())),
+              "opt": nnx.to_pure_dict(nnx.state(optimizer)),
+              "epoch": 0}
+    abstract = jax.tree.map(ocp_abstract, target)
+    restored = ckpt.restore(latest, abstract)
+    ms = nnx.state(model, _ckpt_filter())
+    nnx.replace_by_pure_dict(ms, restored["model"])
+    nnx.update(model, ms)
+    os_ = nnx.state(optimizer)
+    nnx.replace_by_pure_dict(os_, restored["opt"])
+    nnx.update(optimizer, os_)
+    start_epoch = int(restored["epoch"])
+  writer = MetricWriter(workdir, resume_epoch=start_epoch + 1)
+  if config.snapshot_topologies and start_epoch == 0:
+    _snapshot(model, workdir, 0)
+
+  progress = None
+  if config.progress:
+    from tqdm.auto import tqdm
+    progress = tqdm
+  best_acc = max([r["test_acc"] for r in writer.rows] or [0.0])
+  train_s = sum(r.get("epoch_s", 0.0) for r in writer.rows)
+  step = start_epoch * steps_per_epoch
+  model.train()
+  last_epoch = config.epochs if stop_after_epoch is None else min(
+      config.epochs, stop_after_epoch)
+  for epoch in range(start_epoch + 1, last_epoch + 1):
+    t0 = time.perf_counter()
+    losses, accs = [], []
+    it = data_lib.batches(ds.x_train, ds.y_train, config.batch_size,
+                          seed=config.seed * 100_003 + epoch)
+    if progress is not None:
+      it = progress(it, total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}",
+                    leave=False)
+    for xb, yb in it:
+      loss, acc = train_step(model, optimizer, jnp.asarray(xb), jnp.asarray(yb))
+      losses.append(loss)
+      accs.append(acc)
+      step += 1
+    losses = np.asarray(jax.device_get(losses))
+    if not np.isfinite(losses).all():
+      bad = int(np.argmin(np.isfinite(losses)))
+      ckpt.close()
+      raise FloatingPointError(
+          f"non-finite training loss at epoch {epoch}, step {bad + 1} of the "
+          f"epoch; training stopped and nothing was saved for this epoch (last "
+          f"good checkpoint: epoch {ckpt.latest_epoch() or 0} in "
+          f"{ckpt.directory}). Lower --lr or change --init/--optimizer.")
+    epoch_s = time.perf_counter() - t0
+    train_s += epoch_s
+    test_loss, test_acc = evaluate(model, ds.x_test, ds.y_test, 1024)
+    best_acc = max(best_acc, test_acc)
+    row = {"epoch": epoch, "step": step,
+           "train_loss": float(losses.mean()),
+           "train_acc": float(np.mean(jax.device_get(accs))),
+           "test_loss": test_loss, "test_acc": test_acc,
+           "epoch_s": epoch_s, "wall_s": train_s,
+           "nnz_params": model.nnz, "dense_params": model.dense_equivalent,
+           "lr": float(lr_schedule(step))}
+    if config.snapshot_topologies:
+      _snapshot(model, workdir, epoch)
+    ckpt.save(epoch, {"model": nnx.to_pure_dict(nnx.state(model, _ckpt_filter())),
+                      "opt": nnx.to_pure_dict(nnx.state(optimizer)),
+                      "epoch": epoch})
+    writer.write(row)
+    print(f"epoch {epoch:3d}  train loss {row['train_loss']:.4f} acc "
+          f"{row['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}"
+          f"  {epoch_s:.1f}s  nnz {model.nnz:,}", flush=True)
+  ckpt.close()
+  last = writer.rows[-1] if writer.rows else {}
+  summary = {
+      "final_test_acc": last.get("test_acc"), "best_test_acc": best_acc,
+      "final_train_loss": last.get("train_loss"), "epochs": config.epochs,
+      "train_seconds": train_s, "total_seconds": time.perf_counter() - t_start,
+      "nnz_params": model.nnz, "dense_params": model.dense_equivalent,
+      "density": model.nnz / model.dense_equivalent,
+      "widths": [topologies[0].n_in] + [t.n_out for t in topologies],
+      "data_source": ds.source, "config": config.to_dict(),
+      **{f"device_{k}": v for k, v in device_info().items()},
+      **{f"version_{k}": v for k, v in versions().items()},
+  }
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=1)
+  return summary
+
+
+def ocp_abstract(x):
+  """ShapeDtypeStruct of an array leaf (plain Python values pass through)."""
+  if isinstance(x, (jax.Array, np.ndarray)):
+    return jax.ShapeDtypeStruct(x.shape, x.dtype)
+  return x

@@ -1,0 +1,94 @@
+"""SparseDense / SparseMLP: numerics against dense, state layout, repr."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from snn_jax import nn, topology as T
+from snn_jax.nn import SparseDense, SparseMLP, TopologyVar
+
+
+@pytest.mark.parametrize("bs", [1, 8])
+def test_sparse_dense_matches_dense(rng, bs):
+  t = T.make("erdos_renyi", 64, 48, density=0.3, block_size=bs, seed=1)
+  layer = SparseDense(t, rngs=nnx.Rngs(0))
+  layer.bias.set_value(jnp.asarray(rng.standard_normal(48), jnp.float32))
+  x = jnp.asarray(rng.standard_normal((7, 64)), jnp.float32)
+  w = np.asarray(layer.weight().to_dense())
+  np.testing.assert_array_equal(w != 0, t.mask())
+  np.testing.assert_allclose(layer(x), x @ w + layer.bias.get_value()[None], rtol=1e-5, atol=1e-5)
+  assert layer.topology() == t
+
+
+def test_index_arrays_are_not_trained(rng):
+  s = T.make_stack("xnet", [32, 64, 10], density=0.25)
+  model = SparseMLP(s, rngs=nnx.Rngs(0))
+  params = nnx.state(model, nnx.Param)
+  leaves = jax.tree.leaves(params)
+  assert all(jnp.issubdtype(l.dtype, jnp.floating) for l in leaves)
+  idx = jax.tree.leaves(nnx.state(model, TopologyVar))
+  assert idx and all(l.dtype == jnp.int32 for l in idx)
+  x = jnp.asarray(rng.standard_normal((4, 32)), jnp.float32)
+  grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)
+  assert jax.tree.structure(grads) == jax.tree.structure(params)
+
+
+def test_set_topology_fixed_nnzb_no_retrace(rng):
+  a = T.make("fixed_fan_in", 32, 32, fan_in=4, seed=0)
+  b = T.make("fixed_fan_in", 32, 32, fan_in=4, seed=1)
+  layer = SparseDense(a, rngs=nnx.Rngs(0))
+  x = jnp.asarray(rng.standard_normal((3, 32)), jnp.float32)
+
+  @nnx.jit
+  @chex.assert_max_traces(n=1)
+  def f(layer, x):
+    return layer(x)
+
+  f(layer, x)
+  new_vals = jnp.asarray(rng.standard_normal(layer.values.get_value().shape), jnp.float32)
+  layer.set_topology(b, new_vals)
+  y = f(layer, x)
+  np.testing.assert_allclose(
+      y, x @ np.asarray(layer.weight().to_dense()) + layer.bias.get_value()[None], rtol=1e-5,
+      atol=1e-5)
+  assert layer.topology() == b
+  chex.clear_trace_counter()
+  with pytest.raises(ValueError, match="nnzb must stay"):
+    layer.set_topology(T.make("fixed_fan_in", 32, 32, fan_in=5), new_vals)
+
+
+@pytest.mark.parametrize("norm", [None, "layer", "batch"])
+def test_mlp_forward_modes(rng, norm):
+  s = T.make_stack("erdos_renyi", [20, 40, 30, 5], density=0.4, seed=2)
+  model = SparseMLP(s, norm=norm, dropout=0.2, rngs=nnx.Rngs(0, dropout=1))
+  x = jnp.asarray(rng.standard_normal((16, 20)), jnp.float32)
+  y_train = model(x)
+  model.eval()
+  y1, y2 = model(x), model(x)
+  np.testing.assert_array_equal(y1, y2)  # deterministic in eval mode
+  assert y_train.shape == (16, 5) and not np.allclose(y_train, y1)
+
+
+def test_repr_shows_topology_density_and_nnz():
+  s = T.make_stack("radixnet", [64, 64, 64], radices=[[8, 8]])
+  model = SparseMLP(s, rngs=nnx.Rngs(0))
+  text = repr(model)
+  assert "radixnet" in text and "density=0.125" in text
+  assert "nnz=1,024 of 8,192 dense" in text and "12.50%" in text
+  assert str(model) == text
+
+
+def test_mlp_errors():
+  a = T.make("dense", 8, 4)
+  b = T.make("dense", 5, 2)
+  with pytest.raises(ValueError, match="do not chain"):
+    SparseMLP([a, b], rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="unknown init"):
+    SparseMLP([a], init="zeros", rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="unknown activation"):
+    SparseMLP([a], activation="softplus2", rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="norm"):
+    SparseMLP([a], norm="group", rngs=nnx.Rngs(0))

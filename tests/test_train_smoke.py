@@ -1,0 +1,136 @@
+"""End-to-end training at tiny sizes: files, resume, refusal, NaN stop."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from snn_jax import data
+from snn_jax.training import TrainConfig, train_and_evaluate
+from tests.conftest import SHARED_MNIST
+
+@pytest.fixture(autouse=True)
+def _standard_promotion():
+  # optax's schedules mix int32 step counts with Python floats, which the
+  # suite's strict promotion mode rejects; training runs in standard mode.
+  with jax.numpy_dtype_promotion("standard"):
+    yield
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = dict(hidden=(64,), density=0.3, epochs=2, batch_size=64, progress=False,
+             lr=0.05)
+
+
+def _rows(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(l) for l in f]
+
+
+def test_train_writes_everything_and_learns(tmp_path):
+  wd = str(tmp_path / "run")
+  cfg = TrainConfig(**{**SMALL, "epochs": 4}, snapshot_topologies=True)
+  s = train_and_evaluate(cfg, wd)
+  assert s["final_test_acc"] > 0.8  # digits, 4 epochs
+  rows = _rows(wd)
+  assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+  assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+  assert rows[0]["nnz_params"] == s["nnz_params"] < s["dense_params"]
+  for name in ("config.json", "metrics.csv", "summary.json"):
+    assert os.path.exists(os.path.join(wd, name))
+  assert sorted(os.listdir(os.path.join(wd, "topologies"))) == [
+      f"epoch_{e:03d}" for e in range(5)]
+  assert "digits" in s["data_source"]
+
+
+def test_resume_continues_and_loses_nothing(tmp_path):
+  wd = str(tmp_path / "run")
+  full = train_and_evaluate(TrainConfig(**{**SMALL, "epochs": 3}), str(tmp_path / "ref"))
+  cfg = TrainConfig(**{**SMALL, "epochs": 3})
+  train_and_evaluate(cfg, wd, stop_after_epoch=2)  # as if killed after epoch 2
+  assert [r["epoch"] for r in _rows(wd)] == [1, 2]
+  resumed = train_and_evaluate(cfg, wd)  # runs only epoch 3
+  assert [r["epoch"] for r in _rows(wd)] == [1, 2, 3]
+  np.testing.assert_allclose(resumed["final_test_acc"], full["final_test_acc"],
+                             atol=1e-6)
+  np.testing.assert_allclose(_rows(wd)[-1]["train_loss"],
+                             _rows(str(tmp_path / "ref"))[-1]["train_loss"], rtol=1e-5)
+
+
+def test_refuses_other_config_unless_overwrite(tmp_path):
+  wd = str(tmp_path / "run")
+  train_and_evaluate(TrainConfig(**SMALL), wd)
+  with pytest.raises(FileExistsError, match="different config.*density"):
+    train_and_evaluate(TrainConfig(**{**SMALL, "density": 0.5}), wd)
+  assert len(_rows(wd)) == 2  # nothing lost
+  s = train_and_evaluate(TrainConfig(**{**SMALL, "density": 0.5}), wd, overwrite=True)
+  assert len(_rows(wd)) == 2 and s["density"] > 0.4
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  wd = str(tmp_path / "run")
+  cfg = TrainConfig(**{**SMALL, "epochs": 3})
+  train_and_evaluate(cfg, wd, stop_after_epoch=1)
+  good = data.load("digits")
+  poisoned = dataclasses.replace(good, x_train=np.full_like(good.x_train, np.nan))
+  with pytest.raises(FloatingPointError, match="last good checkpoint: epoch 1"):
+    train_and_evaluate(cfg, wd, dataset=poisoned)
+  assert sorted(os.listdir(os.path.join(wd, "checkpoints"))) == ["1"]
+  assert [r["epoch"] for r in _rows(wd)] == [1]
+  s = train_and_evaluate(cfg, wd, dataset=good)  # continues from epoch 1
+  assert [r["epoch"] for r in _rows(wd)] == [1, 2, 3] and s["final_test_acc"] > 0.5
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(topology="nope"), "unknown topology"),
+    (dict(dataset="imagenet"), "unknown dataset"),
+    (dict(optimizer="lbfgs"), "unknown optimizer"),
+    (dict(epochs=0), "epochs"),
+])
+def test_config_errors(bad, match):
+  with pytest.raises(ValueError, match=match):
+    TrainConfig(**{**SMALL, **bad})
+
+
+def test_block_size_incompatible_widths(tmp_path):
+  with pytest.raises(ValueError, match="not divisible by block_size"):
+    train_and_evaluate(TrainConfig(**{**SMALL, "block_size": 16}), str(tmp_path))
+
+
+def test_radixnet_incompatible_widths(tmp_path):
+  with pytest.raises(ValueError, match="multiple of N'"):
+    train_and_evaluate(TrainConfig(**{**SMALL, "topology": "radixnet",
+                                      "density": None,
+                                      "topology_params": {"radices": [[8, 8]]}}),
+                       str(tmp_path))
+
+
+def test_binary_end_to_end(tmp_path):
+  out = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "experiments", "train.py"),
+       f"--workdir={tmp_path}", "--epochs=1", "--hidden=32", "--noprogress",
+       "--topology=radixnet", "--density=0.25"],
+      capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "final test accuracy" in out.stdout
+  bad = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "experiments", "train.py"),
+       f"--workdir={tmp_path}", "--epochs=1", "--hidden=32", "--density=0.5",
+       "--noprogress"], capture_output=True, text=True, timeout=600)
+  assert bad.returncode != 0 and "different config" in bad.stderr
+
+
+@pytest.mark.skipif(not os.path.isdir(SHARED_MNIST),
+                    reason="../shared/datasets/mnist is not present (user clone)")
+def test_mnist_idx_sparse_mlp(tmp_path):
+  ds = data.load("mnist", data_dir=SHARED_MNIST)
+  cfg = TrainConfig(dataset="mnist", hidden=(300, 100), density=0.1, epochs=2,
+                    batch_size=100, progress=False, data_dir=SHARED_MNIST)
+  s = train_and_evaluate(cfg, str(tmp_path), dataset=ds)
+  assert s["final_test_acc"] > 0.85
+  assert "seeded 8000/2000" in s["data_source"]
