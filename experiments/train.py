@@ -17,85 +17,26 @@ restarts from its last completed epoch when started again with the same
 flags; ``--overwrite`` discards a workdir holding a different run.
 """
 
-import json
-
 from absl import app, flags, logging
 
-from snn_jax import data, topology
-from snn_jax.nn import INITIALIZERS
-from snn_jax.ops import IMPLS
-from snn_jax.training import OPTIMIZERS, SCHEDULES, TrainConfig, train_and_evaluate
+from snn_jax import data
+from snn_jax.training import train_and_evaluate
 
-_DATASET = flags.DEFINE_enum("dataset", "digits", list(data.DATASETS),
-                             "Dataset; 'digits' is embedded (no network).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None,
-                                "Directory of IDX files, or an .npz file.")
-_TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "TFDS data dir.")
-_TFDS_MANUAL_DIR = flags.DEFINE_string("tfds_manual_dir", None,
-                                       "Directory with the canonical archives.")
-_TFDS_DOWNLOAD = flags.DEFINE_bool("tfds_download", False,
-                                   "Allow TFDS to download (needs network).")
-_HIDDEN = flags.DEFINE_list("hidden", ["256", "256"], "Hidden layer widths.")
-_TOPOLOGY = flags.DEFINE_enum("topology", "erdos_renyi", topology.names(),
-                              "Registered topology generator.")
-_DENSITY = flags.DEFINE_float("density", 0.1, "Connection density per layer.")
-_FAN_IN = flags.DEFINE_integer("fan_in", None, "Fan-in instead of density.")
-_BLOCK_SIZE = flags.DEFINE_list("block_size", ["1"],
-                                "Block size, one value or one per layer.")
-_TOPOLOGY_PARAMS = flags.DEFINE_string(
-    "topology_params", "{}", "JSON generator parameters, e.g. '{\"epsilon\": 20}'.")
-_IMPL = flags.DEFINE_enum("impl", "auto", list(IMPLS), "bsmm implementation.")
-_INIT = flags.DEFINE_enum("init", "sparse_he", sorted(INITIALIZERS), "Initialiser.")
-_ACTIVATION = flags.DEFINE_string("activation", "relu", "Hidden activation.")
-_NORM = flags.DEFINE_enum("norm", None, ["layer", "batch"], "Normalisation.")
-_DROPOUT = flags.DEFINE_float("dropout", 0.0, "Dropout rate.")
-_OPTIMIZER = flags.DEFINE_enum("optimizer", "momentum", list(OPTIMIZERS), "optax optimizer.")
-_LR = flags.DEFINE_float("lr", 0.05, "Peak learning rate.")
-_SCHEDULE = flags.DEFINE_enum("schedule", "cosine", list(SCHEDULES), "LR schedule.")
-_WARMUP = flags.DEFINE_integer("warmup_epochs", 0, "Warm-up epochs (warmup_cosine).")
-_MOMENTUM = flags.DEFINE_float("momentum", 0.9, "Momentum (optimizer=momentum).")
-_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 0.0, "Weight decay.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size.")
-_EPOCHS = flags.DEFINE_integer("epochs", 30, "Epochs.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed (topology, init, data order).")
-_SNAPSHOTS = flags.DEFINE_bool("snapshot_topologies", False,
-                               "Save every epoch's topology (for NNSTD).")
-_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-_OVERWRITE = flags.DEFINE_bool("overwrite", False,
-                               "Discard a workdir that holds a different run.")
+try:  # defines the training flags
+  from experiments import common_flags
+except ImportError:  # run as a script: experiments/ is on sys.path
+  import common_flags
 
-
-def config_from_flags() -> TrainConfig:
-  try:
-    params = json.loads(_TOPOLOGY_PARAMS.value)
-    hidden = tuple(int(h) for h in _HIDDEN.value)
-    bs = [int(b) for b in _BLOCK_SIZE.value]
-  except ValueError as e:
-    raise app.UsageError(f"bad --hidden, --block_size or --topology_params: {e}")
-  if not isinstance(params, dict):
-    raise app.UsageError("--topology_params must be a JSON object")
-  density = None if _FAN_IN.value is not None else _DENSITY.value
-  return TrainConfig(
-      dataset=_DATASET.value, hidden=hidden, topology=_TOPOLOGY.value,
-      density=density, fan_in=_FAN_IN.value,
-      block_size=bs[0] if len(bs) == 1 else tuple(bs), topology_params=params,
-      impl=_IMPL.value, init=_INIT.value, activation=_ACTIVATION.value,
-      norm=_NORM.value, dropout=_DROPOUT.value, optimizer=_OPTIMIZER.value,
-      lr=_LR.value, schedule=_SCHEDULE.value, warmup_epochs=_WARMUP.value,
-      momentum=_MOMENTUM.value, weight_decay=_WEIGHT_DECAY.value,
-      batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value, seed=_SEED.value,
-      data_dir=_DATA_DIR.value, tfds_data_dir=_TFDS_DATA_DIR.value,
-      tfds_manual_dir=_TFDS_MANUAL_DIR.value, tfds_download=_TFDS_DOWNLOAD.value,
-      snapshot_topologies=_SNAPSHOTS.value, progress=_PROGRESS.value)
+flags.mark_flag_as_required("workdir")
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   try:
-    config = config_from_flags()
-    summary = train_and_evaluate(config, _WORKDIR.value, overwrite=_OVERWRITE.value)
+    config = common_flags.config_from_flags()
+    summary = train_and_evaluate(config, common_flags._WORKDIR.value,
+                                 overwrite=common_flags._OVERWRITE.value)
   except (ValueError, FileExistsError, FileNotFoundError,
           data.DatasetUnavailableError) as e:
     raise app.UsageError(str(e)) from None

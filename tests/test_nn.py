@@ -92,3 +92,32 @@ def test_mlp_errors():
     SparseMLP([a], activation="softplus2", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="norm"):
     SparseMLP([a], norm="group", rngs=nnx.Rngs(0))
+
+
+def test_sparse_conv_matches_masked_dense_conv(rng):
+  t = T.make("erdos_renyi", 3, 8, density=0.5, seed=0)
+  conv = nn.SparseConv2D(t, (3, 3), padding="SAME", rngs=nnx.Rngs(0))
+  x = jnp.asarray(rng.standard_normal((2, 9, 9, 3)), jnp.float32)
+  w = np.asarray(conv.dense.weight().to_dense())  # [3*3*3, 8], rows c*9 + p
+  kernel = w.reshape(3, 3, 3, 8).transpose(1, 2, 0, 3)  # HWIO
+  ref = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  np.testing.assert_allclose(conv(x), ref + conv.dense.bias.get_value()[None, None, None],
+                             rtol=1e-4, atol=1e-4)
+  # Channel pairs absent from the topology have all-zero filters.
+  filt_on = np.abs(kernel).sum(axis=(0, 1)) > 0
+  np.testing.assert_array_equal(filt_on, t.mask())
+
+
+def test_lenet5_forward_and_grad(rng):
+  tops = [T.make("dense", 1, 6), T.make("erdos_renyi", 6, 16, density=0.5),
+          T.make("erdos_renyi", 400, 120, density=0.1),
+          T.make("erdos_renyi", 120, 84, density=0.2), T.make("dense", 84, 10)]
+  model = nn.LeNet5(tops, rngs=nnx.Rngs(0))
+  x = jnp.asarray(rng.standard_normal((4, 784)), jnp.float32)
+  assert model(x).shape == (4, 10)
+  g = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)
+  assert all(jnp.isfinite(l).all() for l in jax.tree.leaves(g))
+  assert model.nnz < 6 * 25 + 16 * 6 * 25 + 400 * 120 + 120 * 84 + 840
+  with pytest.raises(ValueError, match="LeNet-5 needs"):
+    nn.LeNet5(tops[:4], rngs=nnx.Rngs(0))

@@ -5,7 +5,10 @@ from snn_jax.training.loop import (OPTIMIZERS, SCHEDULES, TrainConfig,
                                    build_model, build_topologies, evaluate,
                                    make_optimizer, train_and_evaluate)
 from snn_jax.training.metrics import MetricWriter
+from snn_jax.training.sweep import (SweepConfig, correlations, plot_sweep,
+                                    run_name, run_sweep)
 
 __all__ = ["Checkpointer", "MetricWriter", "OPTIMIZERS", "SCHEDULES",
-           "TrainConfig", "build_model", "build_topologies", "evaluate",
+           "SweepConfig", "TrainConfig", "build_model", "correlations",
+           "plot_sweep", "run_name", "run_sweep", "build_topologies", "evaluate",
            "make_optimizer", "train_and_evaluate"]

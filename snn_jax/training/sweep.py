@@ -1,0 +1,153 @@
+"""Grids of training runs: topologies x densities x seeds, one CSV, plots.
+
+Each run trains into ``workdir/runs/<topology>_d<density>_s<seed>`` (so a
+sweep that was stopped resumes, every run from its own checkpoints) and adds
+one row to ``sweep.csv``/``sweep.json`` with the run's accuracy and the
+data-free metrics of its topology stack -- the material of Bourely et al.'s
+analysis (arXiv:1706.05683): accuracy against density, spectral gap and
+algebraic connectivity, with Spearman rank correlations.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import multiprocessing
+import os
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from snn_jax import analysis
+from snn_jax.training.loop import TrainConfig, build_topologies, train_and_evaluate
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+  """The grid. ``base`` fixes everything else (its topology/density/seed are
+  replaced by the grid values)."""
+  base: TrainConfig
+  topologies: Sequence[str]
+  densities: Sequence[float]
+  seeds: Sequence[int] = (0,)
+  processes: int = 1
+
+
+def run_name(topology: str, density: float, seed: int) -> str:
+  return f"{topology}_d{density:g}_s{seed}"
+
+
+def _one_run(cfg: TrainConfig, workdir: str) -> dict[str, Any]:
+  """Trains one grid point; returns its row (errors become a row, not a
+  crash of the sweep)."""
+  row: dict[str, Any] = {"topology": cfg.topology, "requested_density": cfg.density,
+                         "seed": cfg.seed, "workdir": workdir}
+  t0 = time.perf_counter()
+  try:
+    from snn_jax import data as data_lib
+    ds = data_lib.load(cfg.dataset, data_dir=cfg.data_dir,
+                       tfds_data_dir=cfg.tfds_data_dir,
+                       manual_dir=cfg.tfds_manual_dir,
+                       download=cfg.tfds_download, seed=cfg.seed)
+    stack = build_topologies(cfg, ds.input_dim, ds.num_classes)
+    row["spectral_gap"] = analysis.spectral_gap(stack)
+    row["algebraic_connectivity"] = analysis.algebraic_connectivity(stack)
+    row["layer_spectral_gap_mean"] = float(np.mean(
+        [analysis.spectral_gap(t) for t in stack]))
+    paths = analysis.path_stats(stack)
+    row["reachability"] = paths["reachability"]
+    row["paths_cv"] = paths["paths"]["cv"]
+    summary = train_and_evaluate(cfg, workdir, dataset=ds)
+    row.update(density=summary["density"], nnz_params=summary["nnz_params"],
+               final_test_acc=summary["final_test_acc"],
+               best_test_acc=summary["best_test_acc"],
+               train_seconds=summary["train_seconds"], error="")
+  except (ValueError, FloatingPointError) as e:
+    row["error"] = f"{type(e).__name__}: {e}"
+  row["seconds"] = time.perf_counter() - t0
+  return row
+
+
+def run_sweep(config: SweepConfig, workdir: str) -> list[dict[str, Any]]:
+  """Runs the grid (sequentially, or in ``processes`` spawned worker
+  processes) and writes ``sweep.csv``, ``sweep.json`` and the plots."""
+  jobs = []
+  for topo in config.topologies:
+    for density in config.densities:
+      for seed in config.seeds:
+        cfg = dataclasses.replace(config.base, topology=topo,
+                                  density=None if topo == "dense" else density,
+                                  seed=seed, progress=False)
+        jobs.append((cfg, os.path.join(workdir, "runs", run_name(topo, density, seed))))
+  if config.processes > 1:
+    ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe
+    with cf.ProcessPoolExecutor(config.processes, mp_context=ctx) as pool:
+      rows = list(pool.map(_one_run, *zip(*jobs)))
+  else:
+    rows = [_one_run(c, w) for c, w in jobs]
+  analysis.write_rows(rows, workdir, "sweep")
+  plot_sweep(rows, workdir)
+  return rows
+
+
+def correlations(rows: Sequence[dict[str, Any]], metric: str) -> dict[str, float]:
+  """Spearman and Pearson correlation of final test accuracy with ``metric``
+  over the successful runs (NaN when fewer than three)."""
+  import scipy.stats
+
+  ok = [r for r in rows if not r.get("error") and r.get(metric) is not None]
+  if len(ok) < 3:
+    return {"spearman": float("nan"), "pearson": float("nan"), "n": len(ok)}
+  a = np.array([r["final_test_acc"] for r in ok])
+  m = np.array([r[metric] for r in ok], dtype=float)
+  if np.ptp(a) == 0 or np.ptp(m) == 0:
+    return {"spearman": float("nan"), "pearson": float("nan"), "n": len(ok)}
+  return {"spearman": float(scipy.stats.spearmanr(a, m).statistic),
+          "pearson": float(scipy.stats.pearsonr(a, m).statistic), "n": len(ok)}
+
+
+def plot_sweep(rows: Sequence[dict[str, Any]], out_dir: str) -> None:
+  """``accuracy_vs_density.png`` (mean and spread over seeds per topology)
+  and ``accuracy_vs_expansion.png`` (against spectral gap and algebraic
+  connectivity, with rank correlations)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  ok = [r for r in rows if not r.get("error")]
+  if not ok:
+    return
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for topo in sorted({r["topology"] for r in ok}):
+    pts: dict[float, list[float]] = {}
+    for r in ok:
+      if r["topology"] == topo:
+        pts.setdefault(r["density"], []).append(r["final_test_acc"])
+    ds = sorted(pts)
+    mean = [np.mean(pts[d]) for d in ds]
+    err = [np.std(pts[d]) for d in ds]
+    ax.errorbar(ds, mean, yerr=err, marker="o", capsize=3, label=topo)
+  ax.set_xscale("log")
+  ax.set_xlabel("density")
+  ax.set_ylabel("final test accuracy")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(out_dir, "accuracy_vs_density.png"), dpi=110)
+  plt.close(fig)
+
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for ax, metric in zip(axes, ("spectral_gap", "algebraic_connectivity")):
+    for topo in sorted({r["topology"] for r in ok}):
+      rr = [r for r in ok if r["topology"] == topo]
+      ax.scatter([r[metric] for r in rr], [r["final_test_acc"] for r in rr],
+                 label=topo, s=18)
+    c = correlations(ok, metric)
+    ax.set_title(f"{metric}: Spearman {c['spearman']:.2f}, Pearson "
+                 f"{c['pearson']:.2f} (n={c['n']})", fontsize=9)
+    ax.set_xlabel(metric)
+    ax.set_ylabel("final test accuracy")
+  axes[1].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(out_dir, "accuracy_vs_expansion.png"), dpi=110)
+  plt.close(fig)

@@ -1,0 +1,49 @@
+"""The sweep: grid rows with metrics, error rows, plots, correlations."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from snn_jax.training import SweepConfig, TrainConfig, correlations, run_sweep
+
+
+@pytest.fixture(autouse=True)
+def _standard_promotion():
+  with jax.numpy_dtype_promotion("standard"):  # optax schedules
+    yield
+
+
+def test_sweep_grid(tmp_path):
+  base = TrainConfig(hidden=(64,), epochs=1, batch_size=64, progress=False)
+  cfg = SweepConfig(base=base, topologies=("erdos_renyi", "circulant", "ramanujan"),
+                    densities=(0.25, 0.02), seeds=(0, 1))
+  rows = run_sweep(cfg, str(tmp_path))
+  assert len(rows) == 12
+  ok = [r for r in rows if not r["error"]]
+  bad = [r for r in rows if r["error"]]
+  # At density 0.02 the 64->10 layer cannot hold a circulant (degree 0) and
+  # no projective plane reaches it: those runs are error rows, not crashes.
+  assert {(r["topology"], r["requested_density"]) for r in bad} == {
+      ("circulant", 0.02), ("ramanujan", 0.02)}
+  assert all("degree 0" in r["error"] or "out of reach" in r["error"] for r in bad)
+  for r in ok:
+    assert 0 < r["final_test_acc"] <= 1 and 0 <= r["spectral_gap"] <= 1
+    assert r["algebraic_connectivity"] >= 0
+    assert abs(r["density"] - r["requested_density"]) < 0.3 * r["requested_density"]
+  for name in ("sweep.csv", "sweep.json", "accuracy_vs_density.png",
+               "accuracy_vs_expansion.png"):
+    assert os.path.getsize(tmp_path / name) > 100
+  assert sorted(os.listdir(tmp_path / "runs"))[0] == "circulant_d0.25_s0"
+  c = correlations(rows, "spectral_gap")
+  assert c["n"] == 8 and -1 <= c["spearman"] <= 1
+
+
+def test_correlations_known_values():
+  rows = [{"final_test_acc": a, "m": m, "error": ""}
+          for a, m in [(0.1, 1.0), (0.2, 2.0), (0.3, 3.0), (0.4, 5.0)]]
+  c = correlations(rows, "m")
+  assert c["spearman"] == pytest.approx(1.0)
+  assert 0.9 < c["pearson"] < 1.0
+  assert np.isnan(correlations(rows[:2], "m")["spearman"])
