@@ -50,7 +50,8 @@ SUITES = {
         impls=("pallas", "xla", "dense", "bcoo"), repeats=10, min_seconds=0.2),
     "smoke": bench.BenchConfig(
         sizes=(256,), batches=(32,), densities=(0.1,), block_sizes=(1, 16),
-        impls=("xla", "dense", "bcoo", "scipy"), repeats=2, min_seconds=0.0),
+        impls=("xla", "dense", "bcoo", "bcsr", "scipy"), repeats=2,
+        min_seconds=0.0),
 }
 
 

@@ -138,25 +138,37 @@ def _dense_fns() -> dict[str, Callable]:
 
 
 def _jax_sparse_fns(fmt: str) -> dict[str, Callable]:
+  """jax.experimental.sparse baselines. BCOO multiplies as the right operand
+  directly; BCSR only supports a sparse *left* operand, so it stores W.T and
+  W and computes ``x @ W = (W.T @ x.T).T`` and ``dy @ W.T = (W @ dy.T).T``."""
   from jax.experimental import sparse as jsp
 
-  cls = jsp.BCOO if fmt == "bcoo" else jsp.BCSR
-  fwd = jax.jit(lambda x, ws: x @ ws)
-  dx = jax.jit(lambda dy, ws: dy @ ws.T)
+  if fmt == "bcoo":
+    fwd = jax.jit(lambda x, ws: x @ ws)
+    dx = jax.jit(lambda dy, ws: dy @ ws.T)
 
-  def _fb(x, dy, ws):
+    def _fb(x, dy, ws):
+      f = lambda x, data: x @ jsp.BCOO((data, ws.indices), shape=ws.shape)
+      y, vjp = jax.vjp(f, x, ws.data)
+      return y, vjp(dy)
+
+    return {"make": jsp.BCOO.fromdense, "fwd": lambda x, dy, ws: fwd(x, ws),
+            "dx": lambda x, dy, ws: dx(dy, ws), "fwd_bwd": jax.jit(_fb)}
+
+  fwd = jax.jit(lambda x, wt: (wt @ x.T).T)
+  dx = jax.jit(lambda dy, w: (w @ dy.T).T)
+
+  def _fb_csr(x, dy, pair):
+    wt, _ = pair
     def f(x, data):
-      if fmt == "bcoo":
-        m = jsp.BCOO((data, ws.indices), shape=ws.shape)
-      else:
-        m = jsp.BCSR((data, ws.indices, ws.indptr), shape=ws.shape)
-      return x @ m
-    y, vjp = jax.vjp(f, x, ws.data)
+      m = jsp.BCSR((data, wt.indices, wt.indptr), shape=wt.shape)
+      return (m @ x.T).T
+    y, vjp = jax.vjp(f, x, wt.data)
     return y, vjp(dy)
 
-  fb = jax.jit(_fb)
-  return {"make": cls.fromdense, "fwd": lambda x, dy, ws: fwd(x, ws),
-          "dx": lambda x, dy, ws: dx(dy, ws), "fwd_bwd": fb}
+  return {"make": lambda wd: (jsp.BCSR.fromdense(wd.T), jsp.BCSR.fromdense(wd)),
+          "fwd": lambda x, dy, pair: fwd(x, pair[0]),
+          "dx": lambda x, dy, pair: dx(dy, pair[1]), "fwd_bwd": jax.jit(_fb_csr)}
 
 
 def _scipy_fns():
