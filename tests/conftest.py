@@ -4,6 +4,7 @@ The device count must be set before jax initialises its backends.
 """
 
 import os
+import zlib
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -19,17 +20,21 @@ SHARED_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                             "datasets", "mnist")
 
 
+def _seed(request) -> int:
+  # crc32, not hash(): str hashes change between processes.
+  return zlib.crc32(request.node.nodeid.encode())
+
+
 @pytest.fixture
 def rng(request):
-  """A NumPy generator seeded from the test's name (fresh, reproducible)."""
-  seed = abs(hash(request.node.nodeid)) % (2**31)
-  return np.random.default_rng(seed)
+  """A NumPy generator seeded from the test's id: fresh per test, the same
+  on every run (so a failure reproduces)."""
+  return np.random.default_rng(_seed(request))
 
 
 @pytest.fixture
 def key(request):
-  seed = abs(hash(request.node.nodeid)) % (2**31)
-  return jax.random.key(seed)
+  return jax.random.key(_seed(request))
 
 
 def poisoned(shape, dtype):

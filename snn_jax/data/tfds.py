@@ -46,13 +46,7 @@ def load_tfds(name: str, *, data_dir: str | None = None,
     raise ValueError(f"unknown TFDS dataset {name!r}; known: {', '.join(TFDS_NAMES)}")
   tfds = _import_tfds()
   builder = tfds.builder(name, data_dir=data_dir)
-  if not builder.is_prepared():
-    if not (download or manual_dir):
-      raise DatasetUnavailableError(
-          f"TFDS dataset {name!r} is not prepared in "
-          f"{data_dir or '~/tensorflow_datasets'}. Either prepare it once with "
-          f"network access (--tfds_download), point --tfds_data_dir at a "
-          f"prepared copy, or put the canonical archives in --tfds_manual_dir.")
+  if download or manual_dir:
     try:
       builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
           manual_dir=manual_dir, try_download_gcs=False))
@@ -61,10 +55,22 @@ def load_tfds(name: str, *, data_dir: str | None = None,
           f"could not prepare TFDS dataset {name!r}: {type(e).__name__}: {e}. "
           "Check the archives in --tfds_manual_dir or the network.") from e
   arrays = {}
-  for split in ("train", "test"):
-    ds = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-    arrays[split] = (np.asarray(ds["image"], np.float32) / 255.0,
-                     np.asarray(ds["label"], np.int32))
+  try:
+    for split in ("train", "test"):
+      # Finite batches: batch_size=-1 crashes TF 2.21 on generated datasets.
+      parts = list(tfds.as_numpy(builder.as_dataset(split=split, batch_size=4096)))
+      arrays[split] = (
+          np.concatenate([p["image"] for p in parts]).astype(np.float32) / 255.0,
+          np.concatenate([p["label"] for p in parts]).astype(np.int32))
+  except Exception as e:
+    if builder.is_prepared():
+      raise
+    raise DatasetUnavailableError(
+        f"TFDS dataset {name!r} is not prepared in "
+        f"{data_dir or '~/tensorflow_datasets'}. Either prepare it once with "
+        f"network access (--tfds_download), point --tfds_data_dir at a "
+        f"prepared copy, or put the canonical archives in --tfds_manual_dir."
+    ) from e
   x_tr, x_te = standardize(arrays["train"][0], arrays["test"][0])
   info = builder.info
   return Dataset(name, x_tr, arrays["train"][1], x_te, arrays["test"][1],
