@@ -112,6 +112,7 @@ def config_from_flags() -> TrainConfig:
       data_dir=_DATA_DIR.value, tfds_data_dir=_TFDS_DATA_DIR.value,
       tfds_manual_dir=_TFDS_MANUAL_DIR.value, tfds_download=_TFDS_DOWNLOAD.value,
       normalization=_NORMALIZATION.value, split_seed=_SPLIT_SEED.value,
+      data_split=data_flags.DATA_SPLIT.value,
       snapshot_topologies=_SNAPSHOTS.value, progress=_PROGRESS.value,
       sparse_training=_SPARSE_TRAINING.value, zeta=_ZETA.value,
       update_every=_UPDATE_EVERY.value, regrow_init=_REGROW_INIT.value,

@@ -10,6 +10,12 @@ DATA_DIR = flags.DEFINE_string("data_dir", None,
 TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "TFDS data dir.")
 TFDS_MANUAL_DIR = flags.DEFINE_string("tfds_manual_dir", None,
                                       "Directory with the canonical archives.")
+DATA_SPLIT = flags.DEFINE_enum(
+    "data_split", "auto", list(data.SPLITS),
+    "IDX --data_dir only: 'canonical' (the files' train/test split), "
+    "'test_only' (a seeded split of the 10,000 test images), or 'auto' "
+    "(canonical where the training files are present; the reduced "
+    "reproductions use test_only).")
 TFDS_DOWNLOAD = flags.DEFINE_bool("tfds_download", False,
                                   "Allow TFDS to download (needs network).")
 

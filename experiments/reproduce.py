@@ -71,7 +71,7 @@ def main(argv):
         tfds_data_dir=data_flags.TFDS_DATA_DIR.value,
         tfds_manual_dir=data_flags.TFDS_MANUAL_DIR.value,
         tfds_download=data_flags.TFDS_DOWNLOAD.value,
-        split_seed=_SPLIT_SEED.value,
+        split_seed=_SPLIT_SEED.value, data_split=data_flags.DATA_SPLIT.value,
         progress=False)
     cfg = (module.full_config if _FULL.value else module.reduced_config)(base)
     cfg = _with_overrides(cfg)

@@ -76,16 +76,102 @@ def test_npz(tmp_path, rng):
            x_test=rng.integers(0, 256, (10, 5)), y_test=rng.integers(0, 3, 10))
   ds = data.load("mnist", data_dir=str(p))
   assert ds.x_train.shape == (30, 5) and ds.x_train.dtype == np.float32
+  assert ds.fingerprint["files"] == [data.file_record(str(p))]
 
 
-@pytest.mark.skipif(not os.path.isdir(SHARED_MNIST),
-                    reason="../shared/datasets/mnist is not present (user clone)")
-def test_shared_mnist_test_set_split():
-  ds = data.load("mnist", data_dir=SHARED_MNIST, seed=0)
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+needs_shared_mnist = pytest.mark.skipif(
+    not os.path.isdir(SHARED_MNIST),
+    reason="../shared/datasets/mnist is not present (a user's clone)")
+
+
+@needs_shared_mnist
+def test_shared_mnist_test_only_split_holds_for_either_content():
+  ds = data.load("mnist", data_dir=SHARED_MNIST, seed=0, split="test_only")
   assert ds.x_train.shape == (8000, 784) and ds.x_test.shape == (2000, 784)
   counts = np.bincount(np.concatenate([ds.y_train, ds.y_test]), minlength=10)
-  np.testing.assert_array_equal(
-      counts, [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+  np.testing.assert_array_equal(counts, MNIST_TEST_COUNTS)
+  assert "seeded 8000/2000" in ds.source
+  assert [f["name"] for f in ds.fingerprint["files"]] == [
+      "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+
+
+@needs_shared_mnist
+def test_shared_mnist_auto_uses_the_training_files_when_present():
+  has_train = data.find_idx(SHARED_MNIST, "train-images-idx3-ubyte") is not None
+  ds = data.load("mnist", data_dir=SHARED_MNIST, seed=0)
+  if not has_train:  # a test-set-only folder: auto splits the test set
+    assert ds.x_train.shape == (8000, 784)
+    with pytest.raises(FileNotFoundError, match="only the test files"):
+      data.load("mnist", data_dir=SHARED_MNIST, split="canonical")
+    return
+  assert ds.x_train.shape == (60000, 784) and ds.x_test.shape == (10000, 784)
+  np.testing.assert_array_equal(np.bincount(ds.y_train, minlength=10),
+                                MNIST_TRAIN_COUNTS)
+  np.testing.assert_array_equal(np.bincount(ds.y_test, minlength=10),
+                                MNIST_TEST_COUNTS)
+  assert "canonical" in ds.source and ds.fingerprint["split"]["train"] == 60000
+  assert data.load("mnist", data_dir=SHARED_MNIST, split="canonical"
+                   ).fingerprint == ds.fingerprint
+
+
+def test_idx_splits_and_fingerprints(tmp_path, rng):
+  imgs = rng.integers(0, 256, size=(60, 28, 28)).astype(np.uint8)
+  labels = rng.integers(0, 10, size=60).astype(np.uint8)
+  _write_idx(str(tmp_path / "t10k-images-idx3-ubyte.gz"), imgs[:30])
+  _write_idx(str(tmp_path / "t10k-labels-idx1-ubyte.gz"), labels[:30])
+  only_test = data.load_idx_dir(str(tmp_path), n_train_from_test=20)
+  with pytest.raises(FileNotFoundError, match="split 'canonical' needs"):
+    data.load_idx_dir(str(tmp_path), split="canonical")
+  _write_idx(str(tmp_path / "train-images-idx3-ubyte"), imgs[30:])
+  _write_idx(str(tmp_path / "train-labels-idx1-ubyte"), labels[30:])
+  auto = data.load_idx_dir(str(tmp_path))
+  canonical = data.load_idx_dir(str(tmp_path), split="canonical")
+  test_only = data.load_idx_dir(str(tmp_path), n_train_from_test=20,
+                                split="test_only")
+  assert auto.x_train.shape == (30, 28, 28)
+  np.testing.assert_array_equal(auto.y_train, labels[30:])
+  assert auto.fingerprint == canonical.fingerprint
+  assert len(auto.fingerprint["files"]) == 4
+  # test_only reads the same two files as before the training files came,
+  # so its fingerprint (and data) are unchanged by their arrival.
+  assert test_only.fingerprint == only_test.fingerprint
+  np.testing.assert_array_equal(test_only.y_test, only_test.y_test)
+  assert "not read" in test_only.source
+  assert test_only.fingerprint["id"] != auto.fingerprint["id"]
+  # A changed file changes the id, and the difference names the file.
+  _write_idx(str(tmp_path / "train-labels-idx1-ubyte"), (labels[30:] + 1) % 10)
+  changed = data.load_idx_dir(str(tmp_path))
+  assert changed.fingerprint["id"] != auto.fingerprint["id"]
+  diff = data.describe_difference(auto.fingerprint, changed.fingerprint)
+  assert "train-labels-idx1-ubyte changed" in diff and "images" not in diff
+  with pytest.raises(ValueError, match="split must be one of"):
+    data.load_idx_dir(str(tmp_path), split="train")
+  with pytest.raises(ValueError, match="applies to IDX directories"):
+    data.load("digits", split="test_only")
+
+
+def test_fingerprint_of_arrays_and_loaders(rng):
+  x = rng.standard_normal((20, 3)).astype(np.float32)
+  y = rng.integers(0, 2, 20).astype(np.int32)
+  a = data.Dataset("toy", x[:15], y[:15], x[15:], y[15:], 2, source="arrays")
+  b = data.Dataset("toy", x[:15].copy(), y[:15], x[15:], y[15:], 2, source="x")
+  assert a.fingerprint["id"] == b.fingerprint["id"]
+  assert a.fingerprint["split"] == {"how": "arrays given", "train": 15, "test": 5}
+  x2 = x.copy()
+  x2[0, 0] += 1.0
+  c = data.Dataset("toy", x2[:15], y[:15], x2[15:], y[15:], 2, source="arrays")
+  assert c.fingerprint["id"] != a.fingerprint["id"]
+  assert a.flattened().fingerprint == a.fingerprint
+  d1, d2 = data.load("digits", seed=1), data.load("digits", seed=2)
+  assert d1.fingerprint["id"] == data.load("digits", seed=1).fingerprint["id"]
+  assert d1.fingerprint["id"] != d2.fingerprint["id"]
+  assert "seed 1" in d1.fingerprint["split"]["how"]
+  assert data.load("digits", seed=1, normalization="per_feature"
+                   ).fingerprint["id"] != d1.fingerprint["id"]
+  with pytest.raises(ValueError, match="needs files or a content_sha256"):
+    data.make_fingerprint(split={}, normalization="global")
 
 
 def test_unknown_dataset_and_missing_tfds(monkeypatch):

@@ -128,12 +128,82 @@ def test_binary_end_to_end(tmp_path):
 @pytest.mark.skipif(not os.path.isdir(SHARED_MNIST),
                     reason="../shared/datasets/mnist is not present (user clone)")
 def test_mnist_idx_sparse_mlp(tmp_path):
-  ds = data.load("mnist", data_dir=SHARED_MNIST)
+  # The test-set split reads the same files whatever else the folder holds.
   cfg = TrainConfig(dataset="mnist", hidden=(300, 100), density=0.1, epochs=2,
-                    batch_size=100, progress=False, data_dir=SHARED_MNIST)
-  s = train_and_evaluate(cfg, str(tmp_path), dataset=ds)
+                    batch_size=100, progress=False, data_dir=SHARED_MNIST,
+                    data_split="test_only")
+  s = train_and_evaluate(cfg, str(tmp_path))
   assert s["final_test_acc"] > 0.85
   assert "seeded 8000/2000" in s["data_source"]
+  assert {f["name"] for f in s["data_fingerprint"]["files"]} == {
+      "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}
+
+
+def test_changed_data_is_refused_and_nothing_is_lost(tmp_path):
+  wd = str(tmp_path / "run")
+  cfg = TrainConfig(**SMALL)
+  first = train_and_evaluate(cfg, wd, dataset=data.load("digits", seed=0))
+  with open(os.path.join(wd, "summary.json")) as f:
+    stored = f.read()
+  other = data.load("digits", seed=1)  # same shapes, another split: other data
+  with pytest.raises(FileExistsError, match=(
+      f"trained on data {first['data_fingerprint']['id']}, but this data is "
+      f"{other.fingerprint['id']}.*split")):
+    train_and_evaluate(cfg, wd, dataset=other)
+  with pytest.raises(FileExistsError, match="trained on data"):  # more epochs too
+    train_and_evaluate(dataclasses.replace(cfg, epochs=3), wd, dataset=other)
+  with open(os.path.join(wd, "summary.json")) as f:
+    assert f.read() == stored  # nothing rewritten under the other data
+  with open(os.path.join(wd, "config.json")) as f:
+    assert json.load(f)["data_fingerprint"] == first["data_fingerprint"]
+  s = train_and_evaluate(cfg, wd, dataset=other, overwrite=True)
+  assert s["data_fingerprint"]["id"] == other.fingerprint["id"]
+  assert [r["epoch"] for r in _rows(wd)] == [1, 2]
+
+
+def test_finished_run_rerun_returns_its_summary_untouched(tmp_path, capsys):
+  wd = str(tmp_path / "run")
+  cfg = TrainConfig(**SMALL)
+  first = train_and_evaluate(cfg, wd)
+  assert first["total_seconds"] >= first["train_seconds"] > 0
+  assert first["resumed_from_epoch"] == 0 and first["epochs_this_process"] == 2
+  path = os.path.join(wd, "summary.json")
+  mtime = os.stat(path).st_mtime_ns
+  again = train_and_evaluate(cfg, wd)
+  assert again == json.loads(json.dumps(first))
+  assert os.stat(path).st_mtime_ns == mtime
+  assert "already complete" in capsys.readouterr().out
+
+
+def test_resumed_summary_times_only_what_was_measured(tmp_path, capsys):
+  wd = str(tmp_path / "run")
+  cfg = TrainConfig(**{**SMALL, "epochs": 3})
+  train_and_evaluate(cfg, wd, stop_after_epoch=1)
+  s = train_and_evaluate(cfg, wd)
+  assert "resuming" in capsys.readouterr().out
+  rows = _rows(wd)
+  assert s["resumed_from_epoch"] == 1 and s["epochs_this_process"] == 2
+  assert s["total_seconds"] is None  # no process ran the whole run
+  np.testing.assert_allclose(s["train_seconds"], sum(r["epoch_s"] for r in rows))
+  n_train = len(data.load("digits").y_train)
+  per_epoch = (n_train // cfg.batch_size) * cfg.batch_size
+  np.testing.assert_allclose(s["samples_per_second"],
+                             3 * per_epoch / s["train_seconds"])
+
+
+def test_workdir_without_fingerprint_is_not_resumed_blind(tmp_path):
+  wd = str(tmp_path / "run")
+  cfg = TrainConfig(**{**SMALL, "epochs": 3})
+  train_and_evaluate(cfg, wd, stop_after_epoch=1)
+  path = os.path.join(wd, "config.json")
+  with open(path) as f:
+    old = json.load(f)
+  del old["data_fingerprint"]  # as written before fingerprints existed
+  with open(path, "w") as f:
+    json.dump(old, f)
+  with pytest.raises(FileExistsError, match="before data fingerprints"):
+    train_and_evaluate(cfg, wd)
+  assert [r["epoch"] for r in _rows(wd)] == [1]
 
 
 def test_split_seed_fixes_the_held_out_set(tmp_path):

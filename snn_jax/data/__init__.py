@@ -8,7 +8,9 @@ from __future__ import annotations
 from snn_jax.data._dataset import (NORMALIZATIONS, Dataset, batches,
                                    num_batches, seeded_split, standardize)
 from snn_jax.data.embedded import load_digits
-from snn_jax.data.idx import load_idx_dir, load_npz, read_idx
+from snn_jax.data._fingerprint import (arrays_sha256, describe_difference,
+                                       file_record, make_fingerprint)
+from snn_jax.data.idx import SPLITS, find_idx, load_idx_dir, load_npz, read_idx
 from snn_jax.data.tfds import TFDS_NAMES, DatasetUnavailableError, load_tfds
 
 DATASETS = ("digits",) + TFDS_NAMES
@@ -17,7 +19,7 @@ DATASETS = ("digits",) + TFDS_NAMES
 def load(name: str, *, data_dir: str | None = None,
          tfds_data_dir: str | None = None, manual_dir: str | None = None,
          download: bool = False, seed: int = 0, flatten: bool = True,
-         normalization: str = "global") -> Dataset:
+         normalization: str = "global", split: str = "auto") -> Dataset:
   """Loads a dataset by name.
 
   ``digits`` is embedded (no network). For ``mnist``, ``fashion_mnist`` and
@@ -25,24 +27,37 @@ def load(name: str, *, data_dir: str | None = None,
   directly; otherwise TFDS is used (``tfds_data_dir``, ``manual_dir``,
   ``download``). ``normalization``: ``"global"`` or ``"per_feature"``
   standardisation with training-set statistics (``standardize``).
+  ``split`` (IDX directories only; see ``load_idx_dir``): ``"auto"``,
+  ``"canonical"`` or ``"test_only"``; elsewhere only ``"auto"`` is valid.
+  The result's ``fingerprint`` records exactly which data was read.
   """
   if name not in DATASETS:
     raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
   if normalization not in NORMALIZATIONS:
     raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got "
                      f"{normalization!r}")
+  if split not in SPLITS:
+    raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+  idx_dir = name != "digits" and data_dir is not None and not data_dir.endswith(".npz")
+  if split != "auto" and not idx_dir:
+    raise ValueError(f"split {split!r} applies to IDX directories (--data_dir); "
+                     f"{name} {'from ' + data_dir if data_dir else ''} has its "
+                     "own split: leave split at 'auto'")
   if name == "digits":
     ds = load_digits(seed, normalization)
   elif data_dir is not None:
     ds = load_npz(data_dir, name=name, normalization=normalization) \
         if data_dir.endswith(".npz") else \
-        load_idx_dir(data_dir, name=name, seed=seed, normalization=normalization)
+        load_idx_dir(data_dir, name=name, seed=seed, normalization=normalization,
+                     split=split)
   else:
     ds = load_tfds(name, data_dir=tfds_data_dir, manual_dir=manual_dir,
                    download=download, normalization=normalization)
   return ds.flattened() if flatten else ds
 
 
-__all__ = ["DATASETS", "NORMALIZATIONS", "Dataset", "standardize", "DatasetUnavailableError", "TFDS_NAMES",
-           "batches", "load", "load_digits", "load_idx_dir", "load_npz",
-           "load_tfds", "num_batches", "read_idx", "seeded_split"]
+__all__ = ["DATASETS", "NORMALIZATIONS", "SPLITS", "Dataset", "standardize",
+           "DatasetUnavailableError", "TFDS_NAMES", "arrays_sha256", "batches",
+           "describe_difference", "file_record", "find_idx", "load",
+           "load_digits", "load_idx_dir", "load_npz", "load_tfds",
+           "make_fingerprint", "num_batches", "read_idx", "seeded_split"]

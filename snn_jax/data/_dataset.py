@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
+
+from snn_jax.data._fingerprint import arrays_sha256, make_fingerprint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,7 +16,12 @@ class Dataset:
 
   ``x_*``: float32[N, ...features], normalised; ``y_*``: int32[N] labels in
   ``[0, num_classes)``. ``source`` says exactly where the data came from
-  (reported in every result).
+  (reported in every result); ``fingerprint`` identifies it exactly
+  (``snn_jax.data._fingerprint``): the loaders record the files read and
+  the split, and a Dataset built from arrays without one gets the sha256 of
+  its arrays. ``dataclasses.replace`` keeps the fingerprint it is given
+  (``flattened`` relies on that); pass ``fingerprint=None`` to recompute
+  it from new arrays.
   """
   name: str
   x_train: np.ndarray
@@ -23,6 +30,16 @@ class Dataset:
   y_test: np.ndarray
   num_classes: int
   source: str
+  fingerprint: dict[str, Any] | None = None
+
+  def __post_init__(self):
+    if self.fingerprint is None:
+      object.__setattr__(self, "fingerprint", make_fingerprint(
+          split={"how": "arrays given", "train": len(self.y_train),
+                 "test": len(self.y_test)},
+          normalization="as given",
+          content_sha256=arrays_sha256(self.x_train, self.y_train,
+                                       self.x_test, self.y_test)))
 
   @property
   def input_dim(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from snn_jax.data._dataset import Dataset, seeded_split, standardize
+from snn_jax.data._fingerprint import arrays_sha256, make_fingerprint
 
 
 def load_digits(seed: int = 0, normalization: str = "global") -> Dataset:
@@ -19,7 +20,12 @@ def load_digits(seed: int = 0, normalization: str = "global") -> Dataset:
   x = d.images.astype(np.float32)  # [1797, 8, 8], 0..16
   y = d.target.astype(np.int32)
   x_tr, y_tr, x_te, y_te = seeded_split(x, y, 1437, seed)
+  fingerprint = make_fingerprint(
+      content_sha256=arrays_sha256(x, y), normalization=normalization,
+      split={"how": f"seeded split (seed {seed})", "train": len(y_tr),
+             "test": len(y_te)})
   x_tr, x_te = standardize(x_tr, x_te, normalization)
   return Dataset("digits", x_tr, y_tr, x_te, y_te, 10,
                  source=f"scikit-learn bundled digits (1,797 8x8 images), "
-                        f"seeded 1437/360 split (seed {seed})")
+                        f"seeded 1437/360 split (seed {seed})",
+                 fingerprint=fingerprint)

@@ -12,6 +12,9 @@ import os
 import numpy as np
 
 from snn_jax.data._dataset import Dataset, seeded_split, standardize
+from snn_jax.data._fingerprint import file_record, make_fingerprint
+
+SPLITS = ("auto", "canonical", "test_only")
 
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4",
               0x0D: ">f4", 0x0E: ">f8"}
@@ -44,16 +47,25 @@ def find_idx(data_dir: str, stem: str) -> str | None:
 
 def load_idx_dir(data_dir: str, *, name: str = "mnist", seed: int = 0,
                  n_train_from_test: int = 8000,
-                 normalization: str = "global") -> Dataset:
+                 normalization: str = "global", split: str = "auto") -> Dataset:
   """Loads MNIST-format IDX files from ``data_dir``.
 
-  With ``train-images-idx3-ubyte[.gz]`` and friends present, the canonical
-  train/test split is used. With only the test files
-  (``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]``), the
-  10,000 test images are split, seeded, into ``n_train_from_test`` training
-  and the rest held-out examples -- and ``source`` says so.
-  Pixels are scaled to [0, 1] and standardised with training statistics.
+  ``split``:
+    * ``"canonical"``: the files' own train/test split
+      (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``
+      and the ``t10k-*`` files); an error if the training files are absent.
+    * ``"test_only"``: only the test files are read, and the 10,000 test
+      images are split, seeded, into ``n_train_from_test`` training and the
+      rest held-out examples -- the split the first reduced reproductions
+      were committed on, available whatever else the folder holds.
+    * ``"auto"``: ``"canonical"`` where the training files are present,
+      else ``"test_only"``.
+  ``source`` says which split was used; ``fingerprint`` records the files
+  read (name, size, sha256) and the split. Pixels are scaled to [0, 1] and
+  standardised with training statistics.
   """
+  if split not in SPLITS:
+    raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
   if not os.path.isdir(data_dir):
     raise FileNotFoundError(f"--data_dir {data_dir!r} is not a directory")
   tr_x = find_idx(data_dir, "train-images-idx3-ubyte")
@@ -64,22 +76,42 @@ def load_idx_dir(data_dir: str, *, name: str = "mnist", seed: int = 0,
     raise FileNotFoundError(
         f"no MNIST IDX files in {data_dir!r}: expected at least "
         "t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]")
-  x_te = read_idx(te_x).astype(np.float32) / 255.0
-  y_te = read_idx(te_y).astype(np.int32)
-  if len(x_te) != len(y_te):
-    raise ValueError(f"{te_x} and {te_y} disagree on the number of examples")
-  if tr_x and tr_y:
-    x_tr = read_idx(tr_x).astype(np.float32) / 255.0
-    y_tr = read_idx(tr_y).astype(np.int32)
+  has_train = tr_x is not None and tr_y is not None
+  if split == "canonical" and not has_train:
+    raise FileNotFoundError(
+        f"split 'canonical' needs train-images-idx3-ubyte[.gz] and "
+        f"train-labels-idx1-ubyte[.gz] in {data_dir!r}; only the test files "
+        "are there (use split 'test_only' to split the test set)")
+  canonical = has_train and split != "test_only"
+  paths = [tr_x, tr_y, te_x, te_y] if canonical else [te_x, te_y]
+  x_te, y_te = _read_pair(te_x, te_y)
+  if canonical:
+    x_tr, y_tr = _read_pair(tr_x, tr_y)
+    how = "canonical"
     source = f"IDX files in {data_dir} (canonical train/test split)"
   else:
     x_tr, y_tr, x_te, y_te = seeded_split(x_te, y_te, n_train_from_test, seed)
+    how = f"test_only: seeded split of the test files (seed {seed})"
     source = (f"IDX test-set files in {data_dir}: seeded {len(x_tr)}/"
               f"{len(x_te)} split of the 10,000 test images (seed {seed}); "
-              "the training set was not available")
+              + ("the training files were not read (split 'test_only')"
+                 if has_train else "the training set was not available"))
+  fingerprint = make_fingerprint(
+      files=[file_record(p) for p in paths], normalization=normalization,
+      split={"how": how, "train": len(y_tr), "test": len(y_te)})
   x_tr, x_te = standardize(x_tr, x_te, normalization)
   return Dataset(name, x_tr, y_tr, x_te, y_te, int(max(y_tr.max(), y_te.max())) + 1,
-                 source=source)
+                 source=source, fingerprint=fingerprint)
+
+
+def _read_pair(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
+  """Images scaled to [0, 1] (float32) and int32 labels; checks they agree."""
+  x = read_idx(images_path).astype(np.float32) / 255.0
+  y = read_idx(labels_path).astype(np.int32)
+  if len(x) != len(y):
+    raise ValueError(f"{images_path} holds {len(x)} examples but "
+                     f"{labels_path} holds {len(y)} labels")
+  return x, y
 
 
 def load_npz(path: str, *, name: str | None = None,
@@ -93,6 +125,10 @@ def load_npz(path: str, *, name: str | None = None,
     x_te, y_te = f["x_test"].astype(np.float32), f["y_test"].astype(np.int32)
   if x_tr.max() > 1.5:
     x_tr, x_te = x_tr / 255.0, x_te / 255.0
+  fingerprint = make_fingerprint(
+      files=[file_record(path)], normalization=normalization,
+      split={"how": "arrays in the file", "train": len(y_tr), "test": len(y_te)})
   x_tr, x_te = standardize(x_tr, x_te, normalization)
   return Dataset(name or os.path.basename(path), x_tr, y_tr, x_te, y_te,
-                 int(max(y_tr.max(), y_te.max())) + 1, source=f"NPZ file {path}")
+                 int(max(y_tr.max(), y_te.max())) + 1, source=f"NPZ file {path}",
+                 fingerprint=fingerprint)

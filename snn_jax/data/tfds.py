@@ -1,7 +1,7 @@
 """tensorflow-datasets loading (mnist, fashion_mnist, cifar10).
 
-TensorFlow and TFDS are imported lazily here only (``pip install
-'snn_jax[data]'``). Offline use: ``data_dir`` pointing at a prepared TFDS
+TensorFlow and TFDS are imported lazily here only (``pip install -e
+'.[data]'`` in a checkout). Offline use: ``data_dir`` pointing at a prepared TFDS
 directory, or ``manual_dir`` holding the canonical archives, which TFDS
 finds by name through ``DownloadConfig(manual_dir=...)``. A dataset that is
 neither prepared nor downloadable raises ``DatasetUnavailableError`` with
@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from snn_jax.data._dataset import Dataset, standardize
+from snn_jax.data._fingerprint import arrays_sha256, make_fingerprint
 
 TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10")
 
@@ -26,7 +27,8 @@ def _import_tfds():
     import tensorflow_datasets as tfds
   except ImportError as e:
     raise DatasetUnavailableError(
-        "tensorflow-datasets is not installed: pip install 'snn_jax[data]' "
+        "tensorflow-datasets is not installed: pip install -e '.[data]' in "
+        "the snn_jax checkout "
         "(or use --dataset=digits, the embedded default, or --data_dir with "
         "IDX/NPZ files)") from e
   return tfds
@@ -60,9 +62,8 @@ def load_tfds(name: str, *, data_dir: str | None = None,
     for split in ("train", "test"):
       # Finite batches: batch_size=-1 crashes TF 2.21 on generated datasets.
       parts = list(tfds.as_numpy(builder.as_dataset(split=split, batch_size=4096)))
-      arrays[split] = (
-          np.concatenate([p["image"] for p in parts]).astype(np.float32) / 255.0,
-          np.concatenate([p["label"] for p in parts]).astype(np.int32))
+      arrays[split] = (np.concatenate([p["image"] for p in parts]),
+                       np.concatenate([p["label"] for p in parts]).astype(np.int32))
   except Exception as e:
     if builder.is_prepared():
       raise
@@ -72,9 +73,17 @@ def load_tfds(name: str, *, data_dir: str | None = None,
         f"network access (--tfds_download), point --tfds_data_dir at a "
         f"prepared copy, or put the canonical archives in --tfds_manual_dir."
     ) from e
-  x_tr, x_te = standardize(arrays["train"][0], arrays["test"][0], normalization)
   info = builder.info
+  fingerprint = make_fingerprint(
+      content_sha256=arrays_sha256(*arrays["train"], *arrays["test"]),
+      normalization=normalization,
+      split={"how": f"tfds {name} {info.version} train/test",
+             "train": len(arrays["train"][1]), "test": len(arrays["test"][1])})
+  x_tr, x_te = standardize(arrays["train"][0].astype(np.float32) / 255.0,
+                           arrays["test"][0].astype(np.float32) / 255.0,
+                           normalization)
   return Dataset(name, x_tr, arrays["train"][1], x_te, arrays["test"][1],
                  int(info.features["label"].num_classes),
                  source=f"tensorflow-datasets {name} {info.version} "
-                        f"({data_dir or 'default data dir'})")
+                        f"({data_dir or 'default data dir'})",
+                 fingerprint=fingerprint)

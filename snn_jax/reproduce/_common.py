@@ -34,13 +34,16 @@ from snn_jax.training import TrainConfig, train_and_evaluate
 ACCURACY = "final_test_acc"
 
 
-def load_dataset(base: TrainConfig):
-  """The dataset of ``base`` (split with ``base.data_seed``), flattened."""
-  from snn_jax import data as data_lib
-  return data_lib.load(
-      base.dataset, data_dir=base.data_dir, tfds_data_dir=base.tfds_data_dir,
-      manual_dir=base.tfds_manual_dir, download=base.tfds_download,
-      seed=base.data_seed, normalization=base.normalization)
+def reduced_data(base: TrainConfig) -> TrainConfig:
+  """The data of a reduced configuration: from an IDX ``--data_dir`` with
+  ``data_split="auto"``, the seeded 8,000/2,000 split of the 10,000 test
+  images (``"test_only"``) on which the reduced results were committed --
+  whether or not the folder also holds the training files. A split chosen
+  explicitly (``"canonical"``) is kept."""
+  idx_dir = base.data_dir is not None and not base.data_dir.endswith(".npz")
+  if idx_dir and base.dataset != "digits" and base.data_split == "auto":
+    return dataclasses.replace(base, data_split="test_only")
+  return base
 
 
 def with_dense_output(hidden_stack: Sequence[topology_lib.Topology],
@@ -237,6 +240,7 @@ class Provenance:
     self.paper = paper
     self.config = config
     self.data_source = getattr(dataset, "source", str(dataset))
+    self.data_fingerprint = getattr(dataset, "fingerprint", None)
     self.data_sizes = {"name": dataset.name,
                        "train_examples": int(len(dataset.y_train)),
                        "test_examples": int(len(dataset.y_test))}
@@ -255,7 +259,8 @@ class Provenance:
         "wall_seconds": round(time.perf_counter() - self._t0, 1),
         "host": {"platform": platform.platform(), **device_info()},
         "versions": versions(),
-        "data": {"source": self.data_source, **self.data_sizes},
+        "data": {"source": self.data_source, **self.data_sizes,
+                 "fingerprint": self.data_fingerprint},
         "config": cfg,
     }
 

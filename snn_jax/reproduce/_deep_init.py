@@ -56,13 +56,9 @@ def run_deep_init(cfg: DeepInitConfig, workdir: str, *,
   """Trains every (depth, init, seed); a run whose loss becomes non-finite
   is a row with ``diverged=True``. Writes ``deep_init.csv``/``.json`` and the
   plot into ``workdir``; each run's own workdir is ``runs/<name>``."""
-  from snn_jax import data as data_lib
   os.makedirs(workdir, exist_ok=True)
   base = cfg.base
-  ds = dataset or data_lib.load(
-      base.dataset, data_dir=base.data_dir, tfds_data_dir=base.tfds_data_dir,
-      manual_dir=base.tfds_manual_dir, download=base.tfds_download,
-      seed=base.data_seed, normalization=base.normalization)
+  ds = dataset or base.load_dataset()
   rows = []
   for depth in cfg.depths:
     for init in cfg.inits:

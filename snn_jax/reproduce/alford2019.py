@@ -127,8 +127,9 @@ def reduced_config(base: TrainConfig) -> AlfordConfig:
   below 1% in the second layer, so they are unmatched at 99.5% and 99.8%)
   x 3 seeds, 10 epochs; LeNet-5 (400-200-100
   fully connected), 3 families x 3 densities x 3 seeds, 5 epochs; on the
-  8k/2k MNIST split."""
-  return AlfordConfig(base=dataclasses.replace(base, epochs=10))
+  8k/2k split of the MNIST test files (``_common.reduced_data``)."""
+  return AlfordConfig(base=dataclasses.replace(_common.reduced_data(base),
+                                               epochs=10))
 
 
 def full_config(base: TrainConfig) -> AlfordConfig:
@@ -227,7 +228,7 @@ def run(cfg: AlfordConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
   ``alford2019_runs.csv/json``, ``accuracy_stats.csv``, ``summary.json``,
   ``provenance.json`` and the plots."""
   os.makedirs(workdir, exist_ok=True)
-  ds = dataset or _common.load_dataset(cfg.base)
+  ds = dataset or cfg.base.load_dataset()
   prov = _common.Provenance("alford2019", cfg, ds)
   rows = []
   for model in cfg.models:

@@ -86,8 +86,10 @@ and SET's magnitude rule moves them to informative pixels)."""
 def reduced_config(base: TrainConfig) -> LiuConfig:
   """The committed default: SET-MLP 784-1000-1000-1000-10, epsilon 20,
   5 seeds, 40 epochs with :data:`SET_SETTING`, on ``base.dataset`` only
-  (committed: the 8k/2k MNIST split; about 10 minutes)."""
-  return LiuConfig(base=dataclasses.replace(base, epochs=40, **SET_SETTING),
+  (committed: the 8k/2k split of the MNIST test files,
+  ``_common.reduced_data``; about 10 minutes)."""
+  return LiuConfig(base=dataclasses.replace(_common.reduced_data(base),
+                                            epochs=40, **SET_SETTING),
                    datasets=(base.dataset,))
 
 
@@ -178,12 +180,13 @@ def run(cfg: LiuConfig, workdir: str, *, datasets: dict | None = None
   rows, summary = [], {"datasets": {}}
   prov = None
   for name in cfg.datasets:
-    ds = datasets.get(name) or _common.load_dataset(
-        dataclasses.replace(cfg.base, dataset=name))
+    ds = datasets.get(name) or dataclasses.replace(
+        cfg.base, dataset=name).load_dataset()
     prov = prov or _common.Provenance("liu2020", cfg, ds)
     res = _one_dataset(cfg, name, os.path.join(workdir, name), ds)
     rows += res["rows"]
-    summary["datasets"][name] = {**res["analysis"], "data_source": ds.source}
+    summary["datasets"][name] = {**res["analysis"], "data_source": ds.source,
+                                 "data_fingerprint": ds.fingerprint}
   analysis.write_rows(rows, workdir, "liu2020_runs")
   stats = _common.group_stats(rows, ("dataset", "method"))
   analysis.write_rows(stats, workdir, "accuracy_stats")

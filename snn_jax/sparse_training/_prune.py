@@ -99,14 +99,9 @@ def prune_and_retrain(config, prune: PruneConfig, workdir: str, *,
   overrides loading. Returns the summary (also in ``prune_summary.json``)."""
   from flax import nnx
 
-  from snn_jax import data as data_lib
   from snn_jax import nn, topology, training
   os.makedirs(workdir, exist_ok=True)
-  ds = (dataset or data_lib.load(
-      config.dataset, data_dir=config.data_dir,
-      tfds_data_dir=config.tfds_data_dir, manual_dir=config.tfds_manual_dir,
-      download=config.tfds_download, seed=config.data_seed,
-      normalization=config.normalization)).flattened()
+  ds = (dataset or config.load_dataset()).flattened()
   common = dict(sparse_training="static", snapshot_topologies=False,
                 fan_in=None, topology_params={})
   dense_cfg = dataclasses.replace(

@@ -13,8 +13,15 @@ Workdir contract:
                      the last completed epoch and loses at most one;
   ``topologies/``    optional per-epoch topology snapshots (NNSTD analysis):
                      ``epoch_<e>/layer_<l>.npz``, epoch 0 = at initialisation;
-  ``summary.json``   final and best accuracy, timings, sizes, data source,
-                     versions.
+  ``summary.json``   final and best accuracy, timings, sizes, data source
+                     and fingerprint, versions.
+``config.json`` also records the data's fingerprint (``snn_jax.data``): a
+workdir is never resumed, nor its summary rewritten, on other data than it
+was trained on -- that is refused like a different config. Timings in the
+summary come from the epochs' own measurements (``train_seconds``,
+``samples_per_second``); ``total_seconds`` is written only by a process
+that ran every epoch itself, and a finished run rerun as it is returns its
+stored summary untouched.
 A non-finite loss stops training with ``FloatingPointError`` before anything
 is checkpointed, so the last good checkpoint survives.
 """
@@ -78,6 +85,7 @@ class TrainConfig:
   tfds_manual_dir: str | None = None
   tfds_download: bool = False
   normalization: str = "global"
+  data_split: str = "auto"
   split_seed: int | None = None
   snapshot_topologies: bool = False
   progress: bool = True
@@ -98,6 +106,9 @@ class TrainConfig:
     if self.normalization not in data_lib.NORMALIZATIONS:
       raise ValueError(f"normalization must be one of {data_lib.NORMALIZATIONS}"
                        f", got {self.normalization!r}")
+    if self.data_split not in data_lib.SPLITS:
+      raise ValueError(f"data_split must be one of {data_lib.SPLITS}, got "
+                       f"{self.data_split!r}")
     if self.dataset not in data_lib.DATASETS:
       raise ValueError(f"unknown dataset {self.dataset!r}; known: "
                        f"{', '.join(data_lib.DATASETS)}")
@@ -133,6 +144,14 @@ class TrainConfig:
     the IDX test-set files): ``split_seed``, or ``seed`` when unset. Fix
     ``split_seed`` to compare seeds on one held-out set."""
     return self.seed if self.split_seed is None else self.split_seed
+
+  def load_dataset(self) -> data_lib.Dataset:
+    """The config's dataset (split with ``data_seed``), flattened."""
+    return data_lib.load(
+        self.dataset, data_dir=self.data_dir, tfds_data_dir=self.tfds_data_dir,
+        manual_dir=self.tfds_manual_dir, download=self.tfds_download,
+        seed=self.data_seed, normalization=self.normalization,
+        split=self.data_split)
 
   def sparse_training_config(self) -> SparseTrainingConfig:
     return SparseTrainingConfig(
@@ -192,7 +211,9 @@ def build_model(config: TrainConfig, topologies,
                    rngs=rngs)
 
 
-def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+def make_optimizer(config: TrainConfig, steps_per_epoch: int
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """The config's optax optimiser and its learning-rate schedule."""
   total = config.epochs * steps_per_epoch
   warm = config.warmup_epochs * steps_per_epoch
   if config.schedule == "constant":
@@ -316,33 +337,59 @@ def restore_model(workdir: str, epoch: int | None = None) -> SparseMLP:
   return model
 
 
-def _prepare_workdir(config: TrainConfig, workdir: str, overwrite: bool) -> None:
-  os.makedirs(workdir, exist_ok=True)
+def _has_progress(workdir: str) -> bool:
+  ckpts = os.path.join(workdir, "checkpoints")
+  return (os.path.exists(os.path.join(workdir, "metrics.jsonl"))
+          or (os.path.isdir(ckpts) and bool(os.listdir(ckpts))))
+
+
+def _discard_run(workdir: str) -> None:
+  for name in ("checkpoints", "topologies", "metrics.jsonl", "metrics.csv",
+               "summary.json"):
+    p = os.path.join(workdir, name)
+    if os.path.isdir(p):
+      shutil.rmtree(p)
+    elif os.path.exists(p):
+      os.remove(p)
+
+
+def _prepare_workdir(config: TrainConfig, workdir: str, overwrite: bool,
+                     fingerprint: dict[str, Any]) -> None:
+  """Creates ``workdir`` or checks that the run there is this one: same
+  config (``epochs`` may grow) and same data (fingerprint ``id``). A
+  different run is refused, or discarded with ``overwrite``."""
   path = os.path.join(workdir, "config.json")
   new = config.to_dict()
   if os.path.exists(path):
     with open(path) as f:
       old = json.load(f)
+    old_fp = old.pop("data_fingerprint", None)
     # Fields added after a run was started compare at their defaults.
     defaults = TrainConfig().to_dict()
     diff = sorted(k for k in set(old) | set(new)
                   if k not in ("epochs", "progress")
                   and old.get(k, defaults.get(k)) != new.get(k, defaults.get(k)))
-    if diff and not overwrite:
+    data_problem = None
+    if old_fp is None and _has_progress(workdir):
+      data_problem = ("was started before data fingerprints were recorded, so "
+                      "its data cannot be checked against this data "
+                      f"(fingerprint {fingerprint['id']})")
+    elif old_fp is not None and old_fp["id"] != fingerprint["id"]:
+      data_problem = (f"was trained on data {old_fp['id']}, but this data is "
+                      f"{fingerprint['id']} "
+                      f"({data_lib.describe_difference(old_fp, fingerprint)})")
+    if (diff or data_problem) and not overwrite:
+      what = (f"holds a run with a different config (fields {diff})" if diff
+              else data_problem)
       raise FileExistsError(
-          f"workdir {workdir!r} holds a run with a different config (fields "
-          f"{diff}); use another --workdir or pass --overwrite to discard it")
-    if diff and overwrite:
-      for name in ("checkpoints", "topologies", "metrics.jsonl", "metrics.csv",
-                   "summary.json"):
-        p = os.path.join(workdir, name)
-        if os.path.isdir(p):
-          shutil.rmtree(p)
-        elif os.path.exists(p):
-          os.remove(p)
+          f"workdir {workdir!r} {what}; use another --workdir or pass "
+          "--overwrite to discard it")
+    if diff or data_problem:
+      _discard_run(workdir)
+  os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     with open(path, "w") as f:
-      json.dump(new, f, indent=1)
+      json.dump({**new, "data_fingerprint": fingerprint}, f, indent=1)
 
 
 def _snapshot(model: SparseMLP, workdir: str, epoch: int) -> None:
@@ -363,14 +410,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
 
   Returns the summary dict (also written to ``summary.json``).
   """
-  _prepare_workdir(config, workdir, overwrite)
   t_start = time.perf_counter()
-  ds = dataset or data_lib.load(
-      config.dataset, data_dir=config.data_dir,
-      tfds_data_dir=config.tfds_data_dir, manual_dir=config.tfds_manual_dir,
-      download=config.tfds_download, seed=config.data_seed,
-      normalization=config.normalization)
-  ds = ds.flattened()
+  # Everything that can fail on bad input happens before the workdir is
+  # touched, so a corrected rerun into the same workdir is not refused.
+  ds = (dataset or config.load_dataset()).flattened()
   if len(ds.x_train) < config.batch_size:
     raise ValueError(f"batch_size {config.batch_size} exceeds the "
                      f"{len(ds.x_train)} training examples")
@@ -379,6 +422,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
                                                    dropout=config.seed + 1))
   if config.init_weights is not None:
     load_dense_weights(model, config.init_weights)
+  _prepare_workdir(config, workdir, overwrite, ds.fingerprint)
   steps_per_epoch = data_lib.num_batches(len(ds.x_train), config.batch_size)
   tx, lr_schedule = make_optimizer(config, steps_per_epoch)
   rewirer = Rewirer(config.sparse_training_config(),
@@ -390,6 +434,15 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
   latest = ckpt.latest_epoch()
   if latest is not None:
     start_epoch = _restore(ckpt, latest, model, optimizer)
+  summary_path = os.path.join(workdir, "summary.json")
+  if start_epoch >= config.epochs and os.path.exists(summary_path):
+    ckpt.close()
+    print(f"{workdir}: already complete ({config.epochs} epochs), nothing to do",
+          flush=True)
+    with open(summary_path) as f:
+      return json.load(f)
+  if start_epoch:
+    print(f"resuming {workdir} from epoch {start_epoch}", flush=True)
   mesh = None
   if config.data_parallel:
     mesh = parallel.data_mesh()
@@ -436,12 +489,15 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
     losses = np.asarray(jax.device_get(losses))
     if not np.isfinite(losses).all():
       bad = int(np.argmin(np.isfinite(losses)))
+      good = ckpt.latest_epoch()
       ckpt.close()
+      kept = (f"last good checkpoint: epoch {good} in {ckpt.directory}"
+              if good is not None else "no epoch had completed, so there is "
+              "no checkpoint")
       raise FloatingPointError(
           f"non-finite training loss at epoch {epoch}, step {bad + 1} of the "
-          f"epoch; training stopped and nothing was saved for this epoch (last "
-          f"good checkpoint: epoch {ckpt.latest_epoch() or 0} in "
-          f"{ckpt.directory}). Lower --lr or change --init/--optimizer.")
+          f"epoch; training stopped and nothing was saved for this epoch "
+          f"({kept}). Lower --lr or change --init/--optimizer.")
     epoch_s = time.perf_counter() - t0
     train_s += epoch_s
     test_loss, test_acc = evaluate(model, ds.x_test, ds.y_test, 1024)
@@ -464,18 +520,27 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
           f"  {epoch_s:.1f}s  nnz {model.nnz:,}", flush=True)
   ckpt.close()
   last = writer.rows[-1] if writer.rows else {}
+  epochs_here = len(writer.rows) - start_epoch
+  process_s = time.perf_counter() - t_start
   summary = {
       "final_test_acc": last.get("test_acc"), "best_test_acc": best_acc,
       "final_train_loss": last.get("train_loss"), "epochs": config.epochs,
-      "train_seconds": train_s, "total_seconds": time.perf_counter() - t_start,
+      # Each epoch's time was measured by the process that ran it; the data
+      # fingerprint check guarantees every epoch saw this data, so the
+      # sample count per epoch is this one.
+      "train_seconds": train_s,
       "samples_per_second": (steps_per_epoch * config.batch_size * len(writer.rows)
                              / train_s if train_s > 0 else None),
+      "total_seconds": process_s if start_epoch == 0 else None,
+      "resumed_from_epoch": start_epoch, "epochs_this_process": epochs_here,
+      "process_seconds": process_s,
       "devices": 1 if mesh is None else int(mesh.devices.size),
       "nnz_params": model.nnz, "dense_params": model.dense_equivalent,
       "density": model.nnz / model.dense_equivalent,
       "widths": [topologies[0].n_in] + [t.n_out for t in topologies],
       "input_dim": int(ds.input_dim), "model": config.model,
-      "data_source": ds.source, "config": config.to_dict(),
+      "data_source": ds.source, "data_fingerprint": ds.fingerprint,
+      "config": config.to_dict(),
       **{f"device_{k}": v for k, v in device_info().items()},
       **{f"version_{k}": v for k, v in versions().items()},
   }

@@ -45,12 +45,7 @@ def _one_run(cfg: TrainConfig, workdir: str) -> dict[str, Any]:
                          "seed": cfg.seed, "workdir": workdir}
   t0 = time.perf_counter()
   try:
-    from snn_jax import data as data_lib
-    ds = data_lib.load(cfg.dataset, data_dir=cfg.data_dir,
-                       tfds_data_dir=cfg.tfds_data_dir,
-                       manual_dir=cfg.tfds_manual_dir,
-                       download=cfg.tfds_download, seed=cfg.data_seed,
-                       normalization=cfg.normalization)
+    ds = cfg.load_dataset()
     stack = build_topologies(cfg, ds.input_dim, ds.num_classes)
     row["spectral_gap"] = analysis.spectral_gap(stack)
     row["algebraic_connectivity"] = analysis.algebraic_connectivity(stack)
