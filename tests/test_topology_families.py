@@ -108,9 +108,62 @@ def test_radixnet_proven_properties(radices, dense_widths, bs):
     start += len(system)
 
 
+@pytest.mark.parametrize("radices", [[[4, 4], [2]], [[3, 4], [2, 6], [2]],
+                                     [[2, 3], [6]]])
+def test_radixnet_last_system_may_divide_n_prime(radices):
+  # The authors' generator accepts a last system whose product divides N'.
+  n_prime = int(np.prod(radices[0]))
+  digits = [r for system in radices for r in system]
+  s = T.make_stack("radixnet", [n_prime] * (len(digits) + 1), radices=radices)
+  for t, r in zip(s, digits):
+    assert t.density == pytest.approx(r / n_prime)
+    assert (t.fan_in() == r).all() and (t.fan_out() == r).all()
+  assert A.path_stats(s[:len(radices[0])])["reachability"] == 1.0
+  last = s[-len(radices[-1]):]  # reaches prod(last) outputs from each input
+  assert A.path_stats(last)["reachability"] == pytest.approx(
+      np.prod(radices[-1]) / n_prime)
+
+
+@pytest.mark.parametrize("widths, density", [([1000] * 4, 0.01),
+                                             ([243] * 6, 3 / 243),
+                                             ([256] * 5, 4 / 256)])
+def test_radixnet_from_density_reaches_everything_at_exact_powers(widths, density):
+  # 1000 = 10^3 and 243 = 3^5: float logs put the digit count one short.
+  s = T.make_stack("radixnet", widths, density=density)
+  assert A.path_stats(s)["reachability"] == 1.0
+  radix = round(density * widths[0])
+  assert all((t.fan_in() == radix).all() for t in s)
+  assert A.path_stats(s[:-1])["reachability"] == pytest.approx(1 / radix)
+
+
+@pytest.mark.parametrize("dense_widths, hidden", [([8, 3, 1], 300),
+                                                  ([8, 30, 1], 3000)])
+def test_radixnet_truncated_to_784_inputs_as_alford(dense_widths, hidden):
+  s = T.make_stack("radixnet", [784, hidden, 100], radices=[[10, 10]],
+                   truncate_inputs=True)
+  first = s[0]
+  assert (first.n_in, first.n_out) == (784, hidden)
+  per_row = 10 * dense_widths[1]  # radix x the next layer's dense width
+  assert first.nnz == 800 * per_row - 16 * per_row  # 16 rows' edges dropped
+  assert (first.fan_out() == per_row).all()  # kept rows are untouched
+  full_fan_in = 10 * dense_widths[0]
+  fan_in = first.fan_in()
+  assert first.params["dropped_input_rows"] == 16
+  assert (first.params["fan_in_min"], first.params["fan_in_max"]) == (
+      int(fan_in.min()), int(fan_in.max())) == (full_fan_in - 16, full_fan_in)
+  assert s[1].density == pytest.approx(0.1)
+  assert A.path_stats(s)["reachability"] == 1.0  # every kept input, everywhere
+
+
 def test_radixnet_errors():
   with pytest.raises(ValueError, match="same product"):
     T.make_stack("radixnet", [8, 8, 8, 8], radices=[[2, 2], [3]])
+  with pytest.raises(ValueError, match="but the last must have the same"):
+    T.make_stack("radixnet", [4] * 6, radices=[[2, 2], [2], [2, 2]])
+  with pytest.raises(ValueError, match="truncate_inputs=True"):
+    T.make_stack("radixnet", [784, 300, 100], radices=[[10, 10]])
+  with pytest.raises(ValueError, match="truncate_inputs needs radices"):
+    T.make_stack("radixnet", [784, 300], density=0.1, truncate_inputs=True)
   with pytest.raises(ValueError, match="define 3 layers"):
     T.make_stack("radixnet", [8, 8, 8], radices=[[2, 2, 2]])
   with pytest.raises(ValueError, match="multiple of N'"):

@@ -7,14 +7,22 @@ arXiv:1810.00299, and by the Sparse DNN Graph Challenge.
 A mixed-radix system ``N = (N_1, ..., N_L)`` with ``N' = prod N_i`` defines L
 sparse layers on ``N'`` nodes: layer k joins node j to nodes
 ``(j + m * P_k) mod N'`` for ``m = 0..N_k - 1`` where ``P_k = N_1 ... N_{k-1}``
-is the place value. Several systems with the same ``N'`` may be chained.
-Dense widths ``D_0..D_L`` turn each node of layer l into ``D_l`` neurons:
+is the place value. Several systems may be chained: every system but the
+last has the product ``N'``; the last one's product need only divide
+``N'`` (as the authors' generator allows, e.g. ``[[4, 4], [2]]``). Dense widths ``D_0..D_L`` turn each node of layer l into ``D_l`` neurons:
 the layer is ``kron(W_k, ones(D_l, D_{l+1}))``, so layer widths are
 ``N' D_l``. Proven properties (checked in tests):
   * density of layer k is exactly ``N_k / N'``;
   * across one full system every input node reaches every output node by
     exactly one path (with dense widths: the same number of paths,
     ``prod of the inner D``), so all input-output path counts are equal.
+
+Inputs that are not a multiple of ``N'``: with ``truncate_inputs=True`` the
+first layer is built on ``N' * D_0`` rows, ``D_0 = ceil(n_in / N')``, and
+its first rows are dropped -- as Alford et al. fit 784 MNIST pixels to a
+RadiX-Net of 800 inputs (N = [[10, 10]], D = [8, 3, 1]). The dropped rows'
+connections are lost, so the fan-in of the first layer's units spreads;
+the layer's ``params`` record ``dropped_input_rows`` and the fan-in range.
 """
 
 from __future__ import annotations
@@ -42,21 +50,41 @@ def radix_layer(n_prime: int, radix: int, place: int, d_in: int, d_out: int):
   return rows.ravel(), cols.ravel()
 
 
+def n_digits(n_prime: int, radix: int) -> int:
+  """The number of place values ``1, radix, radix^2, ...`` below ``n_prime``
+  (at least 1): the largest d with ``radix**d <= n_prime``, in exact integer
+  arithmetic (``log(1000) / log(10)`` is 2.9999999999999996 in floats)."""
+  if radix < 2:
+    return 1
+  d, p = 0, 1
+  while p * radix <= n_prime:
+    p *= radix
+    d += 1
+  return max(d, 1)
+
+
 def _radixnet_stack(widths: Sequence[int], *, densities, fan_ins, block_sizes,
-                    seed, radices=None, n_prime=None, radix=None, place=None):
+                    seed, radices=None, n_prime=None, radix=None, place=None,
+                    truncate_inputs=False):
   if radices is None:
+    if truncate_inputs:
+      raise ValueError("radixnet: truncate_inputs needs radices=")
     return None  # Layer-by-layer construction from density.
   if any(d is not None for d in densities) or any(f is not None for f in fan_ins):
     raise ValueError("radixnet with radices= fixes the density; omit density/fan_in")
   systems = [list(r) for r in radices] if isinstance(radices[0], (list, tuple)) \
       else [list(radices)]
-  products = {int(np.prod(s)) for s in systems}
-  if len(products) != 1 or any(r < 1 for s in systems for r in s):
+  if any(int(r) != r or r < 1 for s in systems for r in s) or not all(systems):
+    raise ValueError(f"radixnet: radices must be non-empty lists of positive "
+                     f"ints, got {radices}")
+  products = [int(np.prod(s)) for s in systems]
+  npr = products[0]
+  if len(set(products[:-1])) > 1 or npr % products[-1] or (
+      len(products) > 1 and products[-2] != npr):
     raise ValueError(
-        f"radixnet: every radix system must have the same product N'; got "
-        f"{[int(np.prod(s)) for s in systems]}"
-    )
-  npr = products.pop()
+        f"radixnet: every radix system but the last must have the same "
+        f"product N', and the last one's product must divide N'; got products "
+        f"{products}")
   digits = [(r, int(np.prod(s[:k]))) for s in systems for k, r in enumerate(s)]
   if len(digits) != len(widths) - 1:
     raise ValueError(
@@ -67,27 +95,35 @@ def _radixnet_stack(widths: Sequence[int], *, densities, fan_ins, block_sizes,
     raise ValueError("radixnet stacks need one block size for all layers")
   bs = block_sizes[0]
   units = []
-  for w in widths:
-    if w % bs or (w // bs) % npr:
+  for i, w in enumerate(widths):
+    if w % bs or ((w // bs) % npr and not (i == 0 and truncate_inputs)):
       raise ValueError(
           f"radixnet: width {w} is not a multiple of N' * block_size = "
           f"{npr} * {bs}; widths must be N' times the dense widths D"
-      )
+          + ("" if i else " (or pass truncate_inputs=True to build the first "
+             "layer on the next multiple and drop its first rows)"))
     units.append(w // bs)
+  dropped = -units[0] % npr  # rows (in blocks) to drop from the first layer
+  units[0] += dropped
   out = []
   for l, (r, p) in enumerate(digits):
     rows, cols = radix_layer(npr, r, p, units[l] // npr, units[l + 1] // npr)
+    params = {"radix": r, "place": p, "n_prime": npr, "layer": l}
+    if l == 0 and dropped:
+      keep = rows >= dropped
+      rows, cols = rows[keep] - dropped, cols[keep]
+      fan_in = np.bincount(cols, minlength=units[1]) * bs
+      params.update(dropped_input_rows=dropped * bs,
+                    fan_in_min=int(fan_in.min()), fan_in_max=int(fan_in.max()))
     out.append(Topology(widths[l], widths[l + 1], rows, cols,
-                        block_size=bs, name="radixnet",
-                        params={"radix": r, "place": p, "n_prime": npr,
-                                "layer": l}))
+                        block_size=bs, name="radixnet", params=params))
   return out
 
 
 @register("radixnet", stack_fn=_radixnet_stack)
 def radixnet(n_rows, n_cols, *, density, fan_in, rng, layer, num_layers,
              radices=None, n_prime: int | None = None, radix: int | None = None,
-             place: int | None = None):
+             place: int | None = None, truncate_inputs: bool = False):
   """RadiX-Net layer (see module docstring).
 
   In :func:`make_stack` give ``radices`` (one list, or a list of lists with a
@@ -98,9 +134,14 @@ def radixnet(n_rows, n_cols, *, density, fan_in, rng, layer, num_layers,
   radices walks through the digits of a full system). Density is exactly
   ``radix / N'``; a ``density`` is rounded to the nearest achievable
   ``radix / N'`` (at least ``1 / N'``) -- the Topology reports what was built.
+  Where ``N'`` is a power of the radix, a stack of ``n_digits(N', radix)``
+  such layers joins every input to every output; otherwise the place values
+  stop below ``N'`` and reachability is partial (check it with
+  ``snn_jax.analysis.path_stats``), so prefer ``radices=`` there.
   """
-  if radices is not None:
-    raise ValueError("radices= builds a whole stack: use make_stack(...)")
+  if radices is not None or truncate_inputs:
+    raise ValueError("radices= and truncate_inputs build a whole stack: use "
+                     "make_stack(...)")
   npr = int(n_prime) if n_prime is not None else int(np.gcd(n_rows, n_cols))
   if n_rows % npr or n_cols % npr:
     raise ValueError(
@@ -122,8 +163,7 @@ def radixnet(n_rows, n_cols, *, density, fan_in, rng, layer, num_layers,
     )
   if place is None:
     # Cycle place values 1, r, r^2, ... while they stay below N'.
-    n_digits = max(1, int(np.floor(np.log(npr) / np.log(radix)))) if radix > 1 else 1
-    place = radix ** (layer % n_digits) if radix > 1 else 1
+    place = radix ** (layer % n_digits(npr, radix)) if radix > 1 else 1
   return radix_layer(npr, radix, int(place), n_rows // npr, n_cols // npr)
 
 
