@@ -3,8 +3,58 @@
 The kernel sources live in the top-level ``kernels/`` folder of the repository
 but are installed as the subpackage ``snn_jax.kernels`` (``package_dir``), so
 no top-level package called ``kernels`` lands in site-packages.
+
+The native CPU kernels (``kernels/native/bsmm_cpu.cc``, XLA FFI) are compiled
+into ``snn_jax.kernels._native_cpu`` with the machine's C++ compiler against
+the FFI headers that jaxlib ships (a build requirement, pyproject.toml). The
+extension is optional: without a compiler, or if the build fails, the
+package installs without it and ``snn_jax.kernels.native_cpu.AVAILABLE`` is
+False. Flags: ``-O3 -march=native`` (vectorised for this machine's CPU; a
+build is not portable to older CPUs), replaced by ``SNN_JAX_NATIVE_CFLAGS``
+when set.
 """
-from setuptools import find_packages, setup
+import os
+import shlex
+
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+
+class _BuildExt(build_ext):
+  """Finds the FFI headers (jaxlib) at build time, then builds as usual;
+  a failure leaves the package without the optional extension."""
+
+  def build_extensions(self):
+    try:
+      import jaxlib
+      include = os.path.join(os.path.dirname(jaxlib.__file__), "include")
+    except ImportError:
+      include = None
+    for ext in self.extensions:
+      if include and os.path.isdir(include):
+        ext.include_dirs.append(include)
+      else:
+        ext.sources = []  # nothing to compile against: skip it
+    self.extensions = [e for e in self.extensions if e.sources]
+    if self.extensions:
+      super().build_extensions()
+    else:
+      print("snn_jax: jaxlib's FFI headers not found; the native CPU kernels "
+            "are not built (the XLA kernels are used)")
+
+
+_CFLAGS = shlex.split(os.environ.get(
+    "SNN_JAX_NATIVE_CFLAGS",
+    "-O3 -march=native -std=c++17 -fno-math-errno -fvisibility=hidden"))
+
+_NATIVE = Extension(
+    "snn_jax.kernels._native_cpu",
+    sources=["kernels/native/bsmm_cpu.cc"],
+    language="c++",
+    extra_compile_args=_CFLAGS,
+    extra_link_args=["-pthread"],
+    optional=True,
+)
 
 setup(
     name="snn_jax",
@@ -15,6 +65,8 @@ setup(
     packages=find_packages(include=["snn_jax", "snn_jax.*"])
     + ["snn_jax.kernels"],
     package_dir={"snn_jax.kernels": "kernels"},
+    ext_modules=[_NATIVE],
+    cmdclass={"build_ext": _BuildExt},
     install_requires=[
         "jax>=0.6",
         "flax>=0.10",

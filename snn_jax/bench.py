@@ -4,7 +4,8 @@ other sparse formats (the library behind ``experiments/bench_kernels.py``).
 One row per measurement (flat dict; CSV and JSON carry the same thing):
 
   device_kind, platform, jax, jaxlib, snn_jax, git_sha, date,
-  op (fwd|dx|dw|fwd_bwd), impl (xla|csr_cpu|pallas|dense|bcoo|bcsr|scipy),
+  op (fwd|dx|dw|fwd_bwd),
+  impl (native_cpu|xla|csr_cpu|pallas|dense|bcoo|bcsr|scipy),
   n_in, n_out, batch, density, block_size, nnzb, dtype,
   median_ms, p10_ms, p90_ms, repeats, dense_ms, ideal_ms (= density x
   dense_ms), ratio_to_ideal, speedup_vs_dense, tflops_nnz
@@ -26,12 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from snn_jax import topology
-from snn_jax.kernels import csr_cpu, pallas_gpu, pallas_tpu, tuning, xla
+from snn_jax.kernels import (csr_cpu, native_cpu, pallas_gpu, pallas_tpu,
+                             tuning, xla)
 from snn_jax.ops import bsmm, resolve_impl
 from snn_jax.utils import device_info, time_fn, versions
 
 OPS = ("fwd", "dx", "dw", "fwd_bwd")
-IMPLS = ("xla", "csr_cpu", "pallas", "dense", "bcoo", "bcsr", "scipy")
+IMPLS = ("native_cpu", "xla", "csr_cpu", "pallas", "dense", "bcoo", "bcsr",
+         "scipy")
 _VERIFY_TOL = {"float32": 1e-4, "bfloat16": 3e-2}
 
 
@@ -71,7 +74,8 @@ def _bsmm_fns(w, impl) -> dict[str, Callable]:
   """Jitted functions for each op of our kernels (through the public API for
   fwd_bwd; the kernel entry points for the single ops)."""
   backend = jax.default_backend()
-  kind = resolve_impl(impl, w.block_size, backend)
+  # csr_cpu is a baseline outside bsmm: its fwd_bwd composes its kernels.
+  kind = impl if impl == "csr_cpu" else resolve_impl(impl, w.block_size, backend)
   n_in, n_out = w.shape
   bs = w.block_size
   if kind in ("xla", "csr_cpu"):
@@ -92,6 +96,14 @@ def _bsmm_fns(w, impl) -> dict[str, Callable]:
         x, w.values, w.row_idx, w.col_ptr, w.col_order, n_out=n_out))
     dx = jax.jit(lambda dy, w: csr_cpu.bsmm_dx_csr_cpu(
         dy, w.values, w.col_idx, w.row_ptr, n_in=n_in))
+    fwd_bwd = jax.jit(lambda x, dy, w: (fwd(x, w), (dx(dy, w), dw(x, dy, w))))
+  elif kind == "native_cpu":
+    fwd = jax.jit(lambda x, w: native_cpu.bsmm_fwd_native(
+        x, w.values, w.row_idx, w.col_ptr, w.col_order, n_out=n_out))
+    dx = jax.jit(lambda dy, w: native_cpu.bsmm_dx_native(
+        dy, w.values, w.row_ptr, w.col_idx, n_in=n_in))
+    dw = jax.jit(lambda x, dy, w: native_cpu.sddmm_native(
+        x, dy, w.row_idx, w.col_idx, block_size=bs, out_dtype=w.values.dtype))
   elif kind == "pallas_gpu":
     t = tuning.gpu_tiles(jax.devices()[0].device_kind, bs,
                          jnp.dtype(w.values.dtype).name)
@@ -116,11 +128,12 @@ def _bsmm_fns(w, impl) -> dict[str, Callable]:
   else:
     raise ValueError(f"no kernel benchmark for impl {impl!r}")
 
-  @jax.jit
-  def fwd_bwd(x, dy, w):
-    y, vjp = jax.vjp(lambda x, v: bsmm(x, w.replace(values=v), impl=impl),
-                     x, w.values)
-    return y, vjp(dy)
+  if kind != "csr_cpu":
+    @jax.jit
+    def fwd_bwd(x, dy, w):
+      y, vjp = jax.vjp(lambda x, v: bsmm(x, w.replace(values=v), impl=impl),
+                       x, w.values)
+      return y, vjp(dy)
 
   return {"fwd": lambda x, dy, w: fwd(x, w), "dx": lambda x, dy, w: dx(dy, w),
           "dw": dw, "fwd_bwd": fwd_bwd}
@@ -278,7 +291,10 @@ def _impl_fn(impl, op, w, wd):
     return _dense_fns()[op], wd
   if impl == "csr_cpu" and (w.block_size != 1 or jax.default_backend() != "cpu"):
     raise NotImplementedError("csr_cpu is block size 1 on CPU only")
-  if impl in ("xla", "csr_cpu", "pallas"):
+  if impl == "native_cpu" and (jax.default_backend() != "cpu"
+                               or not native_cpu.AVAILABLE):
+    raise NotImplementedError("native_cpu runs on a CPU backend where built")
+  if impl in ("xla", "csr_cpu", "native_cpu", "pallas"):
     if impl == "pallas" and jax.default_backend() == "cpu":
       raise NotImplementedError("Pallas runs only in interpret mode on CPU; not timed")
     return _bsmm_fns(w, impl)[op], w

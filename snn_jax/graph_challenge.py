@@ -15,22 +15,39 @@ entries of Y_l W_l; with a negative bias this equals the dense formula
 above (a zero entry becomes the negative bias and then zero), which is what
 the dense-activation kernels compute.
 
-Networks: the challenge's files come from the RadiX-Net generator. Offline
-we build RadiX-Net-style layers of the same sizes, degree and weights: layer
-l joins neuron j to ``(j + m * P_l) mod n`` for ``m < 32``, with the place
-value ``P_l`` cycling through ``1, 32, 32^2, ...`` (capped at ``n / 32`` so
-the 32 neighbours stay distinct). They are not the challenge's exact graphs
-(which also permute neurons), so our categories are checked against a
-``scipy.sparse`` implementation of the same networks run in the same
-process, not against the challenge's truth files.
+Two kinds of network:
+
+* **The official files** (:func:`read_layers`, :func:`read_inputs`,
+  :func:`read_categories`, :func:`run_official`): the challenge's TSV layer
+  files ``n<N>-l<L>.tsv[.gz]`` (``row<TAB>col<TAB>value``, 1-based), its
+  TSV inputs ``sparse-images-<N>.tsv[.gz]`` (``image<TAB>pixel<TAB>1``) and
+  its truth ``neuron<N>-l<L>-categories.tsv`` (1-based input indices). The
+  categories we compute must equal the truth exactly, or the run fails.
+* **Look-alike networks** (:func:`challenge_network`), for sizes whose
+  files are not at hand: RadiX-Net-style layers of the same sizes, degree
+  and weights -- layer l joins neuron j to ``(j + m * P_l) mod n`` for
+  ``m < 32``, with the place value ``P_l`` cycling through ``1, 32, 32^2,
+  ...`` (capped at ``n / 32`` so the 32 neighbours stay distinct). They are
+  not the challenge's graphs (which also permute neurons), so their
+  categories are checked against ``scipy.sparse`` on the same network in
+  the same process, never against the truth files; their rows say
+  ``network="look-alike"``.
+
+Every pipeline here works on a list of ``scipy.sparse`` CSR weight
+matrices (``[n, n]`` float32, rows = inputs), from either source.
+Inputs are streamed through our kernels in batches (``batch_size``), so
+memory stays bounded by the batch, not by the number of inputs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import gzip
+import os
 import time
-from typing import Any
+import zlib
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +55,6 @@ import numpy as np
 import scipy.ndimage
 import scipy.sparse as sp
 
-from snn_jax.kernels import csr_cpu
 from snn_jax.ops import bsmm, resolve_impl
 from snn_jax.sparse import BlockCSR, block_metadata
 from snn_jax.topology import Topology
@@ -103,20 +119,30 @@ def challenge_inputs(images: np.ndarray, n_neurons: int) -> np.ndarray:
   return (resized > thresh).reshape(len(imgs), n_neurons).astype(np.float32)
 
 
-def to_blocks(t: Topology, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """A neuron-level topology as blocks of ``block_size``: the block rows and
-  columns holding at least one edge, and float32 ``values[nnzb, bs, bs]``
-  with ``WEIGHT`` at the edges and zeros elsewhere in the block."""
-  if t.block_size != 1:
-    raise ValueError("to_blocks takes a neuron-level topology")
-  if t.n_in % block_size or t.n_out % block_size:
-    raise ValueError(f"block_size {block_size} does not divide {t.n_in}")
-  r, c = t.rows.astype(np.int64), t.cols.astype(np.int64)
-  n_cb = t.n_out // block_size
+def _as_weights(layer: Topology | sp.spmatrix) -> sp.csr_matrix:
+  if isinstance(layer, Topology):
+    if layer.block_size != 1:
+      raise ValueError("challenge layers must be neuron-level topologies")
+    return scipy_network([layer])[0]
+  return sp.csr_matrix(layer, dtype=np.float32)
+
+
+def to_blocks(layer: Topology | sp.spmatrix, block_size: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """A layer (a neuron-level topology of weight ``WEIGHT``, or a weight
+  matrix) as blocks of ``block_size``: the block rows and columns holding
+  at least one edge, and float32 ``values[nnzb, bs, bs]`` with the weights
+  at the edges and zeros elsewhere in the block."""
+  w = _as_weights(layer).tocoo()
+  n_in, n_out = w.shape
+  if n_in % block_size or n_out % block_size:
+    raise ValueError(f"block_size {block_size} does not divide {n_in}x{n_out}")
+  r, c = w.row.astype(np.int64), w.col.astype(np.int64)
+  n_cb = n_out // block_size
   key = (r // block_size) * n_cb + c // block_size
   blocks, inverse = np.unique(key, return_inverse=True)
   values = np.zeros((blocks.size, block_size, block_size), np.float32)
-  values[inverse, r % block_size, c % block_size] = WEIGHT
+  values[inverse, r % block_size, c % block_size] = w.data
   br, bc = np.divmod(blocks, n_cb)
   return br, bc, values
 
@@ -130,18 +156,22 @@ class StackedNetwork:
   n_neurons: int
   block_size: int
 
+  edges: int
+
   @property
   def fill(self) -> float:
     """Fraction of stored block entries that are edges."""
-    edges = self.values.shape[0] * self.n_neurons * CONNECTIONS
-    return edges / self.values.size
+    return self.edges / self.values.size
 
 
-def stack_network(layers: list[Topology], block_size: int = 1) -> StackedNetwork:
-  """Stacks the layers for a scan. Layers with fewer blocks than the largest
-  are padded with explicit zero blocks at empty positions (lowest first), so
+def stack_network(layers: Sequence[Topology | sp.spmatrix],
+                  block_size: int = 1) -> StackedNetwork:
+  """Stacks the layers (topologies of weight ``WEIGHT``, or weight
+  matrices) for a scan. Layers with fewer blocks than the largest are
+  padded with explicit zero blocks at empty positions (lowest first), so
   every layer has one nnzb; ``fill`` reports the resulting waste."""
-  n = layers[0].n_in
+  layers = [_as_weights(w) for w in layers]
+  n = layers[0].shape[0]
   nb = n // block_size
   per_layer = [to_blocks(t, block_size) for t in layers]
   nnzb = max(br.size for br, _, _ in per_layer)
@@ -163,7 +193,7 @@ def stack_network(layers: list[Topology], block_size: int = 1) -> StackedNetwork
       idx[k].append(meta[k])
   return StackedNetwork(jnp.asarray(np.stack(vals)),
                         {k: jnp.asarray(np.stack(v)) for k, v in idx.items()},
-                        n, block_size)
+                        n, block_size, int(sum(w.nnz for w in layers)))
 
 
 def _bucket(n: int) -> int:
@@ -222,20 +252,13 @@ def prune_dead_rows(segment_fn, y0: np.ndarray, n_layers: int,
 
 
 @functools.lru_cache(maxsize=None)
-def _segment_runner(n: int, bs: int, impl: str, transposed: bool):
+def _segment_runner(n: int, bs: int, impl: str):
   """A jitted ``run(values, index, y, start, length)``: ``length`` layers of
-  the stacked network from layer ``start`` (cached, so repeated inference
-  reuses the compiled code). ``transposed`` (block size 1 on CPU): the
-  ``csr_cpu`` kernel on activations kept as ``[n, N]`` through the segment,
-  so the per-layer transposes that ``bsmm``'s row-major interface implies
-  happen once per segment."""
+  the stacked network from layer ``start`` through ``bsmm`` (cached, so
+  repeated inference reuses the compiled code)."""
   bias = jnp.float32(BIAS[n])
 
   def product(y, v, ix):
-    if transposed:  # y is [n, N]: (W.T)_csr @ y
-      order = ix["col_order"]
-      return csr_cpu.csr_left_matmul(v.reshape(-1)[order], ix["row_idx"][order],
-                                     ix["col_ptr"], y, shape=(n, n))
     w = BlockCSR.tree_unflatten(((n, n), bs), (v, ix["col_idx"], ix["row_ptr"],
                                                ix["row_idx"], ix["col_order"],
                                                ix["col_ptr"]))
@@ -248,9 +271,8 @@ def _segment_runner(n: int, bs: int, impl: str, transposed: bool):
     def layer(y, xs):
       return jnp.clip(product(y, *xs) + bias, 0.0, YMAX), None
 
-    y = y.T if transposed else y
     y, _ = jax.lax.scan(layer, y, (sl(values), jax.tree.map(sl, index)))
-    return y.T if transposed else y
+    return y
 
   return run
 
@@ -259,12 +281,28 @@ def infer(net: StackedNetwork, y0: np.ndarray, *, impl: str = "auto",
           segment: int = 16) -> np.ndarray:
   """Final activations float32[N, n] through ``bsmm`` (a ``lax.scan`` over
   up to ``segment`` layers at a time, dead inputs dropped in between)."""
-  transposed = (resolve_impl(impl, net.block_size) == "csr_cpu"
-                and net.values.dtype == jnp.float32)
-  run = _segment_runner(net.n_neurons, net.block_size, impl, transposed)
+  resolve_impl(impl, net.block_size)  # a bad impl fails here, not in a trace
+  run = _segment_runner(net.n_neurons, net.block_size, impl)
   return prune_dead_rows(
       lambda y, start, length: run(net.values, net.index, y, start, length=length),
-      y0, net.values.shape[0], segment)
+      np.asarray(y0, np.float32), net.values.shape[0], segment)
+
+
+def streamed_categories(run: Callable[[np.ndarray], np.ndarray],
+                        inputs: np.ndarray | sp.spmatrix,
+                        batch_size: int) -> np.ndarray:
+  """Categories of all ``inputs`` (rows), computed ``batch_size`` rows at a
+  time by ``run(dense float32[b, n]) -> final activations``: only one
+  batch is ever dense, so memory is bounded by the batch."""
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  inputs = inputs.tocsr() if sp.issparse(inputs) else inputs
+  found = []
+  for start in range(0, inputs.shape[0], batch_size):
+    chunk = inputs[start:start + batch_size]
+    dense = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
+    found.append(categories(run(dense.astype(np.float32, copy=False))) + start)
+  return np.concatenate(found) if found else np.zeros(0, np.int64)
 
 
 def scipy_network(layers: list[Topology]) -> list[sp.csr_matrix]:
@@ -273,7 +311,8 @@ def scipy_network(layers: list[Topology]) -> list[sp.csr_matrix]:
                         shape=(t.n_in, t.n_out)) for t in layers]
 
 
-def infer_scipy(weights: list[sp.csr_matrix], y0: np.ndarray) -> sp.csr_matrix:
+def infer_scipy(weights: list[sp.csr_matrix], y0: np.ndarray | sp.spmatrix
+                ) -> sp.csr_matrix:
   """The challenge's sparse formulation with ``scipy.sparse`` (the
   reference): bias added to the nonzeros of Y W, then ReLU and clip."""
   bias = BIAS[weights[0].shape[0]]
@@ -286,15 +325,13 @@ def infer_scipy(weights: list[sp.csr_matrix], y0: np.ndarray) -> sp.csr_matrix:
   return y
 
 
-def dense_runner(layers: list[Topology], segment: int = 16):
+def dense_runner(layers: Sequence[Topology | sp.spmatrix], segment: int = 16):
   """Dense ``jnp.dot`` baseline with every layer's dense matrix resident and
   the same dead-row dropping: returns ``run(y0) -> final activations``."""
-  n = layers[0].n_in
+  weights = [_as_weights(w) for w in layers]
+  n = weights[0].shape[0]
   bias = jnp.float32(BIAS[n])
-  mats = np.zeros((len(layers), n, n), np.float32)
-  for l, t in enumerate(layers):
-    mats[l, t.rows, t.cols] = WEIGHT
-  mats = jnp.asarray(mats)
+  mats = jnp.asarray(np.stack([w.toarray() for w in weights]))
 
   @functools.partial(jax.jit, static_argnames=("length",))
   def run_segment(y, start, length):
@@ -317,48 +354,230 @@ def categories(y: np.ndarray | sp.spmatrix) -> np.ndarray:
   return np.flatnonzero((np.asarray(y) != 0).any(axis=1))
 
 
+def benchmark(weights: Sequence[sp.spmatrix], inputs: np.ndarray | sp.spmatrix,
+              *, network: str, truth: np.ndarray | None = None,
+              block_sizes: tuple[int, ...] = (1,), impl: str = "auto",
+              dense_budget_bytes: float = 2e9, segment: int = 16,
+              repeats: int = 1, batch_size: int = 4096) -> list[dict[str, Any]]:
+  """Times scipy, our kernel at each block size and dense ``jnp.dot`` on one
+  network (best of ``repeats`` runs each) and checks every method's
+  categories against ``truth`` (the official categories, 0-based), or
+  against scipy's where there is no truth. Returns one row per method:
+  seconds, ``edges_per_second`` (the challenge's rate: inputs x edges / s),
+  categories, ``categories_match``, ``reference``.
+
+  Our kernel and dense stream the inputs ``batch_size`` at a time and are
+  timed after a warm-up run on the same inputs (which compiles every
+  shape); scipy needs none and runs on all inputs at once (sparse). All
+  three drop finished (all-zero) inputs as they go. Weights are built
+  outside the timings. Dense runs only where every layer's dense matrix
+  fits in ``dense_budget_bytes``."""
+  weights = [_as_weights(w) for w in weights]
+  n, n_layers = weights[0].shape[0], len(weights)
+  _check_size(n)
+  edges = int(sum(w.nnz for w in weights))
+  n_inputs = inputs.shape[0]
+  rows: list[dict[str, Any]] = []
+
+  def record(method, seconds, cats, note=""):
+    rows.append({"network": network, "n_neurons": n, "n_layers": n_layers,
+                 "inputs": n_inputs, "edges": edges, "method": method,
+                 "seconds": seconds,
+                 "edges_per_second": n_inputs * edges / seconds,
+                 "categories": int(cats.size),
+                 "categories_match": bool(np.array_equal(cats, reference)),
+                 "reference": reference_name, "note": note})
+
+  def best_of(fn):
+    best, out = np.inf, None
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      out = fn()
+      best = min(best, time.perf_counter() - t0)
+    return best, out
+
+  sparse_inputs = sp.csr_matrix(inputs, dtype=np.float32)
+  seconds, scipy_cats = best_of(lambda: categories(infer_scipy(weights, sparse_inputs)))
+  reference = scipy_cats if truth is None else np.asarray(truth)
+  reference_name = "scipy" if truth is None else "official truth"
+  record("scipy", seconds, scipy_cats, "scipy.sparse reference formulation")
+  for bs in block_sizes:
+    net = stack_network(weights, bs)
+    run = lambda y, net=net: infer(net, y, impl=impl, segment=segment)
+    streamed_categories(run, sparse_inputs, batch_size)  # compiles every bucket
+    seconds, cats = best_of(lambda: streamed_categories(run, sparse_inputs, batch_size))
+    record(f"bsmm_bs{bs}", seconds, cats,
+           f"impl={impl}, block fill {net.fill:.3f}, batches of {batch_size}")
+  if n_layers * n * n * 4 <= dense_budget_bytes:
+    dense = dense_runner(weights, segment)
+    streamed_categories(dense, sparse_inputs, batch_size)  # compile
+    seconds, cats = best_of(lambda: streamed_categories(dense, sparse_inputs, batch_size))
+    record("dense", seconds, cats, f"jnp.dot, batches of {batch_size}")
+  return rows
+
+
+def kernel_failures(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  """The rows of *our kernels* whose categories differ from the reference:
+  these fail a run. A disagreeing dense or scipy baseline is reported in its
+  row but is not a failure of ours."""
+  return [r for r in rows if r["method"].startswith("bsmm")
+          and not r["categories_match"]]
+
+
 def run_challenge(n_neurons: int, n_layers: int, images: np.ndarray, *,
                   block_sizes: tuple[int, ...] = (1,), impl: str = "auto",
                   dense_budget_bytes: float = 2e9, segment: int = 16,
-                  repeats: int = 1) -> list[dict[str, Any]]:
-  """Times every method on one size (best of ``repeats`` runs each); checks
-  every method's categories against scipy's. Returns one row per method (edges/s, time, categories,
-  agreement). Our kernels and dense are timed after a warm-up run on the
-  same inputs (which compiles every shape); scipy needs none. All three
-  drop finished (all-zero) inputs as they go."""
+                  repeats: int = 1, batch_size: int = 4096) -> list[dict[str, Any]]:
+  """:func:`benchmark` on a *look-alike* network (:func:`challenge_network`)
+  with MNIST ``images`` made into challenge inputs; checked against scipy."""
   layers = challenge_network(n_neurons, n_layers)
-  y0 = challenge_inputs(images, n_neurons)
-  edges = n_neurons * CONNECTIONS * n_layers
-  rows = []
+  return benchmark(scipy_network(layers), challenge_inputs(images, n_neurons),
+                   network="look-alike", block_sizes=block_sizes, impl=impl,
+                   dense_budget_bytes=dense_budget_bytes, segment=segment,
+                   repeats=repeats, batch_size=batch_size)
 
-  def record(method, seconds, cats, note=""):
-    rows.append({"n_neurons": n_neurons, "n_layers": n_layers,
-                 "inputs": len(y0), "edges": edges, "method": method,
-                 "seconds": seconds, "edges_per_second": len(y0) * edges / seconds,
-                 "categories": int(cats.size),
-                 "categories_match": bool(np.array_equal(cats, ref)), "note": note})
 
-  weights = scipy_network(layers)  # built outside the timing, like ours
-  best = np.inf
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    ref = categories(infer_scipy(weights, y0))
-    best = min(best, time.perf_counter() - t0)
-  record("scipy", best, ref, "reference")
-  for bs in block_sizes:
-    net = stack_network(layers, bs)
-    infer(net, y0, impl=impl, segment=segment)  # compiles every bucket
-    best = np.inf
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      y = infer(net, y0, impl=impl, segment=segment)
-      best = min(best, time.perf_counter() - t0)
-    record(f"bsmm_bs{bs}", best, categories(y),
-           f"impl={impl}, block fill {net.fill:.3f}")
-  if len(layers) * n_neurons ** 2 * 4 <= dense_budget_bytes:
-    run = dense_runner(layers, segment)
-    run(y0)  # compile
-    t0 = time.perf_counter()
-    y = run(y0)
-    record("dense", time.perf_counter() - t0, categories(y), "jnp.dot")
+# -- the official files -------------------------------------------------------
+
+def _find(directory: str, stem: str) -> str | None:
+  for name in (stem, stem + ".gz"):
+    path = os.path.join(directory, name)
+    if os.path.exists(path):
+      return path
+  return None
+
+
+def read_tsv(path: str, *, columns: int = 3) -> np.ndarray:
+  """A tab-separated numeric file (gzipped when it ends in ``.gz``) as a
+  float64 array ``[lines, columns]``. Errors name the file and the problem
+  (a truncated or corrupt ``.gz``, a malformed line)."""
+  opener = gzip.open if path.endswith(".gz") else open
+  try:
+    with opener(path, "rt") as f:
+      table = np.loadtxt(f, delimiter="\t", dtype=np.float64, ndmin=2)
+  except (OSError, EOFError, zlib.error) as e:
+    raise ValueError(f"{path}: cannot be read ({type(e).__name__}: {e}); the "
+                     "file is truncated or corrupt -- fetch it again") from None
+  except ValueError as e:
+    raise ValueError(f"{path}: not a tab-separated table of numbers ({e})") from None
+  if table.size and table.shape[1] != columns:
+    raise ValueError(f"{path}: expected {columns} tab-separated columns per "
+                     f"line, found {table.shape[1]}")
+  return table.reshape(-1, columns)
+
+
+def _triples_to_csr(path: str, shape: tuple[int, int]) -> sp.csr_matrix:
+  t = read_tsv(path)
+  i, j = t[:, 0].astype(np.int64) - 1, t[:, 1].astype(np.int64) - 1
+  if t.size and (i.min() < 0 or j.min() < 0 or i.max() >= shape[0]
+                 or j.max() >= shape[1] or (t[:, :2] != np.round(t[:, :2])).any()):
+    raise ValueError(f"{path}: indices must be integers in 1..{shape[0]} x "
+                     f"1..{shape[1]}")
+  m = sp.csr_matrix((t[:, 2].astype(np.float32), (i, j)), shape=shape)
+  if m.nnz != len(t):
+    raise ValueError(f"{path}: {len(t) - m.nnz} duplicate entries")
+  m.sort_indices()
+  return m
+
+
+def _layer_folder(directory: str, n_neurons: int) -> str:
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"{directory!r} is not a directory")
+  sub = os.path.join(directory, f"neuron{n_neurons}")
+  return sub if os.path.isdir(sub) else directory
+
+
+def read_layers(directory: str, n_neurons: int, n_layers: int) -> list[sp.csr_matrix]:
+  """The official layers ``n<N>-l1 .. n<N>-l<L>.tsv[.gz]`` in ``directory``
+  (or its ``neuron<N>/`` subfolder) as float32 CSR ``[N, N]`` weights, rows
+  = inputs."""
+  _check_size(n_neurons)
+  if n_layers < 1:
+    raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+  folder = _layer_folder(directory, n_neurons)
+  layers = []
+  for l in range(1, n_layers + 1):
+    path = _find(folder, f"n{n_neurons}-l{l}.tsv")
+    if path is None:
+      raise FileNotFoundError(
+          f"layer file n{n_neurons}-l{l}.tsv[.gz] is missing from {folder!r} "
+          f"(needed for {n_layers} layers)")
+    layers.append(_triples_to_csr(path, (n_neurons, n_neurons)))
+  return layers
+
+
+def read_inputs(path: str, n_neurons: int, n_inputs: int | None = None
+                ) -> sp.csr_matrix:
+  """Official inputs (``image<TAB>pixel<TAB>value``, 1-based) as float32
+  CSR ``[n_inputs, n_neurons]``; ``n_inputs`` defaults to the largest image
+  index in the file. Entries of images beyond ``n_inputs`` are dropped."""
+  t = read_tsv(path)
+  if n_inputs is None:
+    n_inputs = int(t[:, 0].max()) if t.size else 0
+  keep = t[:, 0] <= n_inputs
+  t = t[keep]
+  i, j = t[:, 0].astype(np.int64) - 1, t[:, 1].astype(np.int64) - 1
+  if t.size and (i.min() < 0 or j.min() < 0 or j.max() >= n_neurons):
+    raise ValueError(f"{path}: pixel indices must be in 1..{n_neurons}")
+  return sp.csr_matrix((t[:, 2].astype(np.float32), (i, j)),
+                       shape=(n_inputs, n_neurons))
+
+
+def read_categories(path: str) -> np.ndarray:
+  """Official truth (one 1-based input index a line) as sorted 0-based
+  int64 indices."""
+  t = read_tsv(path, columns=1).ravel()
+  if (t != np.round(t)).any() or (t < 1).any():
+    raise ValueError(f"{path}: categories must be positive integers")
+  out = np.sort(t.astype(np.int64) - 1)
+  if np.unique(out).size != out.size:
+    raise ValueError(f"{path}: repeated categories")
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class OfficialData:
+  """The official files found for one network size and depth."""
+  layers: list[sp.csr_matrix]
+  inputs: sp.csr_matrix
+  truth: np.ndarray | None  # 0-based categories among ``inputs``, or None
+  paths: dict[str, str]
+
+
+def read_official(directory: str, n_neurons: int = 1024, n_layers: int = 120,
+                  n_inputs: int | None = None) -> OfficialData:
+  """Reads the official network, inputs and (where the file for this depth
+  is there) truth from ``directory``: layers as in :func:`read_layers`,
+  inputs ``sparse-images-<N>*.tsv[.gz]``, truth
+  ``neuron<N>-l<L>-categories.tsv[.gz]`` restricted to the inputs read.
+  The truth covers the full input set, so it applies to any prefix of it."""
+  folder = _layer_folder(directory, n_neurons)  # checks the directory
+  images = [f for f in sorted(os.listdir(directory))
+            if f.startswith(f"sparse-images-{n_neurons}")
+            and (f.endswith(".tsv") or f.endswith(".tsv.gz"))]
+  if not images:
+    raise FileNotFoundError(f"no sparse-images-{n_neurons}*.tsv[.gz] input "
+                            f"file in {directory!r}")
+  layers = read_layers(directory, n_neurons, n_layers)
+  inputs = read_inputs(os.path.join(directory, images[0]), n_neurons, n_inputs)
+  paths = {"layers": folder, "inputs": os.path.join(directory, images[0])}
+  truth_path = _find(directory, f"neuron{n_neurons}-l{n_layers}-categories.tsv")
+  truth = None
+  if truth_path is not None:
+    truth = read_categories(truth_path)
+    truth = truth[truth < inputs.shape[0]]
+    paths["truth"] = truth_path
+  return OfficialData(layers, inputs, truth, paths)
+
+
+def run_official(directory: str, *, n_neurons: int = 1024, n_layers: int = 120,
+                 n_inputs: int | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+  """:func:`benchmark` on the official network and inputs, checked against
+  the official truth where its file is there (else against scipy, and the
+  rows say so). ``kwargs`` go to :func:`benchmark`."""
+  data = read_official(directory, n_neurons, n_layers, n_inputs)
+  rows = benchmark(data.layers, data.inputs, network="official",
+                   truth=data.truth, **kwargs)
+  for r in rows:
+    r.update({f"{k}_path": v for k, v in data.paths.items()})
   return rows

@@ -9,21 +9,25 @@ reference). Index arrays get no cotangent.
 
 Implementations (``impl``):
   ``"xla"``        gather/scatter kernels, every backend (``kernels/xla.py``);
-  ``"csr_cpu"``    block size 1 on CPU: JAX's native CSR matmul for forward
-                   and dX, the XLA SDDMM for dW (``kernels/csr_cpu.py``);
+  ``"native_cpu"`` C++ kernels through XLA's FFI on the CPU backend, every
+                   block size, forward, dX and dW, all cores, deterministic
+                   (``kernels/native_cpu.py``; built by ``pip install -e .``);
   ``"pallas"``     Pallas for the current backend: Triton on GPU, Mosaic on
                    TPU; on CPU the GPU kernels run in interpret mode (slow --
                    for testing);
   ``"pallas_gpu"``, ``"pallas_tpu"``  a specific Pallas kernel (interpret mode
                    off its hardware);
   ``"dense"``      masked dense matmul (tests and benchmarks only);
-  ``"auto"``       CPU at block size 1: csr_cpu. A *fully stored* matrix (every block present, e.g. the
+  ``"auto"``       A *fully stored* matrix (every block present, e.g. the
                    ``dense`` topology) is one dense ``jnp.dot`` on the
                    values laid out as [n_in, n_out] -- block kernels would
-                   only add overhead there. Otherwise CPU: xla. GPU:
-                   pallas_gpu for block_size >= 16, else xla. TPU:
+                   only add overhead there. Otherwise CPU: native_cpu where
+                   it was built (else xla, with one warning saying why).
+                   GPU: pallas_gpu for block_size >= 16, else xla. TPU:
                    pallas_tpu for block sizes that are multiples of 128,
                    else xla. (Measurements behind these: BUILD_NOTES.md.)
+No kernel path depends on ``jax.experimental.sparse``; its BCSR product
+(``kernels/csr_cpu.py``) remains a benchmark baseline only.
 ``backward_impl`` (default: same as ``impl``) picks the backward kernels
 separately -- e.g. debug a Pallas forward against the trusted XLA backward.
 
@@ -35,16 +39,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
 
-from snn_jax.kernels import (csr_cpu, pallas_gpu, pallas_tpu, reference,
+from snn_jax.kernels import (native_cpu, pallas_gpu, pallas_tpu, reference,
                              tuning, xla)
 from snn_jax.sparse import BlockCSR
 
-IMPLS = ("auto", "xla", "csr_cpu", "pallas", "pallas_gpu", "pallas_tpu",
+IMPLS = ("auto", "xla", "native_cpu", "pallas", "pallas_gpu", "pallas_tpu",
          "dense")
+_warned_no_native = False
 _SUPPORTED_DTYPES = (jnp.float32, jnp.bfloat16)
 
 
@@ -62,7 +68,12 @@ class _Static:
 
 def resolve_impl(impl: str, block_size: int, backend: str | None = None) -> str:
   """The concrete kernel family ``impl`` means on ``backend`` (default: JAX's
-  default backend): one of xla, pallas_gpu, pallas_tpu, dense."""
+  default backend): one of xla, native_cpu, pallas_gpu, pallas_tpu, dense."""
+  global _warned_no_native
+  if impl == "csr_cpu":
+    raise ValueError("impl 'csr_cpu' is gone: it ran on jax.experimental."
+                     "sparse, which JAX no longer develops; use 'native_cpu' "
+                     "(every block size) or 'auto'")
   if impl not in IMPLS:
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
   backend = backend or jax.default_backend()
@@ -71,8 +82,14 @@ def resolve_impl(impl: str, block_size: int, backend: str | None = None) -> str:
       return "pallas_gpu"
     if backend == "tpu" and block_size % pallas_tpu.LANE == 0:
       return "pallas_tpu"
-    if backend == "cpu" and block_size == 1:
-      return "csr_cpu"
+    if backend == "cpu":
+      if native_cpu.AVAILABLE:
+        return "native_cpu"
+      if not _warned_no_native:
+        _warned_no_native = True
+        warnings.warn(f"snn_jax: {native_cpu.UNAVAILABLE_REASON}; impl='auto' "
+                      "uses the slower XLA kernels on CPU", RuntimeWarning,
+                      stacklevel=3)
     return "xla"
   if impl == "pallas":
     return "pallas_tpu" if backend == "tpu" else "pallas_gpu"
@@ -91,9 +108,9 @@ def _forward(s: _Static, x, values, row_ptr, col_idx, row_idx, col_ptr,
     return xla.bsmm_fwd_xla(x, values, row_idx, col_idx, col_order,
                             n_out=s.n_out,
                             **_xla_options(s, values))
-  if s.impl == "csr_cpu":
-    return csr_cpu.bsmm_fwd_csr_cpu(x, values, row_idx, col_ptr, col_order,
-                                    n_out=s.n_out)
+  if s.impl == "native_cpu":
+    return native_cpu.bsmm_fwd_native(x, values, row_idx, col_ptr, col_order,
+                                      n_out=s.n_out)
   if s.impl == "pallas_gpu":
     t = tuning.gpu_tiles(s.device_kind, s.block_size, jnp.dtype(x.dtype).name)
     return pallas_gpu.bsmm_fwd_pallas(
@@ -109,8 +126,8 @@ def _forward(s: _Static, x, values, row_ptr, col_idx, row_idx, col_ptr,
 
 def _dx(s: _Static, dy, values, row_ptr, col_idx, row_idx):
   impl = s.backward_impl
-  if impl == "csr_cpu":
-    return csr_cpu.bsmm_dx_csr_cpu(dy, values, col_idx, row_ptr, n_in=s.n_in)
+  if impl == "native_cpu":
+    return native_cpu.bsmm_dx_native(dy, values, row_ptr, col_idx, n_in=s.n_in)
   if impl == "xla":
     return xla.bsmm_dx_xla(dy, values, row_idx, col_idx, n_in=s.n_in,
                            **_xla_options(s, values))
@@ -128,7 +145,10 @@ def _dx(s: _Static, dy, values, row_ptr, col_idx, row_idx):
 
 def _dw(s: _Static, x, dy, values, row_idx, col_idx):
   impl = s.backward_impl
-  if impl in ("xla", "csr_cpu"):  # no native SDDMM: the XLA one
+  if impl == "native_cpu":
+    return native_cpu.sddmm_native(x, dy, row_idx, col_idx,
+                                   block_size=s.block_size, out_dtype=values.dtype)
+  if impl == "xla":
     return xla.sddmm_xla(x, dy, row_idx, col_idx, block_size=s.block_size,
                          out_dtype=values.dtype, **_xla_options(s, values))
   if impl == "pallas_gpu":
@@ -183,8 +203,8 @@ def bsmm(x: jax.Array, w: BlockCSR, *, impl: str = "auto",
   Args:
     x: float32 or bfloat16 ``[..., n_in]``; any leading dimensions.
     w: ``BlockCSR`` of shape ``(n_in, n_out)`` and the same dtype.
-    impl: ``"auto"``, ``"xla"``, ``"pallas"``, ``"pallas_gpu"``,
-      ``"pallas_tpu"`` or ``"dense"``.
+    impl: ``"auto"``, ``"xla"``, ``"native_cpu"``, ``"pallas"``,
+      ``"pallas_gpu"``, ``"pallas_tpu"`` or ``"dense"`` (module docstring).
     backward_impl: kernels for the backward pass (default: ``impl``).
     interpret: run Pallas kernels in interpret mode (default: only where the
       backend is not the kernel's hardware).
@@ -233,10 +253,12 @@ def bsmm(x: jax.Array, w: BlockCSR, *, impl: str = "auto",
       raise ValueError(
           f"impl {i!r} needs block_size a multiple of {pallas_tpu.LANE}, got "
           f"{w.block_size}; use impl='xla'")
-    if i == "csr_cpu" and (w.block_size != 1 or backend != "cpu"):
+    if i == "native_cpu" and (backend != "cpu" or not native_cpu.AVAILABLE):
       raise ValueError(
-          f"impl 'csr_cpu' needs block_size 1 on the CPU backend, got "
-          f"block_size {w.block_size} on {backend!r}; use impl='xla'")
+          "impl 'native_cpu' runs on the CPU backend only, and only where it "
+          f"was built; here the backend is {backend!r}"
+          + ("" if native_cpu.AVAILABLE else
+             f" and {native_cpu.UNAVAILABLE_REASON}") + "; use impl='xla'")
   device_kind = jax.devices()[0].device_kind if fwd == "pallas_gpu" else ""
   s = _Static(fwd, bwd, bool(interpret), n_in, n_out, w.block_size, device_kind)
   lead = x.shape[:-1]

@@ -9,6 +9,7 @@ import pytest
 from jax.test_util import check_grads
 
 from snn_jax import topology as T
+from snn_jax.kernels import native_cpu
 from snn_jax.ops import bsmm, resolve_impl
 from snn_jax.sparse import BlockCSR
 from tests.conftest import assert_close
@@ -33,10 +34,13 @@ def _dense_vjp(x, w, dy):
 
 
 # Pallas GPU needs bs >= 16 and is slow in interpret mode: a smaller grid.
+NATIVE = [("native_cpu", bs, lead) for bs in (1, 8, 16)
+          for lead in ((), (3,), (2, 5))] if native_cpu.AVAILABLE else []
 CASES = [(impl, bs, lead) for impl in ("xla", "dense") for bs in (1, 16)
-         for lead in ((), (3,), (2, 5))] + [
-             ("csr_cpu", 1, lead) for lead in ((), (3,), (2, 5))] + [
+         for lead in ((), (3,), (2, 5))] + NATIVE + [
              ("pallas_gpu", 16, ()), ("pallas_gpu", 16, (3,))]
+needs_native = pytest.mark.skipif(not native_cpu.AVAILABLE,
+                                  reason=native_cpu.UNAVAILABLE_REASON)
 
 
 @pytest.mark.parametrize("impl, bs, lead", CASES)
@@ -61,6 +65,29 @@ def test_check_grads_f32(rng):
   x = jnp.asarray(rng.standard_normal((5, 32)), jnp.float32)
   f = lambda x, v: bsmm(x, w.replace(values=v), impl="xla")
   check_grads(f, (x, w.values), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+
+
+@needs_native
+@pytest.mark.parametrize("bs", [1, 8, 32])
+def test_check_grads_native(rng, bs):
+  w = _w(rng, 64, 64, bs, 0.4)
+  x = jnp.asarray(rng.standard_normal((5, 64)), jnp.float32)
+  f = lambda x, v: bsmm(x, w.replace(values=v), impl="native_cpu")
+  check_grads(f, (x, w.values), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+
+
+@needs_native
+def test_native_under_vmap_of_weights_and_donation(rng):
+  w = _w(rng, 32, 32, 8, 0.5)  # square: the donated x can hold the result
+  vals = jnp.asarray(rng.standard_normal((3, *w.values.shape)), jnp.float32)
+  x = jnp.asarray(rng.standard_normal((4, 32)), jnp.float32)
+  batched = jax.vmap(lambda v: bsmm(x, w.replace(values=v), impl="native_cpu"))(vals)
+  for i in range(3):
+    np.testing.assert_allclose(batched[i], bsmm(x, w.replace(values=vals[i]),
+                                                impl="dense"), rtol=1e-5, atol=1e-5)
+  donated = jax.jit(lambda x: bsmm(x, w, impl="native_cpu"), donate_argnums=0)
+  expected = bsmm(x, w, impl="dense")
+  np.testing.assert_allclose(donated(jnp.array(x)), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_jit_grad_vmap_agree(rng):
@@ -129,7 +156,7 @@ def test_errors(rng):
     bsmm(jnp.ones((2, 16)), w, impl="pallas_gpu")
   with pytest.raises(TypeError, match="BlockCSR"):
     bsmm(jnp.ones((2, 16)), np.ones((16, 8)))
-  with pytest.raises(ValueError, match="csr_cpu.*block_size 1"):
+  with pytest.raises(ValueError, match="'csr_cpu' is gone.*native_cpu"):
     bsmm(jnp.ones((2, 16)), w, impl="csr_cpu")
 
 
@@ -152,8 +179,9 @@ def test_fully_stored_matrix_runs_dense_and_matches(rng, bs, dtype):
 
 
 def test_auto_resolution():
-  assert resolve_impl("auto", 32, "cpu") == "xla"
-  assert resolve_impl("auto", 1, "cpu") == "csr_cpu"
+  cpu = "native_cpu" if native_cpu.AVAILABLE else "xla"
+  assert resolve_impl("auto", 32, "cpu") == cpu
+  assert resolve_impl("auto", 1, "cpu") == cpu
   assert resolve_impl("auto", 1, "gpu") == "xla"
   assert resolve_impl("auto", 32, "gpu") == "pallas_gpu"
   assert resolve_impl("auto", 8, "gpu") == "xla"
@@ -161,3 +189,46 @@ def test_auto_resolution():
   assert resolve_impl("auto", 64, "tpu") == "xla"
   assert resolve_impl("pallas", 128, "tpu") == "pallas_tpu"
   assert resolve_impl("pallas", 32, "cpu") == "pallas_gpu"
+
+
+def test_without_native_kernels_auto_falls_back_with_one_warning(tmp_path):
+  """As on a machine without a C++ compiler: the extension does not import;
+  the package imports, auto runs the XLA kernels and says so once."""
+  import subprocess
+  import sys
+  blocker = tmp_path / "sitecustomize.py"
+  blocker.write_text(
+      "import sys\n"
+      "class _Block:\n"
+      "  def find_spec(self, name, path=None, target=None):\n"
+      "    if name == 'snn_jax.kernels._native_cpu':\n"
+      "      raise ImportError('blocked: no compiler on this machine')\n"
+      "sys.meta_path.insert(0, _Block())\n")
+  code = (
+      "import warnings, numpy as np, jax.numpy as jnp\n"
+      "from snn_jax.kernels import native_cpu\n"
+      "from snn_jax import topology as T\n"
+      "from snn_jax.ops import bsmm\n"
+      "assert not native_cpu.AVAILABLE, 'extension imported'\n"
+      "t = T.make('erdos_renyi', 32, 16, density=0.3, seed=0)\n"
+      "w = t.to_bcsr(values=jnp.ones((t.nnzb, 1, 1)))\n"
+      "x = jnp.ones((3, 32))\n"
+      "with warnings.catch_warnings(record=True) as caught:\n"
+      "  warnings.simplefilter('always')\n"
+      "  y = bsmm(x, w); bsmm(x, w)\n"
+      "np.testing.assert_allclose(y, bsmm(x, w, impl='dense'))\n"
+      "msgs = [str(c.message) for c in caught if 'native CPU' in str(c.message)]\n"
+      "assert len(msgs) == 1, msgs\n"
+      "print(msgs[0])\n"
+      "try:\n"
+      "  bsmm(x, w, impl='native_cpu')\n"
+      "except ValueError as e:\n"
+      "  print('refused:', e)\n")
+  import os
+  env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}" +
+         os.environ.get("PYTHONPATH", "")}
+  r = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                     text=True, env=env, timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "were not built" in r.stdout and "XLA kernels" in r.stdout
+  assert "refused:" in r.stdout and "only where it was built" in r.stdout

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from snn_jax.kernels import csr_cpu, pallas_gpu, pallas_tpu, reference, xla
+from snn_jax.kernels import (csr_cpu, native_cpu, pallas_gpu, pallas_tpu,
+                             reference, xla)
 from snn_jax.sparse import BlockCSR
 from tests.conftest import assert_close
 
@@ -94,6 +95,73 @@ def test_csr_cpu(rng, kind, dtype):
                                             n_in=w.shape[0]),
       lambda x, dy, w: xla.sddmm_xla(x, dy, w.row_idx, w.col_idx, block_size=1,
                                      out_dtype=w.values.dtype))
+
+
+needs_native = pytest.mark.skipif(not native_cpu.AVAILABLE,
+                                  reason=native_cpu.UNAVAILABLE_REASON)
+
+
+def _native_fns():
+  return (lambda x, w: native_cpu.bsmm_fwd_native(
+              x, w.values, w.row_idx, w.col_ptr, w.col_order, n_out=w.shape[1]),
+          lambda dy, w: native_cpu.bsmm_dx_native(
+              dy, w.values, w.row_ptr, w.col_idx, n_in=w.shape[0]),
+          lambda x, dy, w: native_cpu.sddmm_native(
+              x, dy, w.row_idx, w.col_idx, block_size=w.block_size,
+              out_dtype=w.values.dtype))
+
+
+@needs_native
+@pytest.mark.parametrize("bs", [1, 3, 16, 32, 128])  # 32, 128: row-major path
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [1, 67])  # 67: lanes padded to 80, 8 tiles + 3
+def test_native_cpu(rng, bs, kind, dtype, batch):
+  n_rb, n_cb = (12, 9) if bs <= 8 else (5, 4)
+  w, x, dy = _problem(rng, bs, kind, dtype, batch=batch, n_rb=n_rb, n_cb=n_cb)
+  _check_all(w, x, dy, dtype, *_native_fns())
+
+
+@needs_native
+@pytest.mark.parametrize("bs", [1, 16])
+def test_native_cpu_same_bits_for_any_thread_count(rng, bs):
+  w, x, dy = _problem(rng, bs, "0.5", jnp.float32, batch=200, n_rb=40, n_cb=30)
+  fwd, dx, dw = _native_fns()
+  before = native_cpu.num_threads()
+  try:
+    outs = []
+    for n in sorted({1, native_cpu.max_threads()}):
+      native_cpu.set_num_threads(n)
+      outs.append([np.asarray(f) for f in (fwd(x, w), dx(dy, w), dw(x, dy, w))])
+      outs.append([np.asarray(f) for f in (fwd(x, w), dx(dy, w), dw(x, dy, w))])
+  finally:
+    native_cpu.set_num_threads(before)
+  for other in outs[1:]:
+    for a, b in zip(outs[0], other):
+      np.testing.assert_array_equal(a, b)
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_native_cpu_propagates_non_finite(rng, dtype):
+  w, x, dy = _problem(rng, 4, "dense", dtype, batch=20, n_rb=3, n_cb=2)
+  fwd, dx, dw = _native_fns()
+  x = x.at[3, 5].set(jnp.nan).at[7, 0].set(jnp.inf)
+  y = np.asarray(fwd(x, w).astype(jnp.float32))
+  assert np.isnan(y[3]).all() and not np.isfinite(y[7]).any()
+  assert np.isfinite(np.delete(y, [3, 7], axis=0)).all()
+  w_nan = w.replace(values=w.values.at[0, 1, 2].set(jnp.nan))  # block (0, 0)
+  y = np.asarray(fwd(jnp.asarray(rng.standard_normal(x.shape), dtype),
+                     w_nan).astype(jnp.float32))
+  assert np.isnan(y[:, 2]).all() and np.isfinite(np.delete(y, 2, axis=1)).all()
+  d = np.asarray(dx(dy, w_nan).astype(jnp.float32))
+  assert np.isnan(d[:, 1]).all() and np.isfinite(np.delete(d, 1, axis=1)).all()
+  # dW: x[3, 5] (block row 1, inner row 1) poisons that row of blocks 2 and
+  # 3; x[7, 0] (block row 0, inner row 0) that row of blocks 0 and 1.
+  g = np.asarray(dw(x, dy, w).astype(jnp.float32))
+  bad = np.zeros(g.shape, bool)
+  bad[2:4, 1] = bad[0:2, 0] = True
+  assert not np.isfinite(g[bad]).any() and np.isfinite(g[~bad]).all()
 
 
 @pytest.mark.parametrize("bs", [16, 32])

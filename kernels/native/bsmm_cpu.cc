@@ -1,0 +1,780 @@
+// Native CPU kernels for snn_jax's block-sparse matmul, registered with XLA's
+// FFI (jax.ffi). Python side: kernels/native_cpu.py.
+//
+// W is a BlockCSR (snn_jax/sparse.py) of shape (n_in, n_out), block size bs:
+// values[nnzb, bs, bs] in row-major block order, with the row view (row_ptr,
+// col_idx) and the column view (col_ptr, col_order, row_idx) kept beside it.
+//
+//   forward  Y[B, n_out]  = X[B, n_in] @ W      gathers over the column view;
+//   dX       dX[B, n_in]  = dY[B, n_out] @ W^T  gathers over the row view;
+//   dW       dV[k]        = X[:, rows of k]^T @ dY[:, cols of k]  (SDDMM).
+//
+// All three work on feature-major float32 copies of the dense operands
+// (XT[n][Bp], Bp = B rounded up to a multiple of kLanes), so the inner loops
+// are vector FMAs across kLanes batch rows: `acc += XT[row] * w` with w one
+// weight broadcast. Each output element is written by exactly one task, and
+// its sum runs in one fixed order (stored blocks in index order, then the
+// block's inner index), so results are bit-identical whatever the number of
+// threads -- no atomics, no reductions across threads. bfloat16 operands are
+// widened to float32 on load and the result rounded to nearest even once.
+// Non-finite values propagate: no product is ever skipped.
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include <unistd.h>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Vectors: GCC/Clang vector extensions. 16 float lanes lower to one AVX-512
+// register, two AVX2 registers or four SSE registers, whichever the target
+// has: the portable fallback is the compiler's.
+constexpr int kLanes = 16;
+typedef float vf __attribute__((vector_size(kLanes * sizeof(float))));
+
+inline vf load(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof(vf));
+  return v;
+}
+inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof(vf)); }
+inline vf splat(float s) { return vf{} + s; }
+
+inline float hsum(vf v) {  // a fixed tree: the same bits every time
+  float t[kLanes];
+  std::memcpy(t, &v, sizeof(vf));
+  for (int w = kLanes / 2; w > 0; w /= 2)
+    for (int i = 0; i < w; ++i) t[i] = t[i] + t[i + w];
+  return t[0];
+}
+
+// bfloat16 <-> float32.
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
+  return static_cast<uint16_t>(u >> 16);
+}
+
+template <typename T> inline float to_f32(T v);
+template <> inline float to_f32<float>(float v) { return v; }
+template <> inline float to_f32<uint16_t>(uint16_t v) { return bf16_to_f32(v); }
+template <typename T> inline T from_f32(float v);
+template <> inline float from_f32<float>(float v) { return v; }
+template <> inline uint16_t from_f32<uint16_t>(float v) { return f32_to_bf16(v); }
+
+// ---------------------------------------------------------------------------
+// Thread pool. Work is split into a fixed list of tasks; which thread runs a
+// task does not change any result. The calling thread works too, and a call
+// that finds the pool busy (another kernel running concurrently) runs its
+// tasks itself, so no call ever waits on another.
+class Pool {
+ public:
+  static Pool& Get() {
+    static std::mutex init_mu;
+    static Pool* pool = nullptr;
+    std::lock_guard<std::mutex> lock(init_mu);
+    // After fork() the child has none of the parent's threads: start anew
+    // (the parent's pool object is left behind on purpose).
+    if (pool == nullptr || pool->pid_ != getpid()) pool = new Pool(DefaultThreads());
+    return *pool;
+  }
+
+  static int DefaultThreads() {
+    if (const char* env = std::getenv("SNN_JAX_NATIVE_THREADS")) {
+      int n = std::atoi(env);
+      if (n >= 1) return n;
+    }
+    unsigned n = std::thread::hardware_concurrency();
+    return n == 0 ? 1 : static_cast<int>(n);
+  }
+
+  int threads() const { return limit_.load(); }
+  void set_threads(int n) {
+    limit_.store(std::max(1, std::min(n, static_cast<int>(workers_.size()) + 1)));
+  }
+
+  void ParallelFor(int64_t n, const std::function<void(int64_t)>& fn) {
+    if (n <= 1 || limit_.load() <= 1 || !run_mu_.try_lock()) {
+      for (int64_t i = 0; i < n; ++i) fn(i);
+      return;
+    }
+    Job job{&fn, n};
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      job_ = &job;
+      wanted_ = limit_.load() - 1;
+      ++generation_;
+    }
+    cv_.notify_all();
+    Run(&job);
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      job_ = nullptr;
+      done_cv_.wait(lock, [&] { return busy_ == 0; });
+    }
+    run_mu_.unlock();
+  }
+
+ private:
+  struct Job {
+    const std::function<void(int64_t)>* fn;
+    int64_t n;
+    std::atomic<int64_t> next{0};
+  };
+
+  explicit Pool(int n_threads) : pid_(getpid()), limit_(n_threads) {
+    for (int i = 0; i + 1 < n_threads; ++i) {
+      workers_.emplace_back([this] { Work(); });
+      workers_.back().detach();
+    }
+  }
+
+  static void Run(Job* job) {
+    for (;;) {
+      int64_t i = job->next.fetch_add(1);
+      if (i >= job->n) return;
+      (*job->fn)(i);
+    }
+  }
+
+  void Work() {
+    uint64_t seen = 0;
+    for (;;) {
+      Job* job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (job_ == nullptr || wanted_ <= 0) continue;
+        --wanted_;
+        job = job_;
+        ++busy_;
+      }
+      Run(job);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (--busy_ == 0) done_cv_.notify_all();
+      }
+    }
+  }
+
+  pid_t pid_;
+  std::atomic<int> limit_;
+  std::vector<std::thread> workers_;
+  std::mutex run_mu_, mu_;
+  std::condition_variable cv_, done_cv_;
+  Job* job_ = nullptr;
+  uint64_t generation_ = 0;
+  int wanted_ = 0;
+  int busy_ = 0;
+};
+
+// Splits [0, n) into about `parts` contiguous ranges; fn(begin, end).
+void ParallelRanges(int64_t n, int64_t parts,
+                    const std::function<void(int64_t, int64_t)>& fn) {
+  parts = std::max<int64_t>(1, std::min(parts, n));
+  int64_t step = (n + parts - 1) / parts;
+  int64_t tasks = (n + step - 1) / step;
+  Pool::Get().ParallelFor(tasks, [&](int64_t t) {
+    fn(t * step, std::min(n, (t + 1) * step));
+  });
+}
+
+int64_t TaskCount() { return 4 * static_cast<int64_t>(Pool::Get().threads()); }
+
+// Per-thread scratch, grown on demand and kept: a kernel call touches no
+// fresh pages (first-touch page faults cost more than the work at low
+// density). Slot 0 and 1 are the two feature-major operands of one call.
+float* ScratchSlot(int slot, int64_t n) {
+  struct Buffer {
+    float* data = nullptr;
+    int64_t size = 0;
+    ~Buffer() { std::free(data); }
+  };
+  thread_local Buffer buffers[2];
+  Buffer& b = buffers[slot];
+  if (b.size < n) {
+    std::free(b.data);
+    size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
+    b.data = static_cast<float*>(std::aligned_alloc(64, bytes));
+    b.size = n;
+  }
+  return b.data;
+}
+
+// ---------------------------------------------------------------------------
+// Layout changes. a[rows][cols] (T) -> at[cols][bp] (float), zero-padded
+// lanes rows..bp-1; and back.
+template <typename T>
+void ToFeatureMajor(const T* a, int64_t rows, int64_t cols, int64_t bp, float* at) {
+  constexpr int64_t kTile = 64;
+  ParallelRanges((cols + kTile - 1) / kTile, TaskCount(), [&](int64_t t0, int64_t t1) {
+    for (int64_t c0 = t0 * kTile; c0 < std::min(cols, t1 * kTile); c0 += kTile) {
+      int64_t c1 = std::min(cols, c0 + kTile);
+      for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
+        int64_t r1 = std::min(rows, r0 + kTile);
+        for (int64_t c = c0; c < c1; ++c)
+          for (int64_t r = r0; r < r1; ++r) at[c * bp + r] = to_f32<T>(a[r * cols + c]);
+      }
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t r = rows; r < bp; ++r) at[c * bp + r] = 0.0f;
+    }
+  });
+}
+
+template <typename T>
+void FromFeatureMajor(const float* at, int64_t rows, int64_t cols, int64_t bp, T* a) {
+  constexpr int64_t kTile = 64;
+  ParallelRanges((rows + kTile - 1) / kTile, TaskCount(), [&](int64_t t0, int64_t t1) {
+    for (int64_t r0 = t0 * kTile; r0 < std::min(rows, t1 * kTile); r0 += kTile) {
+      int64_t r1 = std::min(rows, r0 + kTile);
+      for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+        int64_t c1 = std::min(cols, c0 + kTile);
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t c = c0; c < c1; ++c) a[r * cols + c] = from_f32<T>(at[c * bp + r]);
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// The gather kernel behind forward and dX:
+//   out[o*bs + a][:] = sum_{p in ptr[o] .. ptr[o+1]} sum_b
+//                        in[g(k)*bs + b][:] * V[k](a, b),   k = perm ? perm[p] : p
+// with V[k](a, b) = values[k][b][a] (forward: W's block, b = input row) or
+// values[k][a][b] (dX: W^T's block). `in` and `out` are feature-major with
+// bp lanes. One task owns a range of output block rows and all lanes.
+template <typename T, bool kTransposed, int kVectors>
+void GatherTile(const float* in, const T* values, const int32_t* ptr,
+                const int32_t* perm, const int32_t* gidx, int64_t bs, int64_t bp,
+                int64_t o, int64_t lane0, float* out) {
+  constexpr int kA = 4;  // output rows per pass: kA x kVectors accumulators
+  const int64_t begin = ptr[o], end = ptr[o + 1];
+  for (int64_t a0 = 0; a0 < bs; a0 += kA) {
+    const int na = static_cast<int>(std::min<int64_t>(kA, bs - a0));
+    vf acc[kA][kVectors];
+    for (int i = 0; i < kA; ++i)
+      for (int v = 0; v < kVectors; ++v) acc[i][v] = vf{};
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t k = perm ? perm[p] : p;
+      const T* blk = values + k * bs * bs;
+      const float* src = in + (static_cast<int64_t>(gidx[k]) * bs) * bp + lane0;
+      for (int64_t b = 0; b < bs; ++b) {
+        vf x[kVectors];
+        for (int v = 0; v < kVectors; ++v) x[v] = load(src + b * bp + v * kLanes);
+        for (int i = 0; i < na; ++i) {
+          const int64_t a = a0 + i;
+          const float w = to_f32<T>(kTransposed ? blk[a * bs + b] : blk[b * bs + a]);
+          const vf ws = splat(w);
+          for (int v = 0; v < kVectors; ++v) acc[i][v] += x[v] * ws;
+        }
+      }
+    }
+    for (int i = 0; i < na; ++i)
+      for (int v = 0; v < kVectors; ++v)
+        store(out + (o * bs + a0 + i) * bp + lane0 + v * kLanes, acc[i][v]);
+  }
+}
+
+template <typename T, bool kTransposed>
+void Gather(const float* in, const T* values, const int32_t* ptr, const int32_t* perm,
+            const int32_t* gidx, int64_t n_out_blocks, int64_t bs, int64_t bp,
+            float* out) {
+  // Lanes in groups of up to 4 vectors (64 batch rows): several independent
+  // accumulator chains even at block size 1.
+  const int64_t groups = (bp / kLanes + 3) / 4;
+  const int64_t tasks = n_out_blocks * groups;
+  ParallelRanges(tasks, TaskCount(), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t o = t / groups, g = t % groups;
+      const int64_t lane0 = g * 4 * kLanes;
+      const int64_t nv = std::min<int64_t>(4, (bp - lane0) / kLanes);
+      switch (nv) {
+        case 4: GatherTile<T, kTransposed, 4>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
+        case 3: GatherTile<T, kTransposed, 3>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
+        case 2: GatherTile<T, kTransposed, 2>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
+        default: GatherTile<T, kTransposed, 1>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
+      }
+    }
+  });
+}
+
+// dV[k][i][j] = sum over batch lanes of XT[r*bs + i][:] * DYT[c*bs + j][:].
+// Four partial sums per entry over the lane vectors (fixed assignment
+// v mod 4), combined in a fixed order.
+template <typename T>
+void Sddmm(const float* xt, const float* dyt, const int32_t* row_idx,
+           const int32_t* col_idx, int64_t nnzb, int64_t bs, int64_t bp, T* dv) {
+  const int64_t nvec = bp / kLanes;
+  constexpr int kI = 2, kJ = 2, kP = 4;
+  ParallelRanges(nnzb, TaskCount(), [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      const float* xs = xt + static_cast<int64_t>(row_idx[k]) * bs * bp;
+      const float* ds = dyt + static_cast<int64_t>(col_idx[k]) * bs * bp;
+      T* out = dv + k * bs * bs;
+      for (int64_t i0 = 0; i0 < bs; i0 += kI) {
+        const int ni = static_cast<int>(std::min<int64_t>(kI, bs - i0));
+        for (int64_t j0 = 0; j0 < bs; j0 += kJ) {
+          const int nj = static_cast<int>(std::min<int64_t>(kJ, bs - j0));
+          vf acc[kI][kJ][kP];
+          for (int i = 0; i < kI; ++i)
+            for (int j = 0; j < kJ; ++j)
+              for (int q = 0; q < kP; ++q) acc[i][j][q] = vf{};
+          for (int64_t v = 0; v < nvec; ++v) {
+            const int q = static_cast<int>(v % kP);
+            vf x[kI], d[kJ];
+            for (int i = 0; i < ni; ++i) x[i] = load(xs + (i0 + i) * bp + v * kLanes);
+            for (int j = 0; j < nj; ++j) d[j] = load(ds + (j0 + j) * bp + v * kLanes);
+            for (int i = 0; i < ni; ++i)
+              for (int j = 0; j < nj; ++j) acc[i][j][q] += x[i] * d[j];
+          }
+          for (int i = 0; i < ni; ++i)
+            for (int j = 0; j < nj; ++j) {
+              vf s = (acc[i][j][0] + acc[i][j][1]) + (acc[i][j][2] + acc[i][j][3]);
+              out[(i0 + i) * bs + j0 + j] = from_f32<T>(hsum(s));
+            }
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Row-major kernels for block sizes that are multiples of kLanes: vectors
+// run along a block's columns, which are contiguous in the weights and in
+// the batch-major operands, so no operand is transposed. Same ownership
+// rule (one task per output element) and fixed summation order as above.
+
+// Forward: y[b][cb*bs + j] = sum_p sum_i x[b][r_p*bs + i] * V[k_p][i][j].
+// A task is (column chunk of kJV vectors in output block column cb, tile of
+// kTB batch rows); kTB x kJV accumulators stay in registers.
+template <typename T, int kTB, int kJV>
+void FwdRowTile(const T* x, const T* values, const int32_t* row_idx,
+                const int32_t* col_ptr, const int32_t* col_order, int64_t n_in,
+                int64_t n_out, int64_t bs, int64_t b0, int64_t cb, int64_t j0, T* y) {
+  vf acc[kTB][kJV];
+  for (int t = 0; t < kTB; ++t)
+    for (int v = 0; v < kJV; ++v) acc[t][v] = vf{};
+  for (int64_t p = col_ptr[cb]; p < col_ptr[cb + 1]; ++p) {
+    const int64_t k = col_order[p];
+    const T* blk = values + k * bs * bs + j0;
+    const T* xr = x + b0 * n_in + static_cast<int64_t>(row_idx[k]) * bs;
+    for (int64_t i = 0; i < bs; ++i) {
+      vf w[kJV];
+      for (int v = 0; v < kJV; ++v) {
+        if constexpr (std::is_same_v<T, float>) {
+          w[v] = load(blk + i * bs + v * kLanes);
+        } else {
+          float tmp[kLanes];
+          for (int l = 0; l < kLanes; ++l) tmp[l] = to_f32<T>(blk[i * bs + v * kLanes + l]);
+          w[v] = load(tmp);
+        }
+      }
+      for (int t = 0; t < kTB; ++t) {
+        const vf xs = splat(to_f32<T>(xr[t * n_in + i]));
+        for (int v = 0; v < kJV; ++v) acc[t][v] += xs * w[v];
+      }
+    }
+  }
+  for (int t = 0; t < kTB; ++t)
+    for (int v = 0; v < kJV; ++v) {
+      T* out = y + (b0 + t) * n_out + cb * bs + j0 + v * kLanes;
+      if constexpr (std::is_same_v<T, float>) {
+        store(out, acc[t][v]);
+      } else {
+        float tmp[kLanes];
+        store(tmp, acc[t][v]);
+        for (int l = 0; l < kLanes; ++l) out[l] = from_f32<T>(tmp[l]);
+      }
+    }
+}
+
+// Runs tile(b0, tb) over the batch in tiles of kTB rows, the last one
+// narrower: TileFn is a template on the tile height.
+template <int kTB, typename Fn>
+void ForBatchTile(int64_t tb, Fn&& fn) {
+  if constexpr (kTB >= 1) {
+    if (tb == kTB) fn(std::integral_constant<int, kTB>{});
+    else ForBatchTile<kTB - 1>(tb, fn);
+  }
+}
+
+template <typename T>
+void ForwardRows(const T* x, const T* values, const int32_t* row_idx,
+                 const int32_t* col_ptr, const int32_t* col_order, int64_t batch,
+                 int64_t n_in, int64_t n_cb, int64_t bs, T* y) {
+  constexpr int kTB = 8, kJV = 2;
+  const int64_t n_out = n_cb * bs, chunks = bs / (kJV * kLanes);
+  const int64_t tiles = (batch + kTB - 1) / kTB;
+  ParallelRanges(n_cb * chunks * tiles, TaskCount(), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t cb = t / (chunks * tiles), rest = t % (chunks * tiles);
+      const int64_t j0 = (rest / tiles) * kJV * kLanes, b0 = (rest % tiles) * kTB;
+      ForBatchTile<kTB>(std::min<int64_t>(kTB, batch - b0), [&](auto tb) {
+        FwdRowTile<T, decltype(tb)::value, kJV>(x, values, row_idx, col_ptr, col_order,
+                                                n_in, n_out, bs, b0, cb, j0, y);
+      });
+    }
+  });
+}
+
+// dX: dx[b][rb*bs + i] = sum_p sum_j dy[b][c_p*bs + j] * V[p][i][j]: vector
+// partial sums along j, one horizontal sum per output at the end.
+template <typename T, int kTB, int kI>
+void DxRowTile(const T* dy, const T* values, const int32_t* row_ptr,
+               const int32_t* col_idx, int64_t n_in, int64_t n_out, int64_t bs,
+               int64_t b0, int64_t rb, int64_t i0, T* dx) {
+  vf acc[kTB][kI];
+  for (int t = 0; t < kTB; ++t)
+    for (int i = 0; i < kI; ++i) acc[t][i] = vf{};
+  for (int64_t p = row_ptr[rb]; p < row_ptr[rb + 1]; ++p) {
+    const T* blk = values + p * bs * bs + i0 * bs;
+    const T* dr = dy + b0 * n_out + static_cast<int64_t>(col_idx[p]) * bs;
+    for (int64_t j = 0; j < bs; j += kLanes) {
+      vf d[kTB], w[kI];
+      for (int t = 0; t < kTB; ++t) {
+        if constexpr (std::is_same_v<T, float>) {
+          d[t] = load(dr + t * n_out + j);
+        } else {
+          float tmp[kLanes];
+          for (int l = 0; l < kLanes; ++l) tmp[l] = to_f32<T>(dr[t * n_out + j + l]);
+          d[t] = load(tmp);
+        }
+      }
+      for (int i = 0; i < kI; ++i) {
+        if constexpr (std::is_same_v<T, float>) {
+          w[i] = load(blk + i * bs + j);
+        } else {
+          float tmp[kLanes];
+          for (int l = 0; l < kLanes; ++l) tmp[l] = to_f32<T>(blk[i * bs + j + l]);
+          w[i] = load(tmp);
+        }
+      }
+      for (int t = 0; t < kTB; ++t)
+        for (int i = 0; i < kI; ++i) acc[t][i] += d[t] * w[i];
+    }
+  }
+  for (int t = 0; t < kTB; ++t)
+    for (int i = 0; i < kI; ++i)
+      dx[(b0 + t) * n_in + rb * bs + i0 + i] = from_f32<T>(hsum(acc[t][i]));
+}
+
+template <typename T>
+void DxRows(const T* dy, const T* values, const int32_t* row_ptr, const int32_t* col_idx,
+            int64_t batch, int64_t n_out, int64_t n_rb, int64_t bs, T* dx) {
+  constexpr int kTB = 4, kI = 4;
+  const int64_t n_in = n_rb * bs, groups = bs / kI;
+  const int64_t tiles = (batch + kTB - 1) / kTB;
+  ParallelRanges(n_rb * groups * tiles, TaskCount(), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t rb = t / (groups * tiles), rest = t % (groups * tiles);
+      const int64_t i0 = (rest / tiles) * kI, b0 = (rest % tiles) * kTB;
+      ForBatchTile<kTB>(std::min<int64_t>(kTB, batch - b0), [&](auto tb) {
+        DxRowTile<T, decltype(tb)::value, kI>(dy, values, row_ptr, col_idx, n_in,
+                                              n_out, bs, b0, rb, i0, dx);
+      });
+    }
+  });
+}
+
+// dW: dV[k][i][j] = sum_b x[b][r*bs + i] * dy[b][c*bs + j], vectors along j,
+// the batch summed in order. A task is (block, group of kI rows).
+template <typename T>
+void DwRows(const T* x, const T* dy, const int32_t* row_idx, const int32_t* col_idx,
+            int64_t batch, int64_t n_in, int64_t n_out, int64_t nnzb, int64_t bs, T* dv) {
+  constexpr int kI = 4, kJV = 4;
+  const int64_t groups = bs / kI;
+  ParallelRanges(nnzb * groups, TaskCount(), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t k = t / groups, i0 = (t % groups) * kI;
+      const T* xs = x + static_cast<int64_t>(row_idx[k]) * bs + i0;
+      const T* ds = dy + static_cast<int64_t>(col_idx[k]) * bs;
+      T* out = dv + k * bs * bs + i0 * bs;
+      for (int64_t j0 = 0; j0 < bs; j0 += kJV * kLanes) {
+        const int nv = static_cast<int>(std::min<int64_t>(kJV, (bs - j0) / kLanes));
+        vf acc[kI][kJV];
+        for (int i = 0; i < kI; ++i)
+          for (int v = 0; v < kJV; ++v) acc[i][v] = vf{};
+        for (int64_t b = 0; b < batch; ++b) {
+          vf d[kJV];
+          for (int v = 0; v < nv; ++v) {
+            if constexpr (std::is_same_v<T, float>) {
+              d[v] = load(ds + b * n_out + j0 + v * kLanes);
+            } else {
+              float tmp[kLanes];
+              for (int l = 0; l < kLanes; ++l)
+                tmp[l] = to_f32<T>(ds[b * n_out + j0 + v * kLanes + l]);
+              d[v] = load(tmp);
+            }
+          }
+          for (int i = 0; i < kI; ++i) {
+            const vf xv = splat(to_f32<T>(xs[b * n_in + i]));
+            for (int v = 0; v < nv; ++v) acc[i][v] += xv * d[v];
+          }
+        }
+        for (int i = 0; i < kI; ++i)
+          for (int v = 0; v < nv; ++v) {
+            T* o = out + i * bs + j0 + v * kLanes;
+            float tmp[kLanes];
+            store(tmp, acc[i][v]);
+            for (int l = 0; l < kLanes; ++l) o[l] = from_f32<T>(tmp[l]);
+          }
+      }
+    }
+  });
+}
+
+bool RowMajor(int64_t bs) { return bs % (2 * kLanes) == 0; }
+
+// ---------------------------------------------------------------------------
+// FFI handlers.
+
+int64_t Lanes(int64_t b) { return (b + kLanes - 1) / kLanes * kLanes; }
+
+ffi::Error CheckBlocks(const ffi::AnyBuffer& values, int64_t* nnzb, int64_t* bs) {
+  auto d = values.dimensions();
+  if (d.size() != 3 || d[1] != d[2])
+    return ffi::Error::InvalidArgument("values must be [nnzb, bs, bs]");
+  *nnzb = d[0];
+  *bs = d[1];
+  return ffi::Error::Success();
+}
+
+ffi::Error CheckDtypes(const ffi::AnyBuffer& a, const ffi::AnyBuffer& b) {
+  if (a.element_type() != b.element_type())
+    return ffi::Error::InvalidArgument("operands must share one dtype");
+  if (a.element_type() != ffi::DataType::F32 && a.element_type() != ffi::DataType::BF16)
+    return ffi::Error::InvalidArgument("native kernels take float32 or bfloat16");
+  return ffi::Error::Success();
+}
+
+template <typename T>
+void Forward(const ffi::AnyBuffer& x, const ffi::AnyBuffer& values, const int32_t* row_idx,
+             const int32_t* col_ptr, const int32_t* col_order, int64_t n_cb, int64_t bs,
+             ffi::AnyBuffer* y) {
+  const int64_t batch = x.dimensions()[0], n_in = x.dimensions()[1];
+  const int64_t n_out = n_cb * bs, bp = Lanes(batch);
+  if (RowMajor(bs)) {
+    ForwardRows<T>(static_cast<const T*>(x.untyped_data()),
+                   static_cast<const T*>(values.untyped_data()), row_idx, col_ptr,
+                   col_order, batch, n_in, n_cb, bs, static_cast<T*>(y->untyped_data()));
+    return;
+  }
+  float* xt = ScratchSlot(0, n_in * bp);
+  float* yt = ScratchSlot(1, n_out * bp);
+  ToFeatureMajor(static_cast<const T*>(x.untyped_data()), batch, n_in, bp, xt);
+  Gather<T, false>(xt, static_cast<const T*>(values.untyped_data()), col_ptr,
+                   col_order, row_idx, n_cb, bs, bp, yt);
+  FromFeatureMajor(yt, batch, n_out, bp, static_cast<T*>(y->untyped_data()));
+}
+
+ffi::Error BsmmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer values, ffi::Buffer<ffi::S32> row_idx,
+                       ffi::Buffer<ffi::S32> col_ptr, ffi::Buffer<ffi::S32> col_order,
+                       ffi::Result<ffi::AnyBuffer> y) {
+  int64_t nnzb, bs;
+  if (auto e = CheckBlocks(values, &nnzb, &bs); e.failure()) return e;
+  if (auto e = CheckDtypes(x, values); e.failure()) return e;
+  const int64_t n_cb = static_cast<int64_t>(col_ptr.element_count()) - 1;
+  if (x.dimensions().size() != 2 || y->dimensions().size() != 2 ||
+      x.dimensions()[1] % bs || y->dimensions()[1] != n_cb * bs ||
+      y->dimensions()[0] != x.dimensions()[0] ||
+      static_cast<int64_t>(row_idx.element_count()) != nnzb ||
+      static_cast<int64_t>(col_order.element_count()) != nnzb)
+    return ffi::Error::InvalidArgument("bsmm_fwd: inconsistent shapes");
+  if (x.element_type() == ffi::DataType::F32)
+    Forward<float>(x, values, row_idx.typed_data(), col_ptr.typed_data(),
+                   col_order.typed_data(), n_cb, bs, &*y);
+  else
+    Forward<uint16_t>(x, values, row_idx.typed_data(), col_ptr.typed_data(),
+                      col_order.typed_data(), n_cb, bs, &*y);
+  return ffi::Error::Success();
+}
+
+template <typename T>
+void Dx(const ffi::AnyBuffer& dy, const ffi::AnyBuffer& values, const int32_t* row_ptr,
+        const int32_t* col_idx, int64_t n_rb, int64_t bs, ffi::AnyBuffer* dx) {
+  const int64_t batch = dy.dimensions()[0], n_out = dy.dimensions()[1];
+  const int64_t n_in = n_rb * bs, bp = Lanes(batch);
+  if (RowMajor(bs)) {
+    DxRows<T>(static_cast<const T*>(dy.untyped_data()),
+              static_cast<const T*>(values.untyped_data()), row_ptr, col_idx, batch,
+              n_out, n_rb, bs, static_cast<T*>(dx->untyped_data()));
+    return;
+  }
+  float* dyt = ScratchSlot(0, n_out * bp);
+  float* dxt = ScratchSlot(1, n_in * bp);
+  ToFeatureMajor(static_cast<const T*>(dy.untyped_data()), batch, n_out, bp, dyt);
+  Gather<T, true>(dyt, static_cast<const T*>(values.untyped_data()), row_ptr,
+                  nullptr, col_idx, n_rb, bs, bp, dxt);
+  FromFeatureMajor(dxt, batch, n_in, bp, static_cast<T*>(dx->untyped_data()));
+}
+
+ffi::Error BsmmDxImpl(ffi::AnyBuffer dy, ffi::AnyBuffer values, ffi::Buffer<ffi::S32> row_ptr,
+                      ffi::Buffer<ffi::S32> col_idx, ffi::Result<ffi::AnyBuffer> dx) {
+  int64_t nnzb, bs;
+  if (auto e = CheckBlocks(values, &nnzb, &bs); e.failure()) return e;
+  if (auto e = CheckDtypes(dy, values); e.failure()) return e;
+  const int64_t n_rb = static_cast<int64_t>(row_ptr.element_count()) - 1;
+  if (dy.dimensions().size() != 2 || dx->dimensions().size() != 2 ||
+      dy.dimensions()[1] % bs || dx->dimensions()[1] != n_rb * bs ||
+      dx->dimensions()[0] != dy.dimensions()[0] ||
+      static_cast<int64_t>(col_idx.element_count()) != nnzb)
+    return ffi::Error::InvalidArgument("bsmm_dx: inconsistent shapes");
+  if (dy.element_type() == ffi::DataType::F32)
+    Dx<float>(dy, values, row_ptr.typed_data(), col_idx.typed_data(), n_rb, bs, &*dx);
+  else
+    Dx<uint16_t>(dy, values, row_ptr.typed_data(), col_idx.typed_data(), n_rb, bs, &*dx);
+  return ffi::Error::Success();
+}
+
+template <typename T>
+void Dw(const ffi::AnyBuffer& x, const ffi::AnyBuffer& dy, const int32_t* row_idx,
+        const int32_t* col_idx, int64_t nnzb, int64_t bs, ffi::AnyBuffer* dv) {
+  const int64_t batch = x.dimensions()[0], n_in = x.dimensions()[1];
+  const int64_t n_out = dy.dimensions()[1], bp = Lanes(batch);
+  if (RowMajor(bs)) {
+    DwRows<T>(static_cast<const T*>(x.untyped_data()), static_cast<const T*>(dy.untyped_data()),
+              row_idx, col_idx, batch, n_in, n_out, nnzb, bs,
+              static_cast<T*>(dv->untyped_data()));
+    return;
+  }
+  float* xt = ScratchSlot(0, n_in * bp);
+  float* dyt = ScratchSlot(1, n_out * bp);
+  ToFeatureMajor(static_cast<const T*>(x.untyped_data()), batch, n_in, bp, xt);
+  ToFeatureMajor(static_cast<const T*>(dy.untyped_data()), batch, n_out, bp, dyt);
+  Sddmm<T>(xt, dyt, row_idx, col_idx, nnzb, bs, bp,
+           static_cast<T*>(dv->untyped_data()));
+}
+
+ffi::Error BsmmDwImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Buffer<ffi::S32> row_idx,
+                      ffi::Buffer<ffi::S32> col_idx, ffi::Result<ffi::AnyBuffer> dv) {
+  int64_t nnzb, bs;
+  if (auto e = CheckBlocks(*dv, &nnzb, &bs); e.failure()) return e;
+  if (auto e = CheckDtypes(x, dy); e.failure()) return e;
+  if (x.dimensions().size() != 2 || dy.dimensions().size() != 2 ||
+      x.dimensions()[0] != dy.dimensions()[0] || x.dimensions()[1] % bs ||
+      dy.dimensions()[1] % bs || dv->element_type() != x.element_type() ||
+      static_cast<int64_t>(row_idx.element_count()) != nnzb ||
+      static_cast<int64_t>(col_idx.element_count()) != nnzb)
+    return ffi::Error::InvalidArgument("bsmm_dw: inconsistent shapes");
+  if (x.element_type() == ffi::DataType::F32)
+    Dw<float>(x, dy, row_idx.typed_data(), col_idx.typed_data(), nnzb, bs, &*dv);
+  else
+    Dw<uint16_t>(x, dy, row_idx.typed_data(), col_idx.typed_data(), nnzb, bs, &*dv);
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmFwd, BsmmFwdImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()        // x [B, n_in]
+                                  .Arg<ffi::AnyBuffer>()        // values
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // row_idx
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // col_ptr
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // col_order
+                                  .Ret<ffi::AnyBuffer>());      // y [B, n_out]
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmDx, BsmmDxImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()        // dy [B, n_out]
+                                  .Arg<ffi::AnyBuffer>()        // values
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // row_ptr
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // col_idx
+                                  .Ret<ffi::AnyBuffer>());      // dx [B, n_in]
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmDw, BsmmDwImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()        // x [B, n_in]
+                                  .Arg<ffi::AnyBuffer>()        // dy [B, n_out]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // row_idx
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // col_idx
+                                  .Ret<ffi::AnyBuffer>());      // dvalues
+
+// ---------------------------------------------------------------------------
+// The Python module: handler capsules for jax.ffi.register_ffi_target, and
+// the thread count.
+
+namespace {
+
+PyObject* Capsule(void* fn) { return PyCapsule_New(fn, nullptr, nullptr); }
+
+PyObject* Handlers(PyObject*, PyObject*) {
+  PyObject* d = PyDict_New();
+  if (d == nullptr) return nullptr;
+  const std::pair<const char*, void*> items[] = {
+      {"snn_jax_bsmm_fwd", reinterpret_cast<void*>(SnnJaxBsmmFwd)},
+      {"snn_jax_bsmm_dx", reinterpret_cast<void*>(SnnJaxBsmmDx)},
+      {"snn_jax_bsmm_dw", reinterpret_cast<void*>(SnnJaxBsmmDw)}};
+  for (const auto& [name, fn] : items) {
+    PyObject* c = Capsule(fn);
+    if (c == nullptr || PyDict_SetItemString(d, name, c) != 0) {
+      Py_XDECREF(c);
+      Py_DECREF(d);
+      return nullptr;
+    }
+    Py_DECREF(c);
+  }
+  return d;
+}
+
+PyObject* NumThreads(PyObject*, PyObject*) {
+  return PyLong_FromLong(Pool::Get().threads());
+}
+
+PyObject* SetNumThreads(PyObject*, PyObject* arg) {
+  long n = PyLong_AsLong(arg);
+  if (n == -1 && PyErr_Occurred()) return nullptr;
+  if (n < 1) {
+    PyErr_SetString(PyExc_ValueError, "the number of threads must be >= 1");
+    return nullptr;
+  }
+  Pool::Get().set_threads(static_cast<int>(n));
+  return PyLong_FromLong(Pool::Get().threads());
+}
+
+PyObject* MaxThreads(PyObject*, PyObject*) {
+  return PyLong_FromLong(Pool::DefaultThreads());
+}
+
+PyMethodDef kMethods[] = {
+    {"handlers", Handlers, METH_NOARGS, "FFI handler capsules by target name."},
+    {"num_threads", NumThreads, METH_NOARGS, "Threads the kernels use now."},
+    {"set_num_threads", SetNumThreads, METH_O,
+     "Use at most n threads (1 .. the pool's size); returns the number set."},
+    {"max_threads", MaxThreads, METH_NOARGS,
+     "The pool's size: SNN_JAX_NATIVE_THREADS, else the hardware threads."},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_native_cpu",
+                       "snn_jax native CPU kernels (XLA FFI).", -1, kMethods};
+
+}  // namespace
+
+PyMODINIT_FUNC PyInit__native_cpu(void) { return PyModule_Create(&kModule); }

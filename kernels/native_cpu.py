@@ -1,0 +1,100 @@
+"""Native CPU kernels (C++, XLA FFI) for every block size, f32 and bf16.
+
+The C++ source is ``kernels/native/bsmm_cpu.cc``; ``pip install -e .``
+compiles it into ``snn_jax.kernels._native_cpu`` with the machine's C++
+compiler (``setup.py``; flags in BUILD_NOTES.md). Where that failed or no
+compiler exists, the package still installs and imports: ``AVAILABLE`` is
+False, ``UNAVAILABLE_REASON`` says why, and ``snn_jax.ops`` (``impl="auto"``)
+falls back to the XLA kernels with one warning.
+
+Three FFI targets over the ``BlockCSR`` arrays as they are (no re-sorting,
+no copies of the weights):
+
+  ``bsmm_fwd_native(x, values, row_idx, col_ptr, col_order, n_out)``
+      ``y = x @ W``, a gather over the column view;
+  ``bsmm_dx_native(dy, values, row_ptr, col_idx, n_in)``
+      ``dx = dy @ W.T``, a gather over the row view (the transpose metadata);
+  ``sddmm_native(x, dy, row_idx, col_idx, block_size)``
+      ``dW`` at the stored blocks only.
+
+Shapes: ``x: [B, n_in]``, ``dy: [B, n_out]``, ``values: [nnzb, bs, bs]``,
+index arrays int32. float32 or bfloat16 (accumulation in float32). Threads:
+a pool of the machine's hardware threads (``SNN_JAX_NATIVE_THREADS``
+overrides; :func:`set_num_threads`); each output element is computed by one
+task in one fixed order, so every thread count gives the same bits. Under
+``vmap`` the calls run once per batch element (``vmap_method="sequential"``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+try:
+  from snn_jax.kernels import _native_cpu as _ext
+  AVAILABLE = True
+  UNAVAILABLE_REASON = ""
+except ImportError as e:  # not built: no compiler, or the build failed
+  _ext = None
+  AVAILABLE = False
+  UNAVAILABLE_REASON = (
+      f"the native CPU kernels were not built ({e}); reinstall with a C++17 "
+      "compiler present (pip install -e .) to build them")
+
+_REGISTERED = False
+
+
+def _register() -> None:
+  global _REGISTERED
+  if _REGISTERED:
+    return
+  if not AVAILABLE:
+    raise RuntimeError(UNAVAILABLE_REASON)
+  for name, capsule in _ext.handlers().items():
+    jax.ffi.register_ffi_target(name, capsule, platform="cpu")
+  _REGISTERED = True
+
+
+def num_threads() -> int:
+  """Threads the native kernels use now."""
+  _register()
+  return _ext.num_threads()
+
+
+def max_threads() -> int:
+  """The pool's size (``SNN_JAX_NATIVE_THREADS``, else the hardware's)."""
+  _register()
+  return _ext.max_threads()
+
+
+def set_num_threads(n: int) -> int:
+  """Use at most ``n`` threads (clipped to the pool's size); returns the
+  number now in use. Results do not depend on it."""
+  _register()
+  return _ext.set_num_threads(int(n))
+
+
+def _call(name: str, shape, dtype, *args):
+  _register()
+  return jax.ffi.ffi_call(name, jax.ShapeDtypeStruct(shape, dtype),
+                          vmap_method="sequential")(*args)
+
+
+def bsmm_fwd_native(x, values, row_idx, col_ptr, col_order, *, n_out: int):
+  """``y[B, n_out] = x @ W``."""
+  return _call("snn_jax_bsmm_fwd", (x.shape[0], n_out), x.dtype, x, values,
+               row_idx, col_ptr, col_order)
+
+
+def bsmm_dx_native(dy, values, row_ptr, col_idx, *, n_in: int):
+  """``dx[B, n_in] = dy @ W.T``."""
+  return _call("snn_jax_bsmm_dx", (dy.shape[0], n_in), dy.dtype, dy, values,
+               row_ptr, col_idx)
+
+
+def sddmm_native(x, dy, row_idx, col_idx, *, block_size: int, out_dtype=None):
+  """``dvalues[nnzb, bs, bs]``: ``x.T @ dy`` at the stored blocks only."""
+  out_dtype = jnp.dtype(out_dtype or x.dtype)
+  dvalues = _call("snn_jax_bsmm_dw", (row_idx.shape[0], block_size, block_size),
+                  x.dtype, x, dy, row_idx, col_idx)
+  return dvalues.astype(out_dtype)
