@@ -8,7 +8,7 @@ set -euo pipefail
 EPOCHS=${1:-10}
 OUT=$(mktemp -d)
 for method in static set rigl; do
-  python experiments/train.py --dataset=mnist --data_dir=../shared/datasets/mnist \
+  python experiments/train.py --dataset=mnist --data_dir=../shared/datasets/mnist --data_split=test_only \
     --hidden=1000,1000,1000 --topology_params='{"epsilon": 20, "cap_density": true}' \
     --sparse_training=$method --epochs=$EPOCHS --noprogress \
     --workdir=$OUT/$method | tail -1

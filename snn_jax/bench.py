@@ -8,7 +8,10 @@ One row per measurement (flat dict; CSV and JSON carry the same thing):
   impl (native_cpu|xla|csr_cpu|pallas|dense|bcoo|bcsr|scipy),
   n_in, n_out, batch, density, block_size, nnzb, dtype,
   median_ms, p10_ms, p90_ms, repeats, dense_ms, ideal_ms (= density x
-  dense_ms), ratio_to_ideal, speedup_vs_dense, tflops_nnz
+  dense_ms), floor_ms (the time to read the op's dense input and write its
+  dense output once: a jitted elementwise copy of those sizes, timed in the
+  same run -- no kernel can beat it, and at low density it is above
+  ideal), ratio_to_ideal, ratio_to_floor, speedup_vs_dense, tflops_nnz
   (= 2 batch nnzb bs^2 / t), max_rel_err (from the verify step), note.
 
 Every implementation is verified against the dense product on the same
@@ -139,6 +142,9 @@ def _bsmm_fns(w, impl) -> dict[str, Callable]:
           "dw": dw, "fwd_bwd": fwd_bwd}
 
 
+_FLOOR = jax.jit(lambda x: x * 2)  # reads x once, writes one array its size
+
+
 def _dense_fns() -> dict[str, Callable]:
   hi = jax.lax.Precision.DEFAULT
   fwd = jax.jit(lambda x, wd: jnp.dot(x, wd, precision=hi))
@@ -239,10 +245,15 @@ def run_grid(cfg: BenchConfig, log: Callable[[str], None] = print) -> list[dict[
                                     repeats=cfg.repeats,
                                     min_seconds=cfg.min_seconds)
       dense_ms = {op: st["median_ms"] for op, st in dense_stats.items()}
+      if "floor" not in dense_stats:  # read x, write y (n_in = n_out here)
+        dense_stats["floor"] = time_fn(_FLOOR, x, repeats=cfg.repeats,
+                                       min_seconds=cfg.min_seconds)
+      floor_ms = dense_stats["floor"]["median_ms"]
       for impl in cfg.impls:
         for op in cfg.ops:
           row = dict(base, op=op, impl=impl, dense_ms=dense_ms[op],
-                     ideal_ms=t.density * dense_ms[op], note="")
+                     ideal_ms=t.density * dense_ms[op], floor_ms=floor_ms,
+                     note="")
           if impl == "dense":  # The baseline itself, timed once per size.
             row.update(dense_stats[op], ratio_to_ideal=1 / t.density,
                        speedup_vs_dense=1.0, note="dense jnp.dot baseline")
@@ -275,6 +286,7 @@ def run_grid(cfg: BenchConfig, log: Callable[[str], None] = print) -> list[dict[
           row.update(stats)
           ms = stats["median_ms"]
           row["ratio_to_ideal"] = ms / row["ideal_ms"]
+          row["ratio_to_floor"] = ms / floor_ms
           row["speedup_vs_dense"] = dense_ms[op] / ms
           row["tflops_nnz"] = 2 * batch * t.nnzb * bs * bs / (ms * 1e-3) / 1e12 * (
               2 if op == "fwd_bwd" else 1)
@@ -322,14 +334,16 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
     k = (r["n_in"], r["batch"], r["block_size"], round(r["density"], 5), r["dtype"], r["op"])
     e = keyed.setdefault(k, {"n": r["n_in"], "batch": r["batch"], "bs": r["block_size"],
                              "density": r["density"], "dtype": r["dtype"], "op": r["op"],
-                             "dense_ms": r["dense_ms"], "ideal_ms": r["ideal_ms"]})
+                             "dense_ms": r["dense_ms"], "ideal_ms": r["ideal_ms"],
+                             "floor_ms": r.get("floor_ms")})
     if r["impl"] not in impls:
       impls.append(r["impl"])
     ms = r.get("median_ms")
     e[f"{r['impl']}_ms"] = ms if ms is not None else "n/a"
     if ms is not None and r["impl"] != "dense":
       e[f"{r['impl']}_x_ideal"] = r["ratio_to_ideal"]
-  cols = ["n", "batch", "bs", "density", "dtype", "op", "dense_ms", "ideal_ms"]
+  cols = ["n", "batch", "bs", "density", "dtype", "op", "dense_ms", "ideal_ms",
+          "floor_ms"]
   for i in impls:
     if i != "dense":
       cols += [f"{i}_ms", f"{i}_x_ideal"]

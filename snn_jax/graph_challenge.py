@@ -55,6 +55,7 @@ import numpy as np
 import scipy.ndimage
 import scipy.sparse as sp
 
+from snn_jax.data import find_idx
 from snn_jax.ops import bsmm, resolve_impl
 from snn_jax.sparse import BlockCSR, block_metadata
 from snn_jax.topology import Topology
@@ -439,14 +440,6 @@ def run_challenge(n_neurons: int, n_layers: int, images: np.ndarray, *,
 
 # -- the official files -------------------------------------------------------
 
-def _find(directory: str, stem: str) -> str | None:
-  for name in (stem, stem + ".gz"):
-    path = os.path.join(directory, name)
-    if os.path.exists(path):
-      return path
-  return None
-
-
 def read_tsv(path: str, *, columns: int = 3) -> np.ndarray:
   """A tab-separated numeric file (gzipped when it ends in ``.gz``) as a
   float64 array ``[lines, columns]``. Errors name the file and the problem
@@ -497,7 +490,7 @@ def read_layers(directory: str, n_neurons: int, n_layers: int) -> list[sp.csr_ma
   folder = _layer_folder(directory, n_neurons)
   layers = []
   for l in range(1, n_layers + 1):
-    path = _find(folder, f"n{n_neurons}-l{l}.tsv")
+    path = find_idx(folder, f"n{n_neurons}-l{l}.tsv")
     if path is None:
       raise FileNotFoundError(
           f"layer file n{n_neurons}-l{l}.tsv[.gz] is missing from {folder!r} "
@@ -561,7 +554,7 @@ def read_official(directory: str, n_neurons: int = 1024, n_layers: int = 120,
   layers = read_layers(directory, n_neurons, n_layers)
   inputs = read_inputs(os.path.join(directory, images[0]), n_neurons, n_inputs)
   paths = {"layers": folder, "inputs": os.path.join(directory, images[0])}
-  truth_path = _find(directory, f"neuron{n_neurons}-l{n_layers}-categories.tsv")
+  truth_path = find_idx(directory, f"neuron{n_neurons}-l{n_layers}-categories.tsv")
   truth = None
   if truth_path is not None:
     truth = read_categories(truth_path)

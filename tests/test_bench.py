@@ -1,0 +1,48 @@
+"""The kernel benchmark: its smoke suite end to end, every implementation
+verified before it is timed, and the floor/ideal columns."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from snn_jax import bench
+from snn_jax.kernels import native_cpu
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_smoke_suite_binary(tmp_path):
+  r = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "experiments", "bench_kernels.py"),
+       "--suite=smoke", f"--output_dir={tmp_path}"],
+      capture_output=True, text=True, timeout=900)
+  assert r.returncode == 0, r.stderr[-3000:]
+  (rows_file,) = [p for p in tmp_path.iterdir() if p.suffix == ".json"]
+  rows = json.loads(rows_file.read_text())
+  timed = [r for r in rows if r.get("median_ms")]
+  impls = {r["impl"] for r in timed}
+  assert {"xla", "dense", "scipy"} <= impls
+  if native_cpu.AVAILABLE:
+    assert "native_cpu" in impls
+    native = [r for r in timed if r["impl"] == "native_cpu"]
+    assert {r["op"] for r in native} == set(bench.OPS)
+    assert {r["block_size"] for r in native} == {1, 16}
+  for r in timed:
+    assert r["floor_ms"] > 0 and r["ideal_ms"] > 0
+    if r["impl"] != "dense":
+      assert r["ratio_to_floor"] == pytest.approx(r["median_ms"] / r["floor_ms"])
+    if "max_rel_err" in r:
+      assert r["max_rel_err"] <= 3e-2
+  assert not [r for r in rows if r.get("note", "").startswith("wrong result")]
+  assert any(p.name.endswith("_summary.txt") for p in tmp_path.iterdir())
+  assert any(p.suffix == ".png" for p in tmp_path.iterdir())
+
+
+def test_unknown_impl_and_op_are_refused():
+  with pytest.raises(ValueError, match="unknown impls"):
+    bench.run_grid(bench.BenchConfig(impls=("cusparse",)))
+  with pytest.raises(ValueError, match="unknown ops"):
+    bench.run_grid(bench.BenchConfig(ops=("transpose",)))
