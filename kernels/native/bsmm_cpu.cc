@@ -270,11 +270,11 @@ void FromFeatureMajor(const float* at, int64_t rows, int64_t cols, int64_t bp, T
 // with V[k](a, b) = values[k][b][a] (forward: W's block, b = input row) or
 // values[k][a][b] (dX: W^T's block). `in` and `out` are feature-major with
 // bp lanes. One task owns a range of output block rows and all lanes.
-template <typename T, bool kTransposed, int kVectors>
+template <typename T, bool kTransposed, int kVectors, int kA = 4>
 void GatherTile(const float* in, const T* values, const int32_t* ptr,
                 const int32_t* perm, const int32_t* gidx, int64_t bs, int64_t bp,
                 int64_t o, int64_t lane0, float* out) {
-  constexpr int kA = 4;  // output rows per pass: kA x kVectors accumulators
+  // kA output rows per pass: kA x kVectors accumulators.
   const int64_t begin = ptr[o], end = ptr[o + 1];
   for (int64_t a0 = 0; a0 < bs; a0 += kA) {
     const int na = static_cast<int>(std::min<int64_t>(kA, bs - a0));
@@ -306,20 +306,29 @@ template <typename T, bool kTransposed>
 void Gather(const float* in, const T* values, const int32_t* ptr, const int32_t* perm,
             const int32_t* gidx, int64_t n_out_blocks, int64_t bs, int64_t bp,
             float* out) {
-  // Lanes in groups of up to 4 vectors (64 batch rows): several independent
-  // accumulator chains even at block size 1.
-  const int64_t groups = (bp / kLanes + 3) / 4;
+  // Lanes in groups of kGroup vectors: at block size 1 a whole 1 KB row of
+  // 256 batch lanes per load stream (16 independent chains); otherwise 4
+  // vectors x 4 output rows. Narrower tails take the 4-vector tiles.
+  const int64_t group = bs == 1 ? 16 : 4;
+  const int64_t groups = (bp / kLanes + group - 1) / group;
   const int64_t tasks = n_out_blocks * groups;
   ParallelRanges(tasks, TaskCount(), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t o = t / groups, g = t % groups;
-      const int64_t lane0 = g * 4 * kLanes;
-      const int64_t nv = std::min<int64_t>(4, (bp - lane0) / kLanes);
-      switch (nv) {
-        case 4: GatherTile<T, kTransposed, 4>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
-        case 3: GatherTile<T, kTransposed, 3>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
-        case 2: GatherTile<T, kTransposed, 2>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
-        default: GatherTile<T, kTransposed, 1>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
+      int64_t lane0 = g * group * kLanes;
+      const int64_t lane_end = std::min(bp, lane0 + group * kLanes);
+      if (group == 16 && lane_end - lane0 == 16 * kLanes) {
+        GatherTile<T, kTransposed, 16, 1>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out);
+        continue;
+      }
+      for (; lane0 < lane_end; lane0 += 4 * kLanes) {
+        const int64_t nv = std::min<int64_t>(4, (lane_end - lane0) / kLanes);
+        switch (nv) {
+          case 4: GatherTile<T, kTransposed, 4>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
+          case 3: GatherTile<T, kTransposed, 3>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
+          case 2: GatherTile<T, kTransposed, 2>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
+          default: GatherTile<T, kTransposed, 1>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
+        }
       }
     }
   });
@@ -444,61 +453,51 @@ void ForwardRows(const T* x, const T* values, const int32_t* row_idx,
   });
 }
 
-// dX: dx[b][rb*bs + i] = sum_p sum_j dy[b][c_p*bs + j] * V[p][i][j]: vector
-// partial sums along j, one horizontal sum per output at the end.
-template <typename T, int kTB, int kI>
-void DxRowTile(const T* dy, const T* values, const int32_t* row_ptr,
-               const int32_t* col_idx, int64_t n_in, int64_t n_out, int64_t bs,
-               int64_t b0, int64_t rb, int64_t i0, T* dx) {
-  vf acc[kTB][kI];
-  for (int t = 0; t < kTB; ++t)
-    for (int i = 0; i < kI; ++i) acc[t][i] = vf{};
-  for (int64_t p = row_ptr[rb]; p < row_ptr[rb + 1]; ++p) {
-    const T* blk = values + p * bs * bs + i0 * bs;
-    const T* dr = dy + b0 * n_out + static_cast<int64_t>(col_idx[p]) * bs;
-    for (int64_t j = 0; j < bs; j += kLanes) {
-      vf d[kTB], w[kI];
-      for (int t = 0; t < kTB; ++t) {
-        if constexpr (std::is_same_v<T, float>) {
-          d[t] = load(dr + t * n_out + j);
-        } else {
-          float tmp[kLanes];
-          for (int l = 0; l < kLanes; ++l) tmp[l] = to_f32<T>(dr[t * n_out + j + l]);
-          d[t] = load(tmp);
-        }
-      }
-      for (int i = 0; i < kI; ++i) {
-        if constexpr (std::is_same_v<T, float>) {
-          w[i] = load(blk + i * bs + j);
-        } else {
-          float tmp[kLanes];
-          for (int l = 0; l < kLanes; ++l) tmp[l] = to_f32<T>(blk[i * bs + j + l]);
-          w[i] = load(tmp);
-        }
-      }
-      for (int t = 0; t < kTB; ++t)
-        for (int i = 0; i < kI; ++i) acc[t][i] += d[t] * w[i];
-    }
-  }
-  for (int t = 0; t < kTB; ++t)
-    for (int i = 0; i < kI; ++i)
-      dx[(b0 + t) * n_in + rb * bs + i0 + i] = from_f32<T>(hsum(acc[t][i]));
-}
-
+// dX: dx[b][rb*bs + i] = sum_p sum_j dy[b][c_p*bs + j] * V[p][i][j]. A task
+// owns kJV*kLanes columns i of block row rb for the whole batch. Each block
+// is first transposed, for those columns only, into a small buffer in L1
+// (wt[j][i]: a tile, not a copy of the weights), so the inner loop is the
+// forward's: vectors along i, dy broadcast. Partial sums live in a per-task
+// f32 buffer over the batch; the order per output is p, then j: fixed.
 template <typename T>
 void DxRows(const T* dy, const T* values, const int32_t* row_ptr, const int32_t* col_idx,
             int64_t batch, int64_t n_out, int64_t n_rb, int64_t bs, T* dx) {
-  constexpr int kTB = 4, kI = 4;
-  const int64_t n_in = n_rb * bs, groups = bs / kI;
-  const int64_t tiles = (batch + kTB - 1) / kTB;
-  ParallelRanges(n_rb * groups * tiles, TaskCount(), [&](int64_t t0, int64_t t1) {
+  constexpr int kTB = 8, kJV = 2, kW = kJV * kLanes;
+  const int64_t n_in = n_rb * bs, chunks = bs / kW;
+  ParallelRanges(n_rb * chunks, TaskCount(), [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<float> acc_buf, wt_buf;
+    acc_buf.resize(static_cast<size_t>(batch) * kW);
+    wt_buf.resize(static_cast<size_t>(bs) * kW);
+    float* acc_all = acc_buf.data();
+    float* wt = wt_buf.data();
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t rb = t / (groups * tiles), rest = t % (groups * tiles);
-      const int64_t i0 = (rest / tiles) * kI, b0 = (rest % tiles) * kTB;
-      ForBatchTile<kTB>(std::min<int64_t>(kTB, batch - b0), [&](auto tb) {
-        DxRowTile<T, decltype(tb)::value, kI>(dy, values, row_ptr, col_idx, n_in,
-                                              n_out, bs, b0, rb, i0, dx);
-      });
+      const int64_t rb = t / chunks, i0 = (t % chunks) * kW;
+      std::fill(acc_all, acc_all + batch * kW, 0.0f);
+      for (int64_t p = row_ptr[rb]; p < row_ptr[rb + 1]; ++p) {
+        const T* blk = values + p * bs * bs;
+        for (int64_t i = 0; i < kW; ++i)
+          for (int64_t j = 0; j < bs; ++j) wt[j * kW + i] = to_f32<T>(blk[(i0 + i) * bs + j]);
+        const T* dcol = dy + static_cast<int64_t>(col_idx[p]) * bs;
+        for (int64_t b0 = 0; b0 < batch; b0 += kTB) {
+          const int tb = static_cast<int>(std::min<int64_t>(kTB, batch - b0));
+          vf acc[kTB][kJV];
+          for (int r = 0; r < tb; ++r)
+            for (int v = 0; v < kJV; ++v) acc[r][v] = load(acc_all + (b0 + r) * kW + v * kLanes);
+          for (int64_t j = 0; j < bs; ++j) {
+            vf w[kJV];
+            for (int v = 0; v < kJV; ++v) w[v] = load(wt + j * kW + v * kLanes);
+            for (int r = 0; r < tb; ++r) {
+              const vf d = splat(to_f32<T>(dcol[(b0 + r) * n_out + j]));
+              for (int v = 0; v < kJV; ++v) acc[r][v] += d * w[v];
+            }
+          }
+          for (int r = 0; r < tb; ++r)
+            for (int v = 0; v < kJV; ++v) store(acc_all + (b0 + r) * kW + v * kLanes, acc[r][v]);
+        }
+      }
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t i = 0; i < kW; ++i)
+          dx[b * n_in + rb * bs + i0 + i] = from_f32<T>(acc_all[b * kW + i]);
     }
   });
 }
