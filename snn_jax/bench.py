@@ -218,8 +218,11 @@ def run_grid(cfg: BenchConfig, log: Callable[[str], None] = print) -> list[dict[
   dense_fns = _dense_fns()
   for n, batch, dtype_name in itertools.product(cfg.sizes, cfg.batches, cfg.dtypes):
     dtype = jnp.dtype(dtype_name)
-    dense_stats: dict[str, dict[str, float]] = {}
     for density, bs in itertools.product(cfg.densities, cfg.block_sizes):
+      # Dense and the floor are re-timed at every grid point, next to the
+      # kernels they are compared with: on a noisy machine one early
+      # measurement would skew every ratio of the run.
+      dense_stats: dict[str, dict[str, float]] = {}
       if n % bs:
         continue
       try:
@@ -239,7 +242,7 @@ def run_grid(cfg: BenchConfig, log: Callable[[str], None] = print) -> list[dict[
       base = dict(meta, n_in=n, n_out=n, batch=batch, density=t.density,
                   requested_density=density, block_size=bs, nnzb=t.nnzb,
                   dtype=dtype_name)
-      for op in cfg.ops:  # Dense cost does not depend on the topology.
+      for op in cfg.ops:
         if op not in dense_stats:
           dense_stats[op] = time_fn(dense_fns[op], x, dy, wd,
                                     repeats=cfg.repeats,

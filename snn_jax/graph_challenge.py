@@ -334,16 +334,18 @@ def dense_runner(layers: Sequence[Topology | sp.spmatrix], segment: int = 16):
   bias = jnp.float32(BIAS[n])
   mats = jnp.asarray(np.stack([w.toarray() for w in weights]))
 
+  # The matrices are an argument, not a closure: a captured array becomes a
+  # constant inside every compiled (bucket, length) variant, one copy each.
   @functools.partial(jax.jit, static_argnames=("length",))
-  def run_segment(y, start, length):
+  def run_segment(mats, y, start, length):
     def layer(y, w):
       return jnp.clip(jnp.dot(y, w) + bias, 0.0, YMAX), None
     return jax.lax.scan(layer, y, jax.lax.dynamic_slice_in_dim(
         mats, start, length, 0))[0]
 
   def run(y0: np.ndarray) -> np.ndarray:
-    return prune_dead_rows(lambda y, s, l: run_segment(y, s, length=l), y0,
-                           len(layers), segment)
+    return prune_dead_rows(lambda y, s, l: run_segment(mats, y, s, length=l),
+                           y0, len(layers), segment)
 
   return run
 
