@@ -260,3 +260,12 @@ def test_lenet5_needs_28x28_images(tmp_path):
   with pytest.raises(ValueError, match="28x28"):
     train_and_evaluate(TrainConfig(model="lenet5", epochs=1, progress=False),
                        str(tmp_path))
+
+
+def test_invalid_run_leaves_the_workdir_untouched(tmp_path):
+  wd = tmp_path / "run"
+  with pytest.raises(ValueError, match="block_size"):
+    train_and_evaluate(TrainConfig(**{**SMALL, "block_size": 7}), str(wd))
+  assert not wd.exists()  # a corrected rerun into it is not refused
+  train_and_evaluate(TrainConfig(**SMALL), str(wd))
+  assert (wd / "config.json").exists()
