@@ -27,19 +27,28 @@ task in one fixed order, so every thread count gives the same bits. Under
 
 from __future__ import annotations
 
+import importlib.util
+
 import jax
 import jax.numpy as jnp
 
+_MODULE = "snn_jax.kernels._native_cpu"
+_ext = None
+AVAILABLE = False
 try:
+  if importlib.util.find_spec(_MODULE) is None:
+    raise ModuleNotFoundError(f"no compiled {_MODULE} is installed")
   from snn_jax.kernels import _native_cpu as _ext
   AVAILABLE = True
   UNAVAILABLE_REASON = ""
-except ImportError as e:  # not built: no compiler, or the build failed
-  _ext = None
-  AVAILABLE = False
+except ModuleNotFoundError as e:  # no compiler, or the build failed
   UNAVAILABLE_REASON = (
       f"the native CPU kernels were not built ({e}); reinstall with a C++17 "
       "compiler present (pip install -e .) to build them")
+except ImportError as e:  # built, but does not load here (another CPU?)
+  UNAVAILABLE_REASON = (
+      f"the native CPU kernels were built but do not load ({e}); rebuild "
+      "them on this machine (pip install -e .)")
 
 _REGISTERED = False
 

@@ -202,7 +202,7 @@ def test_without_native_kernels_auto_falls_back_with_one_warning(tmp_path):
       "class _Block:\n"
       "  def find_spec(self, name, path=None, target=None):\n"
       "    if name == 'snn_jax.kernels._native_cpu':\n"
-      "      raise ImportError('blocked: no compiler on this machine')\n"
+      "      raise ModuleNotFoundError('blocked: no compiler here')\n"
       "sys.meta_path.insert(0, _Block())\n")
   code = (
       "import warnings, numpy as np, jax.numpy as jnp\n"
