@@ -164,6 +164,11 @@ def test_fingerprint_of_arrays_and_loaders(rng):
   c = data.Dataset("toy", x2[:15], y[:15], x2[15:], y[15:], 2, source="arrays")
   assert c.fingerprint["id"] != a.fingerprint["id"]
   assert a.flattened().fingerprint == a.fingerprint
+  perm = a.transformed("features reversed", x_train=x[:15, ::-1],
+                       x_test=x[15:, ::-1])
+  assert perm.fingerprint["id"] != a.fingerprint["id"]
+  assert perm.fingerprint["split"]["how"] == "arrays given; features reversed"
+  np.testing.assert_array_equal(perm.x_train, x[:15, ::-1])
   d1, d2 = data.load("digits", seed=1), data.load("digits", seed=2)
   assert d1.fingerprint["id"] == data.load("digits", seed=1).fingerprint["id"]
   assert d1.fingerprint["id"] != d2.fingerprint["id"]

@@ -45,6 +45,18 @@ class Dataset:
   def input_dim(self) -> int:
     return int(np.prod(self.x_train.shape[1:]))
 
+  def transformed(self, note: str, **arrays: np.ndarray) -> "Dataset":
+    """A copy with some of ``x_train, y_train, x_test, y_test`` replaced by
+    a deterministic transformation of these (e.g. permuted input features);
+    the fingerprint's split description gains ``note``, so runs on the
+    result are never taken for runs on this data."""
+    fp = self.fingerprint
+    new_fp = make_fingerprint(
+        split={**fp["split"], "how": f"{fp['split']['how']}; {note}"},
+        normalization=fp["normalization"], files=fp["files"] or None,
+        content_sha256=fp["content_sha256"])
+    return dataclasses.replace(self, fingerprint=new_fp, **arrays)
+
   def flattened(self) -> "Dataset":
     """The same data with every example flattened to a vector (for MLPs)."""
     return dataclasses.replace(

@@ -104,8 +104,9 @@ def permute_inputs(ds, seed: int = PERMUTATION_SEED):
   """``ds`` with its input features shuffled by one fixed permutation (the
   same for training and held-out data); returns ``(dataset, permutation)``."""
   perm = np.random.default_rng(seed).permutation(ds.input_dim)
-  return dataclasses.replace(ds, x_train=ds.x_train[:, perm],
-                             x_test=ds.x_test[:, perm]), perm
+  return ds.transformed(f"input features permuted (seed {seed})",
+                        x_train=ds.x_train[:, perm],
+                        x_test=ds.x_test[:, perm]), perm
 
 
 def _grid_point(cfg: BourelyConfig, topo: str, density: float, seed: int,
