@@ -119,6 +119,35 @@ def test_nnstd_grows_with_rewiring():
     A.nnstd(base, base[:1])
 
 
+def test_nnstd_authors_convention_matches_the_output_layer():
+  # Identical first layers (distinct input sets); the output neurons of B
+  # are A's with their labels swapped.
+  first = T.Topology.from_mask(np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1],
+                                         [0, 0, 1]], bool))
+  out_a = T.Topology.from_mask(np.array([[1, 0], [0, 1], [0, 1]], bool))
+  out_b = T.Topology.from_mask(np.array([[0, 1], [1, 0], [1, 0]], bool))
+  d, layers = A.nnstd([first, out_a], [first, out_b], return_layers=True)
+  assert layers == [0.0, 1.0] and d == 0.5  # ours: outputs by class label
+  d, layers = A.nnstd([first, out_a], [first, out_b], return_layers=True,
+                      convention="authors")
+  assert layers == [0.0, 0.0] and d == 0.0  # the authors match them too
+  with pytest.raises(ValueError, match="convention"):
+    A.nnstd([first], [first], convention="paper")
+
+
+def test_nnstd_authors_float_form():
+  """|S_a| = 1, |S_b| = 3, one shared input: the two forms of the same
+  distance 2/3 round differently, which can break ties differently."""
+  import scipy.sparse as sp
+  from snn_jax.analysis._nnstd import _ned_matrix
+  a = sp.csr_matrix(np.array([[1], [0], [0]], np.float64))
+  b = sp.csr_matrix(np.array([[1], [1], [1]], np.float64))
+  authors = _ned_matrix(a, b, "authors")[0, 0]
+  ours = _ned_matrix(a, b, "ours")[0, 0]
+  assert authors == (1 + 3 - 2 * 1) / 3 and ours == 1 - 1 / 3
+  assert authors != ours and authors == pytest.approx(ours)
+
+
 def test_metrics_table_rows():
   s = T.make_stack("xnet", [32, 64, 8], density=0.25)
   rows = A.metrics_table(s)
