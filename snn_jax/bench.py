@@ -257,7 +257,7 @@ def run_grid(cfg: BenchConfig, log: Callable[[str], None] = print) -> list[dict[
           row = dict(base, op=op, impl=impl, dense_ms=dense_ms[op],
                      ideal_ms=t.density * dense_ms[op], floor_ms=floor_ms,
                      note="")
-          if impl == "dense":  # The baseline itself, timed once per size.
+          if impl == "dense":  # The baseline itself, timed at this point.
             row.update(dense_stats[op], ratio_to_ideal=1 / t.density,
                        speedup_vs_dense=1.0, note="dense jnp.dot baseline")
             rows.append(row)

@@ -125,6 +125,8 @@ def _as_weights(layer: Topology | sp.spmatrix) -> sp.csr_matrix:
     if layer.block_size != 1:
       raise ValueError("challenge layers must be neuron-level topologies")
     return scipy_network([layer])[0]
+  if sp.isspmatrix_csr(layer) and layer.dtype == np.float32:
+    return layer  # already in form: no copy (stack_network passes these on)
   return sp.csr_matrix(layer, dtype=np.float32)
 
 
@@ -461,8 +463,10 @@ def read_tsv(path: str, *, columns: int = 3) -> np.ndarray:
   return table.reshape(-1, columns)
 
 
-def _triples_to_csr(path: str, shape: tuple[int, int]) -> sp.csr_matrix:
-  t = read_tsv(path)
+def _triples_to_csr(path: str, t: np.ndarray, shape: tuple[int, int]
+                    ) -> sp.csr_matrix:
+  """1-based ``row, col, value`` lines of ``path`` (already read as ``t``)
+  as float32 CSR of ``shape``; bad or repeated indices name the file."""
   i, j = t[:, 0].astype(np.int64) - 1, t[:, 1].astype(np.int64) - 1
   if t.size and (i.min() < 0 or j.min() < 0 or i.max() >= shape[0]
                  or j.max() >= shape[1] or (t[:, :2] != np.round(t[:, :2])).any()):
@@ -497,7 +501,7 @@ def read_layers(directory: str, n_neurons: int, n_layers: int) -> list[sp.csr_ma
       raise FileNotFoundError(
           f"layer file n{n_neurons}-l{l}.tsv[.gz] is missing from {folder!r} "
           f"(needed for {n_layers} layers)")
-    layers.append(_triples_to_csr(path, (n_neurons, n_neurons)))
+    layers.append(_triples_to_csr(path, read_tsv(path), (n_neurons, n_neurons)))
   return layers
 
 
@@ -509,13 +513,7 @@ def read_inputs(path: str, n_neurons: int, n_inputs: int | None = None
   t = read_tsv(path)
   if n_inputs is None:
     n_inputs = int(t[:, 0].max()) if t.size else 0
-  keep = t[:, 0] <= n_inputs
-  t = t[keep]
-  i, j = t[:, 0].astype(np.int64) - 1, t[:, 1].astype(np.int64) - 1
-  if t.size and (i.min() < 0 or j.min() < 0 or j.max() >= n_neurons):
-    raise ValueError(f"{path}: pixel indices must be in 1..{n_neurons}")
-  return sp.csr_matrix((t[:, 2].astype(np.float32), (i, j)),
-                       shape=(n_inputs, n_neurons))
+  return _triples_to_csr(path, t[t[:, 0] <= n_inputs], (n_inputs, n_neurons))
 
 
 def read_categories(path: str) -> np.ndarray:

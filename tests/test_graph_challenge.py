@@ -176,7 +176,7 @@ def test_official_reader_errors(tmp_path, rng):
   bad = tmp_path / "bad.tsv"
   _write_tsv(bad, [[1, 2000, 0.5]])
   with pytest.raises(ValueError, match="bad.tsv: indices must be"):
-    gc._triples_to_csr(str(bad), (1024, 1024))
+    gc.read_inputs(str(bad), 1024)
   _write_tsv(bad, [[1, 2], [3, 4]])
   with pytest.raises(ValueError, match="expected 3 tab-separated columns"):
     gc.read_tsv(str(bad))

@@ -210,7 +210,8 @@ int64_t TaskCount() { return 4 * static_cast<int64_t>(Pool::Get().threads()); }
 
 // Per-thread scratch, grown on demand and kept: a kernel call touches no
 // fresh pages (first-touch page faults cost more than the work at low
-// density). Slot 0 and 1 are the two feature-major operands of one call.
+// density). Two slots per thread: the two feature-major operands of one
+// call on the calling thread, or a task's buffers on a pool thread.
 float* ScratchSlot(int slot, int64_t n) {
   struct Buffer {
     float* data = nullptr;
@@ -465,11 +466,8 @@ void DxRows(const T* dy, const T* values, const int32_t* row_ptr, const int32_t*
   constexpr int kTB = 8, kJV = 2, kW = kJV * kLanes;
   const int64_t n_in = n_rb * bs, chunks = bs / kW;
   ParallelRanges(n_rb * chunks, TaskCount(), [&](int64_t t0, int64_t t1) {
-    thread_local std::vector<float> acc_buf, wt_buf;
-    acc_buf.resize(static_cast<size_t>(batch) * kW);
-    wt_buf.resize(static_cast<size_t>(bs) * kW);
-    float* acc_all = acc_buf.data();
-    float* wt = wt_buf.data();
+    float* acc_all = ScratchSlot(0, batch * kW);
+    float* wt = ScratchSlot(1, bs * kW);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t rb = t / chunks, i0 = (t % chunks) * kW;
       std::fill(acc_all, acc_all + batch * kW, 0.0f);

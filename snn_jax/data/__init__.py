@@ -16,6 +16,13 @@ from snn_jax.data.tfds import TFDS_NAMES, DatasetUnavailableError, load_tfds
 DATASETS = ("digits",) + TFDS_NAMES
 
 
+def reads_idx_dir(name: str, data_dir: str | None) -> bool:
+  """Whether :func:`load` reads ``name`` from an IDX folder (the only
+  source that has a ``split`` choice): a ``data_dir`` that is not an
+  ``.npz`` file, for any dataset but the embedded digits."""
+  return name != "digits" and data_dir is not None and not data_dir.endswith(".npz")
+
+
 def load(name: str, *, data_dir: str | None = None,
          tfds_data_dir: str | None = None, manual_dir: str | None = None,
          download: bool = False, seed: int = 0, flatten: bool = True,
@@ -38,18 +45,17 @@ def load(name: str, *, data_dir: str | None = None,
                      f"{normalization!r}")
   if split not in SPLITS:
     raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-  idx_dir = name != "digits" and data_dir is not None and not data_dir.endswith(".npz")
-  if split != "auto" and not idx_dir:
+  if split != "auto" and not reads_idx_dir(name, data_dir):
     raise ValueError(f"split {split!r} applies to IDX directories (--data_dir); "
                      f"{name} {'from ' + data_dir if data_dir else ''} has its "
                      "own split: leave split at 'auto'")
   if name == "digits":
     ds = load_digits(seed, normalization)
+  elif reads_idx_dir(name, data_dir):
+    ds = load_idx_dir(data_dir, name=name, seed=seed,
+                      normalization=normalization, split=split)
   elif data_dir is not None:
-    ds = load_npz(data_dir, name=name, normalization=normalization) \
-        if data_dir.endswith(".npz") else \
-        load_idx_dir(data_dir, name=name, seed=seed, normalization=normalization,
-                     split=split)
+    ds = load_npz(data_dir, name=name, normalization=normalization)
   else:
     ds = load_tfds(name, data_dir=tfds_data_dir, manual_dir=manual_dir,
                    download=download, normalization=normalization)
@@ -59,5 +65,5 @@ def load(name: str, *, data_dir: str | None = None,
 __all__ = ["DATASETS", "NORMALIZATIONS", "SPLITS", "Dataset", "standardize",
            "DatasetUnavailableError", "TFDS_NAMES", "arrays_sha256", "batches",
            "describe_difference", "file_record", "find_idx", "load",
-           "load_digits", "load_idx_dir", "load_npz", "load_tfds",
+           "load_digits", "load_idx_dir", "reads_idx_dir", "load_npz", "load_tfds",
            "make_fingerprint", "num_batches", "read_idx", "seeded_split"]

@@ -20,8 +20,9 @@ class Dataset:
   (``snn_jax.data._fingerprint``): the loaders record the files read and
   the split, and a Dataset built from arrays without one gets the sha256 of
   its arrays. ``dataclasses.replace`` keeps the fingerprint it is given
-  (``flattened`` relies on that); pass ``fingerprint=None`` to recompute
-  it from new arrays.
+  (``flattened`` relies on that); derive data with ``transformed`` (which
+  records the change), or pass ``fingerprint=None`` to recompute it from
+  new arrays.
   """
   name: str
   x_train: np.ndarray

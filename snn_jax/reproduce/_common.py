@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from snn_jax import data as data_lib
 from snn_jax import topology as topology_lib
 from snn_jax.nn import LeNet5
 from snn_jax.training import TrainConfig, train_and_evaluate
@@ -40,8 +41,7 @@ def reduced_data(base: TrainConfig) -> TrainConfig:
   images (``"test_only"``) on which the reduced results were committed --
   whether or not the folder also holds the training files. A split chosen
   explicitly (``"canonical"``) is kept."""
-  idx_dir = base.data_dir is not None and not base.data_dir.endswith(".npz")
-  if idx_dir and base.dataset != "digits" and base.data_split == "auto":
+  if data_lib.reads_idx_dir(base.dataset, base.data_dir) and base.data_split == "auto":
     return dataclasses.replace(base, data_split="test_only")
   return base
 
