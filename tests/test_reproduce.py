@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from snn_jax import data
+from snn_jax import data, topology
 from snn_jax.reproduce import DeepInitConfig, run_deep_init
 from snn_jax.training import TrainConfig
 
@@ -446,3 +446,131 @@ def test_isakov2020_config_errors(bad, match):
   with pytest.raises(ValueError, match=match):
     dataclasses.replace(isakov2020.reduced_config(TrainConfig()), **bad)
 
+
+
+# -- Alford et al. 2019 at paper scale (tiny sizes here) -----------------------
+
+from snn_jax.reproduce import PAPER_SCALE, alford2019_paper  # noqa: E402
+
+
+def _mnist_like(rng, n_train=700, n_test=200):
+  x = rng.random((n_train + n_test, 784), dtype=np.float32) * 2 - 1
+  y = rng.integers(0, 10, n_train + n_test).astype(np.int32)
+  for c in range(10):  # a learnable signal: a class-specific patch
+    x[y == c, c * 70:(c + 1) * 70] += 1.0
+  return data.Dataset("mnist", x[:n_train], y[:n_train], x[n_train:],
+                      y[n_train:], 10, source="synthetic MNIST-sized arrays")
+
+
+def _tiny_alford(**kw):
+  base = dataclasses.replace(
+      alford2019_paper.paper_base(TrainConfig()), epochs=2, lr=0.05,
+      lr_boundaries=(6, 10), lr_values=(0.02, 0.01),
+      validation_split="first:100")
+  return alford2019_paper.AlfordPaperConfig(**{**dict(
+      base=base, sparsities=(0.5, 0.9), random_densities=(0.1,), widen=(2,),
+      radixnets=("0.1",), prune_begin_step=2, prune_end_step=8, prune_every=2,
+      seeds=(0,)), **kw})
+
+
+def test_alford2019_paper_runs_every_arm_and_resumes_without_checkpoints(
+    tmp_path, rng):
+  import shutil
+  ds = _mnist_like(rng)
+  cfg = _tiny_alford()
+  first = alford2019_paper.run(cfg, str(tmp_path), dataset=ds)
+  assert first["failed"] == []
+  rows = _read(tmp_path / "paper_runs.json")
+  assert {r["arm"] for r in rows} == set(alford2019_paper.ARMS)
+  gradual = [r for r in rows if r["arm"] == "iterative_pruned"]
+  assert sorted(round(r["weight_density"], 2) for r in gradual) == [0.1, 0.5]
+  table = {(t["arm"], t["param"]): t for t in first["side_by_side"]}
+  assert set(table) == set(alford2019_paper.PAPER_LENET300)
+  assert table[("random", 0.01)]["verdict"] == "not run"
+  assert table[("random", 0.1)]["runs"] == 1
+  assert first["deviations"] and (tmp_path / "accuracy_vs_sparsity.png").exists()
+  run0 = tmp_path / "runs" / "lenet300" / "s0"
+  assert (run0 / "dense" / "final_weights.npz").exists()
+  assert (run0 / "gradual_s0.9" / "final_topology" / "layer_0.npz").exists()
+  # A later session has the committed files but no checkpoints and no
+  # regenerable topologies: nothing is retrained, the numbers are the same.
+  for d in list(tmp_path.rglob("checkpoints")) + list(tmp_path.rglob("topology")):
+    shutil.rmtree(d)
+  again = alford2019_paper.run(cfg, str(tmp_path), dataset=ds)
+  assert json.dumps(again["side_by_side"]) == json.dumps(first["side_by_side"])
+  assert not list(tmp_path.rglob("checkpoints/*"))
+
+
+def test_alford2019_paper_verdicts():
+  rows = [{"arm": "dense", "param": None, "seed": s, "final_test_acc": v,
+           "error": ""} for s, v in enumerate((0.970, 0.972, 0.971))]
+  rows += [{"arm": "random", "param": 0.01, "seed": s, "final_test_acc": v,
+            "error": ""} for s, v in enumerate((0.90, 0.91, 0.92))]
+  table = {(t["arm"], t["param"]): t for t in
+           alford2019_paper.side_by_side(rows)}
+  assert table[("dense", None)]["verdict"] == "agree"  # 97.03 within
+  assert table[("random", 0.01)]["verdict"] == "ours higher"  # paper 74.1
+  assert table[("wider", 100)]["verdict"] == "not run"
+
+
+def test_alford2019_paper_config():
+  cfg = alford2019_paper.paper_config(TrainConfig(data_dir="/nowhere"))
+  b = cfg.base
+  assert (b.hidden, b.batch_size, b.optimizer, b.lr) == ((300, 100), 100, "sgd", 0.2)
+  assert b.validation_split == "first:5000" and b.normalization == "minus_one_to_one"
+  assert b.data_dir == "/nowhere" and len(cfg.seeds) >= 3
+  with pytest.raises(ValueError, match="unknown arms"):
+    dataclasses.replace(cfg, arms=("lottery",))
+  with pytest.raises(ValueError, match="radixnets"):
+    dataclasses.replace(cfg, radixnets=("5",))
+  assert set(PAPER_SCALE) == {"alford2019", "liu2020"}
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--paper=bourely2017", "--scale=paper"], "no paper-scale configuration"),
+    (["--paper=alford2019", "--scale=paper", "--full"], "not both"),
+])
+def test_reproduce_binary_scale_errors(tmp_path, args, match):
+  out = _binary(*args, f"--workdir={tmp_path}")
+  assert out.returncode != 0 and match in out.stderr, out.stderr[-1000:]
+
+
+# -- Liu et al. 2020, Figure 4 at paper scale (tiny sizes here) ----------------
+
+from snn_jax.reproduce import liu2020_paper  # noqa: E402
+
+
+def test_perturbed_moves_exactly_the_fraction(rng):
+  t = topology.make("erdos_renyi", 300, 200, density=0.05, seed=3)
+  p = topology.perturbed(t, 0.1, seed=1)
+  a = set(zip(t.rows.tolist(), t.cols.tolist()))
+  b = set(zip(p.rows.tolist(), p.cols.tolist()))
+  assert p.nnz == t.nnz and len(a - b) == len(b - a) == round(0.1 * t.nnz)
+  assert p == topology.perturbed(t, 0.1, seed=1) != topology.perturbed(t, 0.1, seed=2)
+  with pytest.raises(ValueError, match="empty"):
+    topology.perturbed(topology.make("dense", 4, 4), 0.5, seed=0)
+
+
+def test_liu2020_figure4_tiny(tmp_path, rng):
+  ds = _mnist_like(rng, n_train=600, n_test=150)
+  base = dataclasses.replace(
+      liu2020_paper.paper_base(TrainConfig()), hidden=(40, 40, 40), epochs=3,
+      validation_split="last:120", snapshot_epochs=(0, 1, 3), batch_size=60)
+  cfg = liu2020_paper.LiuFigure4Config(
+      base=base, networks=3, hidden_density=0.2, snapshot_epochs=(0, 1, 3),
+      heatmap_epochs=(0, 3))
+  s = liu2020_paper.run(cfg, str(tmp_path), dataset=ds)
+  assert s["failed"] == []
+  assert [r["epoch"] for r in s["nnstd_by_epoch"]] == [0, 1, 3]
+  m0 = np.array(s["nnstd_matrices"]["0"])
+  assert m0.shape == (4, 3, 3) and np.allclose(m0, m0.transpose(0, 2, 1))
+  # w1 is w0 with 1% moved: close at the start; SET moves 30% per epoch
+  assert 0 < m0[0, 0, 1] < 0.1
+  m3 = np.array(s["nnstd_matrices"]["3"])
+  assert m3[0, 0, 1] > m0[0, 0, 1]
+  snaps = sorted(os.listdir(tmp_path / "runs" / "w0" / "train" / "topologies"))
+  assert snaps == ["epoch_000", "epoch_001", "epoch_003"]
+  table = {r["epoch"]: r for r in s["accuracy_vs_paper"]}
+  assert table[200]["networks"] == 3 and table[10]["verdict"] == "not run"
+  for name in ("nnstd_heatmaps.png", "nnstd_vs_epoch.png", "networks.csv"):
+    assert (tmp_path / name).exists()

@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 from snn_jax.data._dataset import (NORMALIZATIONS, Dataset, batches,
-                                   num_batches, seeded_split, standardize)
+                                   num_batches, parse_validation_spec,
+                                   seeded_split, standardize)
 from snn_jax.data.embedded import load_digits
 from snn_jax.data._fingerprint import (arrays_sha256, describe_difference,
                                        file_record, make_fingerprint)
@@ -66,4 +67,4 @@ __all__ = ["DATASETS", "NORMALIZATIONS", "SPLITS", "Dataset", "standardize",
            "DatasetUnavailableError", "TFDS_NAMES", "arrays_sha256", "batches",
            "describe_difference", "file_record", "find_idx", "load",
            "load_digits", "load_idx_dir", "reads_idx_dir", "load_npz", "load_tfds",
-           "make_fingerprint", "num_batches", "read_idx", "seeded_split"]
+           "make_fingerprint", "num_batches", "parse_validation_spec", "read_idx", "seeded_split"]

@@ -48,6 +48,8 @@ class SparseDense(nnx.Module):
     topology: the layer's ``Topology`` (n_in, n_out, block size, blocks).
     init: initialiser name (``snn_jax.nn.INITIALIZERS``).
     use_bias: add a trainable bias of shape [n_out].
+    bias_init: the bias's starting value (0; Alford et al. 2019 start theirs
+      at 0.1).
     impl: ``bsmm`` implementation (``"auto"``, ``"xla"``, ...).
     dtype: parameter and compute dtype (float32 or bfloat16).
     live_inputs: bool[n_in], inputs that carry signal (NeuroFabric init).
@@ -57,9 +59,9 @@ class SparseDense(nnx.Module):
   """
 
   def __init__(self, topology: Topology, *, init: str = "sparse_he",
-               use_bias: bool = True, impl: str = "auto",
-               dtype=jnp.float32, live_inputs: np.ndarray | None = None,
-               rngs: nnx.Rngs):
+               use_bias: bool = True, bias_init: float = 0.0,
+               impl: str = "auto", dtype=jnp.float32,
+               live_inputs: np.ndarray | None = None, rngs: nnx.Rngs):
     if not isinstance(topology, Topology):
       raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
     self.n_in, self.n_out = topology.n_in, topology.n_out
@@ -73,7 +75,8 @@ class SparseDense(nnx.Module):
                           topology.n_col_blocks)
     for name in _INDEX_FIELDS:
       setattr(self, name, TopologyVar(jnp.asarray(meta[name])))
-    self.bias = nnx.Param(jnp.zeros((self.n_out,), dtype)) if use_bias else None
+    self.bias = (nnx.Param(jnp.full((self.n_out,), bias_init, dtype))
+                 if use_bias else None)
 
   def weight(self) -> BlockCSR:
     """The layer's weight as a ``BlockCSR`` (no host validation: usable
@@ -83,16 +86,23 @@ class SparseDense(nnx.Module):
     return BlockCSR.tree_unflatten(((self.n_in, self.n_out), self.block_size),
                                    children)
 
-  def set_topology(self, topology: Topology, values: jax.Array) -> None:
-    """Replaces the connections at fixed nnzb (host side)."""
-    if topology.nnzb != self.values.get_value().shape[0]:
+  def set_topology(self, topology: Topology, values: jax.Array, *,
+                   allow_resize: bool = False) -> None:
+    """Replaces the connections (host side): at fixed nnzb (SET, RigL: no
+    retrace), or with ``allow_resize`` at any nnzb (pruning; jitted
+    functions of the model recompile for the new shapes)."""
+    if not allow_resize and topology.nnzb != self.values.get_value().shape[0]:
       raise ValueError(f"nnzb must stay {self.values.get_value().shape[0]}, got "
                        f"{topology.nnzb}")
+    if values.shape != (topology.nnzb, self.block_size, self.block_size):
+      raise ValueError(f"values of shape {values.shape} do not fit "
+                       f"{topology.nnzb} blocks of size {self.block_size}")
     meta = block_metadata(topology.rows, topology.cols, topology.n_row_blocks,
                           topology.n_col_blocks)
     for name in _INDEX_FIELDS:
       getattr(self, name).set_value(jnp.asarray(meta[name]))
     self.values.set_value(values)
+    self.topology_name = topology.name
 
   def topology(self) -> Topology:
     """The current connections as a host-side ``Topology``."""
@@ -156,14 +166,18 @@ class SparseMLP(nnx.Module):
     activation: name in ``relu, gelu, tanh, sigmoid, swish, linear``.
     norm: ``None``, ``"layer"`` (LayerNorm) or ``"batch"`` (BatchNorm).
     dropout: dropout rate after each hidden activation.
-    init, impl, dtype: passed to every layer. With ``init="neurofabric"`` the
-      live inputs of each layer are computed over the whole stack.
+    output_activation: activation applied to the logits too (None: none;
+      Alford et al. 2019's code applies ReLU to them).
+    init, bias_init, impl, dtype: passed to every layer. With
+      ``init="neurofabric"`` the live inputs of each layer are computed over
+      the whole stack.
     rngs: ``nnx.Rngs`` with ``params`` (and ``dropout`` if used) streams.
   """
 
   def __init__(self, topologies: Sequence[Topology], *, activation: str = "relu",
                norm: str | None = None, dropout: float = 0.0,
-               init: str = "sparse_he", impl: str = "auto",
+               init: str = "sparse_he", bias_init: float = 0.0,
+               output_activation: str | None = None, impl: str = "auto",
                dtype=jnp.float32, rngs: nnx.Rngs):
     topologies = list(topologies)
     if not topologies:
@@ -177,11 +191,14 @@ class SparseMLP(nnx.Module):
       raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     self.activation_name = activation
     self.activation = get_activation(activation)
+    self.output_activation_name = output_activation
+    self.output_activation = (None if output_activation is None
+                              else get_activation(output_activation))
     live = live_units(topologies) if init == "neurofabric" else [None] * (
         len(topologies) + 1)
     self.layers = nnx.List([
-        SparseDense(t, init=init, impl=impl, dtype=dtype, live_inputs=live[l],
-                    rngs=rngs) for l, t in enumerate(topologies)])
+        SparseDense(t, init=init, bias_init=bias_init, impl=impl, dtype=dtype,
+                    live_inputs=live[l], rngs=rngs) for l, t in enumerate(topologies)])
     hidden = [t.n_out for t in topologies[:-1]]
     if norm == "layer":
       self.norms = nnx.List([nnx.LayerNorm(h, rngs=rngs) for h in hidden])
@@ -217,6 +234,8 @@ class SparseMLP(nnx.Module):
         x = self.activation(x)
         if self.dropout is not None:
           x = self.dropout(x)
+      elif self.output_activation is not None:
+        x = self.output_activation(x)
     return x, pre
 
   def preactivation_second_moments(self, x: jax.Array) -> np.ndarray:

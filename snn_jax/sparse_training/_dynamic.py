@@ -11,6 +11,17 @@
   batch is largest; grown weights start at zero; ζ_t follows a cosine decay
   ζ/2·(1 + cos(π t / T_end)) and updates stop at ``end_fraction`` of training.
 
+* **Gradual magnitude pruning** (Zhu & Gupta 2017, "To prune, or not to
+  prune", the TensorFlow model-pruning library Alford et al. 2019 used):
+  every ``update_every`` steps from ``prune_begin_step`` to
+  ``prune_end_step`` each layer keeps its ``(1 - s_t)·n_in·n_out`` largest-
+  magnitude weights, ``s_t = s_f (1 - (1 - p)³)`` with ``p`` the fraction of
+  the way from begin to end and ``s_f = 1 - prune_density`` (the initial
+  sparsity is 0; the end step always updates, so the target is reached).
+  Nothing regrows, so here -- unlike SET and RigL -- the
+  number of stored blocks shrinks: each update changes the layers' shapes
+  and the training step recompiles (a few dozen times per run).
+
 At block size > 1 whole blocks move, scored by Frobenius norm (block SET,
 block RigL with the gradient's block norm), so dynamic training keeps the
 fast block kernels. Shapes never change: nnzb is fixed, the jitted training
@@ -41,7 +52,7 @@ from flax import nnx, traverse_util
 from snn_jax.sparse_training import _rewire
 from snn_jax.topology import Topology
 
-METHODS = ("static", "set", "rigl")
+METHODS = ("static", "set", "rigl", "prune")
 REGROW_INITS = ("zero", "set_normal", "sparse_he")
 ZETA_SCHEDULES = ("constant", "cosine")
 SET_REGROW_STD = 0.1  # Mocanu et al.'s reference code: randn() / 10.
@@ -52,7 +63,8 @@ class SparseTrainingConfig:
   """How connections evolve during training.
 
   Attributes:
-    method: ``"static"`` (never), ``"set"`` or ``"rigl"``.
+    method: ``"static"`` (never), ``"set"``, ``"rigl"`` or ``"prune"``
+      (gradual magnitude pruning).
     zeta: fraction of each layer's connections rewired per update, in [0, 1).
     update_every: rewire every this many optimizer steps; 0 = after every
       epoch (SET's schedule), except after the last.
@@ -64,6 +76,11 @@ class SparseTrainingConfig:
     end_fraction: no update after this fraction of the total steps; default
       SET: 1.0, RigL: 0.75.
     seed: seeds the random growth (with the step, so resumed runs repeat).
+    prune_density: ``"prune"`` only: the fraction of every layer's dense
+      ``n_in·n_out`` weights kept at the end, in (0, 1).
+    prune_begin_step, prune_end_step: ``"prune"`` only: the first and last
+      step at which masks are updated (Alford et al.'s code: 3,000 and
+      10,000; their masks update every 200 steps, ``update_every=200``).
   """
   method: str = "static"
   zeta: float = 0.3
@@ -72,6 +89,9 @@ class SparseTrainingConfig:
   zeta_schedule: str | None = None
   end_fraction: float | None = None
   seed: int = 0
+  prune_density: float | None = None
+  prune_begin_step: int = 0
+  prune_end_step: int | None = None
 
   def __post_init__(self):
     if self.method not in METHODS:
@@ -89,6 +109,21 @@ class SparseTrainingConfig:
                        f"{self.zeta_schedule!r}")
     if self.end_fraction is not None and not 0.0 < self.end_fraction <= 1.0:
       raise ValueError(f"end_fraction must be in (0, 1], got {self.end_fraction}")
+    if self.method == "prune":
+      if self.prune_density is None or not 0.0 < self.prune_density < 1.0:
+        raise ValueError(f"gradual pruning needs prune_density in (0, 1) (the "
+                         f"fraction of weights kept), got {self.prune_density}")
+      if self.prune_end_step is None or not (
+          0 <= self.prune_begin_step < self.prune_end_step):
+        raise ValueError(
+            f"gradual pruning needs 0 <= prune_begin_step < prune_end_step, got "
+            f"{self.prune_begin_step} and {self.prune_end_step}")
+      if self.update_every < 1:
+        raise ValueError("gradual pruning needs update_every >= 1 (steps "
+                         "between mask updates, e.g. 200)")
+    elif self.prune_density is not None or self.prune_end_step is not None:
+      raise ValueError(f"prune_density and prune_end_step apply to method "
+                       f"'prune', not {self.method!r}")
 
   @property
   def resolved_regrow_init(self) -> str:
@@ -190,10 +225,31 @@ class Rewirer:
 
   @property
   def active(self) -> bool:
+    if self.config.method == "prune":
+      return True
     return self.config.method != "static" and self.config.zeta > 0
+
+  @property
+  def changes_shapes(self) -> bool:
+    """Whether updates change the layers' stored block counts (pruning)."""
+    return self.config.method == "prune"
+
+  def sparsity_at(self, step: int) -> float:
+    """Gradual pruning's target sparsity after step ``step`` (cubic)."""
+    c = self.config
+    p = min(max((step - c.prune_begin_step)
+                / (c.prune_end_step - c.prune_begin_step), 0.0), 1.0)
+    return (1.0 - c.prune_density) * (1.0 - (1.0 - p) ** 3)
 
   def due(self, step: int, *, end_of_epoch: bool, last_epoch: bool) -> bool:
     """Whether an update follows optimizer step ``step`` (1-based)."""
+    c = self.config
+    if c.method == "prune":
+      # The end step always updates, so the target is reached even when
+      # end - begin is not a multiple of update_every.
+      return c.prune_begin_step <= step <= c.prune_end_step and (
+          (step - c.prune_begin_step) % c.update_every == 0
+          or step == c.prune_end_step)
     if not self.active or step > self.config.resolved_end_fraction * self.total_steps:
       return False
     if self.config.update_every == 0:
@@ -215,6 +271,8 @@ class Rewirer:
     (layer, zeta, dropped, grown). RigL needs the batch ``x, y``."""
     if not self.active:
       return []
+    if self.config.method == "prune":
+      return self._prune(model, optimizer, step)
     zeta = self.zeta_at(step)
     scores = None
     if self.config.method == "rigl":
@@ -229,6 +287,31 @@ class Rewirer:
       stats.append(stat)
       if source is not None:
         sources[l] = source
+    if optimizer is not None and sources:
+      _remap_optimizer_states(optimizer, sources)
+    return stats
+
+  def _prune(self, model, optimizer, step: int) -> list[dict[str, Any]]:
+    """Gradual pruning: every layer down to ``sparsity_at(step)``."""
+    sparsity = self.sparsity_at(step)
+    stats, sources = [], {}
+    for l, layer in enumerate(model.layers):
+      values_dev = layer.values.get_value()
+      values = np.asarray(jax.device_get(values_dev), np.float32)
+      topo = layer.topology()
+      total = topo.n_row_blocks * topo.n_col_blocks
+      keep = total - int(round(sparsity * total))
+      k = max(topo.nnzb - max(keep, 1), 0)
+      stats.append({"layer": l, "sparsity": sparsity, "dropped": k, "grown": 0})
+      if k == 0:
+        continue
+      kept = np.flatnonzero(~_rewire.magnitude_drop(values, k))
+      new_topo = Topology(topo.n_in, topo.n_out, topo.rows[kept],
+                          topo.cols[kept], block_size=topo.block_size,
+                          name="pruned", params=topo.params, assume_sorted=True)
+      layer.set_topology(new_topo, jnp.asarray(values[kept], values_dev.dtype),
+                         allow_resize=True)
+      sources[l] = kept
     if optimizer is not None and sources:
       _remap_optimizer_states(optimizer, sources)
     return stats

@@ -16,9 +16,9 @@ from snn_jax.topology import _expander as _expander  # noqa: F401  isort: skip
 from snn_jax.topology import _radixnet as _radixnet  # noqa: F401  isort: skip
 from snn_jax.topology import _structured as _structured  # noqa: F401  isort: skip
 from snn_jax.topology import _pruned as _pruned  # noqa: F401  isort: skip
-from snn_jax.topology._random import set_epsilon_density
+from snn_jax.topology._random import perturbed, set_epsilon_density
 from snn_jax.topology._expander import projective_plane_incidence
 
 __all__ = ["GeneratorSpec", "Topology", "make", "make_stack", "names",
-           "register", "spec", "load_stack", "save_stack", "set_epsilon_density",
+           "perturbed", "register", "spec", "load_stack", "save_stack", "set_epsilon_density",
            "projective_plane_incidence"]

@@ -206,3 +206,41 @@ def biregular(n_rows, n_cols, *, density, fan_in, rng, layer, num_layers,
   mask = np.ones((n_rows, n_cols), dtype=bool)
   mask[rows, cols] = False
   return np.nonzero(mask)
+
+
+def perturbed(topology, fraction: float, seed: int):
+  """``topology`` with the fraction ``fraction`` of its connections (blocks
+  at block size > 1) moved: ``round(fraction * nnzb)`` of them, drawn
+  uniformly, are removed and as many are added at positions drawn uniformly
+  among those that were empty -- same density, a slightly different graph.
+  Liu et al. 2020 (arXiv:2006.14085, Figure 4) build their ten networks
+  this way, each from the previous one with 1% of its connections changed.
+
+  Returns a new ``Topology`` (same sizes, name and params, plus
+  ``perturbed_fraction``)."""
+  from snn_jax.topology._topology import Topology
+  if not 0.0 <= fraction <= 1.0:
+    raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+  t = topology
+  grid = t.n_row_blocks * t.n_col_blocks
+  k = int(round(fraction * t.nnzb))
+  if k > grid - t.nnzb:
+    raise ValueError(f"cannot move {k} connections: only {grid - t.nnzb} "
+                     "positions are empty")
+  rng = np.random.default_rng(seed)
+  occupied = t.rows.astype(np.int64) * t.n_col_blocks + t.cols
+  keep = np.ones(t.nnzb, bool)
+  keep[rng.choice(t.nnzb, size=k, replace=False)] = False
+  taken = set(occupied.tolist())
+  new: list[int] = []
+  while len(new) < k:  # rejection sampling: the graph is sparse
+    for p in rng.integers(0, grid, size=2 * (k - len(new)) + 8).tolist():
+      if p not in taken:
+        taken.add(p)
+        new.append(p)
+        if len(new) == k:
+          break
+  flat = np.sort(np.concatenate([occupied[keep], np.asarray(new, np.int64)]))
+  return Topology(t.n_in, t.n_out, flat // t.n_col_blocks, flat % t.n_col_blocks,
+                  block_size=t.block_size, name=t.name,
+                  params={**t.params, "perturbed_fraction": fraction})

@@ -17,7 +17,8 @@ class Checkpointer:
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self.manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        item_handlers=ocp.StandardCheckpointHandler())
 
   def latest_epoch(self) -> int | None:
     return self.manager.latest_step()
@@ -28,6 +29,13 @@ class Checkpointer:
 
   def restore(self, epoch: int, abstract_state: dict[str, Any]) -> dict[str, Any]:
     return self.manager.restore(epoch, args=ocp.args.StandardRestore(abstract_state))
+
+  def metadata(self, epoch: int) -> dict[str, Any]:
+    """The stored tree of checkpoint ``epoch`` with each array's metadata
+    (``.shape``, ``.dtype``) in place of its values; list indices are
+    string keys."""
+    md = self.manager.item_metadata(epoch)
+    return getattr(md, "tree", md)
 
   def close(self) -> None:
     self.manager.close()

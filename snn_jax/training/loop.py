@@ -2,7 +2,8 @@
 
 Workdir contract:
   ``config.json``    the run's config; a restart with a different config is
-                     refused unless ``overwrite`` (only ``epochs`` may grow);
+                     refused unless ``overwrite`` (only ``epochs`` may grow;
+                     the data's location may change, its fingerprint not);
   ``metrics.jsonl``, ``metrics.csv``  one row per epoch: epoch, step,
                      train_loss, train_acc, test_loss, test_acc, wall_s,
                      epoch_s, nnz_params, dense_params, lr, rewired_blocks
@@ -43,6 +44,7 @@ from flax import nnx
 
 from snn_jax import data as data_lib
 from snn_jax import topology as topology_lib
+from snn_jax.topology import Topology
 from snn_jax.nn import LeNet5, SparseMLP, TopologyVar, load_dense_weights
 from snn_jax.sparse_training import Rewirer, SparseTrainingConfig
 from snn_jax.training import parallel
@@ -51,13 +53,33 @@ from snn_jax.training.metrics import MetricWriter
 from snn_jax.utils import device_info, versions
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "step")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "step", "piecewise")
 MODELS = ("mlp", "lenet5")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Everything a training run depends on (saved as ``config.json``)."""
+  """Everything a training run depends on (saved as ``config.json``).
+
+  Fields beyond the obvious ones:
+    init: an initialiser name (``snn_jax.nn``), e.g. ``"sparse_he"`` or
+      ``"truncated_normal:0.04"``; ``bias_init`` the biases' start value.
+    output_activation: applied to the logits too (Alford et al. 2019: relu).
+    schedule: ``"piecewise"`` uses ``lr`` before the first of
+      ``lr_boundaries`` (optimizer steps) and ``lr_values[i]`` from
+      boundary i on (Alford et al.: lr 0.2, boundaries (10000, 20000),
+      values (0.1, 0.05)).
+    decay_biases: whether ``weight_decay`` applies to biases too (False:
+      weights only, as an L2 term ``wd·‖W‖²/2`` in the loss does under SGD).
+    validation_split: ``"first:N"`` / ``"last:N"`` training examples held
+      out (``Dataset.with_validation``); every epoch then also reports
+      ``val_loss``/``val_acc`` on them.
+    snapshot_epochs: with ``snapshot_topologies``, the epochs to snapshot
+      (0 = at initialisation); empty = every epoch.
+    sparse_training: ``"prune"`` is gradual magnitude pruning to
+      ``prune_density`` between ``prune_begin_step`` and ``prune_end_step``
+      every ``update_every`` steps (``snn_jax.sparse_training``).
+  """
   dataset: str = "digits"
   model: str = "mlp"
   hidden: tuple[int, ...] = (256, 256)
@@ -68,15 +90,20 @@ class TrainConfig:
   topology_params: dict[str, Any] = dataclasses.field(default_factory=dict)
   impl: str = "auto"
   init: str = "sparse_he"
+  bias_init: float = 0.0
   activation: str = "relu"
+  output_activation: str | None = None
   norm: str | None = None
   dropout: float = 0.0
   optimizer: str = "momentum"
   lr: float = 0.05
   schedule: str = "cosine"
   warmup_epochs: int = 0
+  lr_boundaries: tuple[int, ...] = ()
+  lr_values: tuple[float, ...] = ()
   momentum: float = 0.9
   weight_decay: float = 0.0
+  decay_biases: bool = True
   batch_size: int = 128
   epochs: int = 10
   seed: int = 0
@@ -86,13 +113,18 @@ class TrainConfig:
   tfds_download: bool = False
   normalization: str = "global"
   data_split: str = "auto"
+  validation_split: str | None = None
   split_seed: int | None = None
   snapshot_topologies: bool = False
+  snapshot_epochs: tuple[int, ...] = ()
   progress: bool = True
   sparse_training: str = "static"
   zeta: float = 0.3
   update_every: int = 0
   regrow_init: str | None = None
+  prune_density: float | None = None
+  prune_begin_step: int = 0
+  prune_end_step: int | None = None
   topology_dir: str | None = None
   init_weights: str | None = None
   data_parallel: bool = False
@@ -123,6 +155,23 @@ class TrainConfig:
       if unsupported:
         raise ValueError(f"model lenet5 supports static topologies without "
                          f"norm, dropout or data_parallel; unset {unsupported}")
+    from snn_jax.nn import get_activation, get_initializer
+    get_initializer(self.init)  # unknown or malformed names raise
+    get_activation(self.activation)
+    if self.output_activation is not None:
+      get_activation(self.output_activation)
+    if self.validation_split is not None:
+      data_lib.parse_validation_spec(self.validation_split)
+    if self.schedule == "piecewise":
+      b, v = tuple(self.lr_boundaries), tuple(self.lr_values)
+      if not b or len(b) != len(v) or any(x < 1 for x in b) or list(b) != sorted(
+          set(b)) or any(not x > 0 for x in v):
+        raise ValueError(
+            f"schedule 'piecewise' needs increasing positive lr_boundaries "
+            f"(steps) and as many positive lr_values, got {b} and {v}")
+    elif self.lr_boundaries or self.lr_values:
+      raise ValueError("lr_boundaries/lr_values apply to schedule 'piecewise', "
+                       f"not {self.schedule!r}")
     for name, v in (("batch_size", self.batch_size), ("epochs", self.epochs)):
       if v < 1:
         raise ValueError(f"{name} must be >= 1, got {v}")
@@ -131,12 +180,21 @@ class TrainConfig:
     if any(h < 1 for h in self.hidden):
       raise ValueError(f"hidden widths must be positive, got {self.hidden}")
     self.sparse_training_config()  # validates method, zeta, update_every
+    if self.snapshot_epochs and (not self.snapshot_topologies or any(
+        e < 0 for e in self.snapshot_epochs)):
+      raise ValueError(f"snapshot_epochs {self.snapshot_epochs} need "
+                       "snapshot_topologies and epochs >= 0")
     if self.shard_blocks and not self.data_parallel:
       raise ValueError("shard_blocks needs data_parallel")
     for name in ("topology_dir", "init_weights"):
       path = getattr(self, name)
       if path is not None and not os.path.exists(path):
         raise FileNotFoundError(f"{name} {path!r} does not exist")
+
+  def snapshots_at(self, epoch: int) -> bool:
+    """Whether the topology is snapshot after ``epoch`` (0: at start)."""
+    return self.snapshot_topologies and (
+        not self.snapshot_epochs or epoch in self.snapshot_epochs)
 
   @property
   def data_seed(self) -> int:
@@ -147,24 +205,56 @@ class TrainConfig:
 
   def load_dataset(self) -> data_lib.Dataset:
     """The config's dataset (split with ``data_seed``), flattened."""
-    return data_lib.load(
+    ds = data_lib.load(
         self.dataset, data_dir=self.data_dir, tfds_data_dir=self.tfds_data_dir,
         manual_dir=self.tfds_manual_dir, download=self.tfds_download,
         seed=self.data_seed, normalization=self.normalization,
         split=self.data_split)
+    return self.with_validation(ds)
+
+  def with_validation(self, ds: data_lib.Dataset) -> data_lib.Dataset:
+    """``ds`` with this config's validation part held out (unchanged when
+    ``validation_split`` is None or ``ds`` already holds it); a dataset
+    holding another validation part is refused."""
+    if ds.validation_spec == self.validation_split:
+      return ds
+    if ds.validation_spec is not None:
+      raise ValueError(f"the dataset holds validation part "
+                       f"{ds.validation_spec!r}, the config asks for "
+                       f"{self.validation_split!r}")
+    return ds.with_validation(self.validation_split)
 
   def sparse_training_config(self) -> SparseTrainingConfig:
     return SparseTrainingConfig(
         method=self.sparse_training, zeta=self.zeta,
         update_every=self.update_every, regrow_init=self.regrow_init,
-        seed=self.seed)
+        seed=self.seed, prune_density=self.prune_density,
+        prune_begin_step=self.prune_begin_step,
+        prune_end_step=self.prune_end_step)
 
   def to_dict(self) -> dict[str, Any]:
     d = dataclasses.asdict(self)
-    d["hidden"] = list(self.hidden)
+    for name in _TUPLE_FIELDS:
+      d[name] = list(getattr(self, name))
     if isinstance(self.block_size, tuple):
       d["block_size"] = list(self.block_size)
     return d
+
+
+_TUPLE_FIELDS = ("hidden", "lr_boundaries", "lr_values", "snapshot_epochs")
+
+
+def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
+  """The TrainConfig a ``config.json`` holds (JSON lists back to tuples;
+  keys this version does not know are ignored, missing ones default)."""
+  raw = dict(raw)
+  for name in _TUPLE_FIELDS:
+    if name in raw:
+      raw[name] = tuple(raw[name])
+  if isinstance(raw.get("block_size"), list):
+    raw["block_size"] = tuple(raw["block_size"])
+  known = {f.name for f in dataclasses.fields(TrainConfig)}
+  return TrainConfig(**{k: v for k, v in raw.items() if k in known})
 
 
 def build_topologies(config: TrainConfig, input_dim: int,
@@ -207,8 +297,10 @@ def build_model(config: TrainConfig, topologies,
     return LeNet5(topologies, init=config.init, impl=config.impl,
                   activation=config.activation, rngs=rngs)
   return SparseMLP(topologies, activation=config.activation, norm=config.norm,
-                   dropout=config.dropout, init=config.init, impl=config.impl,
-                   rngs=rngs)
+                   dropout=config.dropout, init=config.init,
+                   bias_init=config.bias_init,
+                   output_activation=config.output_activation,
+                   impl=config.impl, rngs=rngs)
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int
@@ -223,20 +315,34 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int
   elif config.schedule == "warmup_cosine":
     lr = optax.warmup_cosine_decay_schedule(0.0, config.lr, max(warm, 1),
                                             max(total, warm + 1))
-  else:  # step: x0.1 at 50% and 75% of training
+  elif config.schedule == "step":  # x0.1 at 50% and 75% of training
     lr = optax.piecewise_constant_schedule(
         config.lr, {int(total * 0.5): 0.1, int(total * 0.75): 0.1})
+  else:  # piecewise: absolute values from absolute steps
+    values = (config.lr,) + tuple(config.lr_values)
+    lr = optax.piecewise_constant_schedule(
+        config.lr, {b: values[i + 1] / values[i]
+                    for i, b in enumerate(config.lr_boundaries)})
   if config.optimizer == "sgd":
     tx = optax.sgd(lr)
   elif config.optimizer == "momentum":
     tx = optax.sgd(lr, momentum=config.momentum, nesterov=True)
   elif config.optimizer == "adam":
     tx = optax.adam(lr)
-  else:
-    tx = optax.adamw(lr, weight_decay=config.weight_decay)
-  if config.weight_decay and config.optimizer != "adamw":
-    tx = optax.chain(optax.add_decayed_weights(config.weight_decay), tx)
+  mask = None if config.decay_biases else _weights_only
+  if config.optimizer == "adamw":
+    tx = optax.adamw(lr, weight_decay=config.weight_decay, mask=mask)
+  elif config.weight_decay:
+    tx = optax.chain(optax.add_decayed_weights(config.weight_decay, mask=mask),
+                     tx)
   return tx, lr
+
+
+def _weights_only(params):
+  """Weight-decay mask: True for every parameter but biases."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: not any(getattr(k, "key", None) == "bias" for k in path),
+      params)
 
 
 def _loss_and_acc(model, x, y):
@@ -308,14 +414,10 @@ def restore_model(workdir: str, epoch: int | None = None) -> SparseMLP:
                               "train_and_evaluate workdir?")
   with open(paths["config.json"]) as f:
     raw = json.load(f)
-  raw["hidden"] = tuple(raw["hidden"])
-  if isinstance(raw.get("block_size"), list):
-    raw["block_size"] = tuple(raw["block_size"])
-  known = {f.name for f in dataclasses.fields(TrainConfig)}
   # The starting weights only mattered at initialisation: the checkpoint
   # holds the trained ones, so a moved or deleted init file is no obstacle.
   raw["init_weights"] = None
-  config = TrainConfig(**{k: v for k, v in raw.items() if k in known})
+  config = config_from_dict(raw)
   with open(paths["summary.json"]) as f:
     saved = json.load(f)
   # Summaries written before input_dim was recorded: the first width.
@@ -323,18 +425,42 @@ def restore_model(workdir: str, epoch: int | None = None) -> SparseMLP:
   topologies = build_topologies(config, input_dim, saved["widths"][-1])
   model = build_model(config, topologies, nnx.Rngs(params=config.seed,
                                                    dropout=config.seed + 1))
-  tx, _ = make_optimizer(config, 1)
-  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   ckpt = Checkpointer(workdir)
   try:
     epoch = ckpt.latest_epoch() if epoch is None else epoch
     if epoch is None:
       raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
+    if config.sparse_training == "prune":  # layers shrank during training
+      _match_checkpoint_shapes(ckpt, epoch, model)
+    tx, _ = make_optimizer(config, 1)
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     _restore(ckpt, epoch, model, optimizer)
   finally:
     ckpt.close()
   model.eval()
   return model
+
+
+def _match_checkpoint_shapes(ckpt: Checkpointer, epoch: int, model) -> None:
+  """Gives every layer of a ``SparseMLP`` the stored block count of the
+  checkpoint (pruning shrinks layers during training; a freshly built
+  model has the starting counts). Values are placeholders until the
+  checkpoint is restored; build the optimizer after this call."""
+  layers = ckpt.metadata(epoch)["model"]["layers"]
+  for l, layer in enumerate(model.layers):
+    stored = layers[str(l)] if str(l) in layers else layers[l]
+    nnzb = int(stored["values"].shape[0])
+    if nnzb == layer.nnz // (layer.block_size ** 2):
+      continue
+    bs = layer.block_size
+    # Any valid structure with nnzb blocks: the restore overwrites it.
+    topo = layer.topology()
+    placeholder = Topology(topo.n_in, topo.n_out, topo.rows[:nnzb],
+                           topo.cols[:nnzb], block_size=bs, name=topo.name,
+                           assume_sorted=True)
+    layer.set_topology(placeholder, jnp.zeros((nnzb, bs, bs),
+                                              layer.values.get_value().dtype),
+                       allow_resize=True)
 
 
 def _has_progress(workdir: str) -> bool:
@@ -353,6 +479,14 @@ def _discard_run(workdir: str) -> None:
       os.remove(p)
 
 
+# Fields a resumed run may change: epochs (to continue training), the
+# progress bar, and where the data is read from -- the data's fingerprint,
+# not its path, decides whether it is the same data (a clone in another
+# place, a relative path instead of an absolute one).
+_NOT_COMPARED = ("epochs", "progress", "data_dir", "tfds_data_dir",
+                 "tfds_manual_dir")
+
+
 def _prepare_workdir(config: TrainConfig, workdir: str, overwrite: bool,
                      fingerprint: dict[str, Any]) -> None:
   """Creates ``workdir`` or checks that the run there is this one: same
@@ -367,7 +501,7 @@ def _prepare_workdir(config: TrainConfig, workdir: str, overwrite: bool,
     # Fields added after a run was started compare at their defaults.
     defaults = TrainConfig().to_dict()
     diff = sorted(k for k in set(old) | set(new)
-                  if k not in ("epochs", "progress")
+                  if k not in _NOT_COMPARED
                   and old.get(k, defaults.get(k)) != new.get(k, defaults.get(k)))
     data_problem = None
     if old_fp is None and _has_progress(workdir):
@@ -413,7 +547,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
   t_start = time.perf_counter()
   # Everything that can fail on bad input happens before the workdir is
   # touched, so a corrected rerun into the same workdir is not refused.
-  ds = (dataset or config.load_dataset()).flattened()
+  ds = config.with_validation((dataset or config.load_dataset()).flattened())
   if len(ds.x_train) < config.batch_size:
     raise ValueError(f"batch_size {config.batch_size} exceeds the "
                      f"{len(ds.x_train)} training examples")
@@ -429,12 +563,20 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
                     total_steps=config.epochs * steps_per_epoch)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
 
+  summary_path = os.path.join(workdir, "summary.json")
+  finished = _finished_summary(summary_path, config)
+  if finished is not None:
+    print(f"{workdir}: already complete ({config.epochs} epochs), nothing to do",
+          flush=True)
+    return finished
   ckpt = Checkpointer(workdir)
   start_epoch = 0
   latest = ckpt.latest_epoch()
   if latest is not None:
+    if rewirer.changes_shapes:
+      _match_checkpoint_shapes(ckpt, latest, model)
+      optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     start_epoch = _restore(ckpt, latest, model, optimizer)
-  summary_path = os.path.join(workdir, "summary.json")
   if start_epoch >= config.epochs and os.path.exists(summary_path):
     ckpt.close()
     print(f"{workdir}: already complete ({config.epochs} epochs), nothing to do",
@@ -449,7 +591,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
     parallel.check_batch_size(config.batch_size, mesh)
     parallel.place(mesh, model, optimizer, shard_blocks=config.shard_blocks)
   writer = MetricWriter(workdir, resume_epoch=start_epoch + 1)
-  if config.snapshot_topologies and start_epoch == 0:
+  if config.snapshots_at(0) and start_epoch == 0:
     _snapshot(model, workdir, 0)
 
   progress = None
@@ -502,14 +644,18 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
     train_s += epoch_s
     test_loss, test_acc = evaluate(model, ds.x_test, ds.y_test, 1024)
     best_acc = max(best_acc, test_acc)
+    val = {}
+    if ds.x_val is not None:
+      val_loss, val_acc = evaluate(model, ds.x_val, ds.y_val, 1024)
+      val = {"val_loss": val_loss, "val_acc": val_acc}
     row = {"epoch": epoch, "step": step,
            "train_loss": float(losses.mean()),
            "train_acc": float(np.mean(jax.device_get(accs))),
            "test_loss": test_loss, "test_acc": test_acc,
            "epoch_s": epoch_s, "wall_s": train_s,
            "nnz_params": model.nnz, "dense_params": model.dense_equivalent,
-           "lr": float(lr_schedule(step)), "rewired_blocks": rewired}
-    if config.snapshot_topologies:
+           "lr": float(lr_schedule(step)), "rewired_blocks": rewired, **val}
+    if config.snapshots_at(epoch):
       _snapshot(model, workdir, epoch)
     ckpt.save(epoch, {"model": nnx.to_pure_dict(nnx.state(model, _ckpt_filter())),
                       "opt": nnx.to_pure_dict(nnx.state(optimizer)),
@@ -517,7 +663,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
     writer.write(row)
     print(f"epoch {epoch:3d}  train loss {row['train_loss']:.4f} acc "
           f"{row['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}"
-          f"  {epoch_s:.1f}s  nnz {model.nnz:,}", flush=True)
+          + (f"  val acc {val['val_acc']:.4f}" if val else "")
+          + f"  {epoch_s:.1f}s  nnz {model.nnz:,}", flush=True)
   ckpt.close()
   last = writer.rows[-1] if writer.rows else {}
   epochs_here = len(writer.rows) - start_epoch
@@ -525,6 +672,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
   summary = {
       "final_test_acc": last.get("test_acc"), "best_test_acc": best_acc,
       "final_train_loss": last.get("train_loss"), "epochs": config.epochs,
+      "epochs_completed": len(writer.rows),
+      **({"final_val_acc": last.get("val_acc"),
+          "best_val_acc": max(r["val_acc"] for r in writer.rows)}
+         if ds.x_val is not None and writer.rows else {}),
       # Each epoch's time was measured by the process that ran it; the data
       # fingerprint check guarantees every epoch saw this data, so the
       # sample count per epoch is this one.
@@ -548,6 +699,21 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=1)
   return summary
+
+
+def _finished_summary(path: str, config: TrainConfig) -> dict[str, Any] | None:
+  """The stored summary when ``path`` records this run (same config and
+  data -- ``_prepare_workdir`` checked the workdir) finished at
+  ``config.epochs``; None otherwise. Checkpoints are not needed: a result
+  committed without them is still recognised as complete."""
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    summary = json.load(f)
+  # Summaries from before epochs_completed existed: decided by checkpoint.
+  if summary.get("epochs_completed") == config.epochs == summary.get("epochs"):
+    return summary
+  return None
 
 
 def ocp_abstract(x):

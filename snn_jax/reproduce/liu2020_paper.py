@@ -1,0 +1,267 @@
+"""Liu, Mocanu, Matavalam, Pei & Pechenizkiy 2020 (arXiv:2006.14085), the
+experiment behind their Figure 4, at the authors' own scale, side by side
+with the accuracies their logs report (``../shared/papers/README.md``,
+from Shiweiliuiiiiiii/Sparse_Topology_Distance).
+
+* Data: Fashion-MNIST; 12,000 of the 60,000 training images are held out
+  (the last 12,000, as Keras' ``validation_split=0.2`` takes them) and
+  accuracy is measured on them, as the authors do -- the test set is
+  reported beside it.
+* Network: 784-784-784-784-10, the three hidden layers sparse at density
+  0.6 % (about 3,700 connections each), the output layer dense.
+* Ten networks w0..w9: w0 one Erdős–Rényi topology at 0.6 % per hidden
+  layer; w(i+1) is w(i) with 1 % of each hidden layer's connections moved
+  (``snn_jax.topology.perturbed``). Each is trained 200 epochs with SET
+  (ζ = 0.3, after every epoch) and topology snapshots at epochs 0, 10, 20,
+  30, 40, 50, 100, 150, 190 and 200.
+* NNSTD in the authors' convention (``analysis.nnstd(...,
+  convention="authors")``: every layer matched, the output layer included;
+  the distance in their float form), between all 45 pairs of the ten
+  networks, per layer, at every snapshot epoch: heat maps at 0, 10, 30, 50,
+  100, 190 (``nnstd_heatmaps.png``) and the mean against epoch
+  (``nnstd_vs_epoch.png``). The matching is computed from the
+  lower-numbered network's side (one direction, as the authors' pairwise
+  loop does).
+
+Choices where the authors' material is silent (``summary["choices"]``):
+the optimiser -- SET's own setting (SGD, momentum 0.9, lr 0.01, weight
+decay 2e-4, batch 128, per-feature standardisation; ``liu2020.SET_SETTING``)
+-- and the training seed of network i (i: each network has its own
+initial weights and data order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+from typing import Any
+
+import numpy as np
+
+from snn_jax import analysis
+from snn_jax import topology as topology_lib
+from snn_jax.reproduce import _common
+from snn_jax.reproduce.liu2020 import SET_SETTING
+from snn_jax.training import TrainConfig
+
+SNAPSHOT_EPOCHS = (0, 10, 20, 30, 40, 50, 100, 150, 190, 200)
+HEATMAP_EPOCHS = (0, 10, 30, 50, 100, 190)
+# The authors' logs (seven of the ten networks): validation accuracy ranges.
+PAPER_VAL_ACC = {10: (0.771, 0.795), 50: (0.849, 0.857), 100: (0.863, 0.871),
+                 190: (0.872, 0.876), 200: (0.8710, 0.8757)}
+
+
+@dataclasses.dataclass(frozen=True)
+class LiuFigure4Config:
+  """Attributes:
+    base: training setup (``paper_base``) with the data source.
+    networks: how many networks (w0..w(n-1)).
+    hidden_density: density of each hidden layer.
+    perturb_fraction: fraction of connections moved from one network to
+      the next.
+    topology_seed: seeds w0 and the perturbations.
+    snapshot_epochs, heatmap_epochs: epochs saved, and shown as heat maps.
+  """
+  base: TrainConfig
+  networks: int = 10
+  hidden_density: float = 0.006
+  perturb_fraction: float = 0.01
+  topology_seed: int = 0
+  snapshot_epochs: tuple[int, ...] = SNAPSHOT_EPOCHS
+  heatmap_epochs: tuple[int, ...] = HEATMAP_EPOCHS
+
+  def __post_init__(self):
+    if self.networks < 2:
+      raise ValueError(f"need at least two networks, got {self.networks}")
+    if not 0 < self.hidden_density < 1:
+      raise ValueError(f"hidden_density must be in (0, 1), got "
+                       f"{self.hidden_density}")
+    if not 0 < self.perturb_fraction < 1:
+      raise ValueError(f"perturb_fraction must be in (0, 1), got "
+                       f"{self.perturb_fraction}")
+    if not set(self.heatmap_epochs) <= set(self.snapshot_epochs):
+      raise ValueError("heatmap_epochs must be among snapshot_epochs")
+    if max(self.snapshot_epochs) > self.base.epochs:
+      raise ValueError(f"snapshot epochs {self.snapshot_epochs} go beyond the "
+                       f"{self.base.epochs} training epochs")
+    if self.base.validation_split is None:
+      raise ValueError("the Figure-4 accuracies are validation accuracies: "
+                       "set base.validation_split")
+
+
+def paper_base(base: TrainConfig) -> TrainConfig:
+  """SET on Fashion-MNIST as in the Figure-4 experiment (module docstring),
+  on ``base``'s data source."""
+  return dataclasses.replace(
+      base, dataset="fashion_mnist", data_split="canonical",
+      validation_split="last:12000", model="mlp", hidden=(784, 784, 784),
+      batch_size=128, epochs=200, sparse_training="set", zeta=0.3,
+      snapshot_topologies=True, snapshot_epochs=SNAPSHOT_EPOCHS,
+      block_size=1, progress=False, **SET_SETTING)
+
+
+def paper_config(base: TrainConfig) -> LiuFigure4Config:
+  return LiuFigure4Config(base=paper_base(base))
+
+
+def initial_topologies(cfg: LiuFigure4Config, input_dim: int,
+                       num_classes: int) -> list[list[topology_lib.Topology]]:
+  """The ten starting stacks: w0 Erdős–Rényi, each next one the previous
+  with ``perturb_fraction`` of every hidden layer's connections moved."""
+  widths = [input_dim, *cfg.base.hidden]
+  hidden = topology_lib.make_stack("erdos_renyi", widths,
+                                   density=cfg.hidden_density,
+                                   seed=cfg.topology_seed)
+  stacks = [hidden]
+  for i in range(1, cfg.networks):
+    stacks.append([topology_lib.perturbed(t, cfg.perturb_fraction,
+                                          seed=(cfg.topology_seed, i, l))
+                   for l, t in enumerate(stacks[-1])])
+  return [_common.with_dense_output(s, num_classes) for s in stacks]
+
+
+def nnstd_pairs(snapshots: dict[int, dict[int, list]], epoch: int
+                ) -> np.ndarray:
+  """float64[layers, n, n]: the authors' per-layer NNSTD between every pair
+  of networks at ``epoch`` (``snapshots[net][epoch]`` a topology stack);
+  symmetric, zero diagonal, NaN where a network has no snapshot."""
+  nets = sorted(snapshots)
+  n_layers = len(next(iter(snapshots.values()))[epoch])
+  out = np.full((n_layers, len(nets), len(nets)), np.nan)
+  for i in range(len(nets)):
+    if epoch in snapshots[nets[i]]:
+      out[:, i, i] = 0.0
+  for i, j in itertools.combinations(range(len(nets)), 2):
+    a, b = snapshots[nets[i]].get(epoch), snapshots[nets[j]].get(epoch)
+    if a is None or b is None:
+      continue
+    _, layers = analysis.nnstd(a, b, return_layers=True, convention="authors")
+    out[:, i, j] = out[:, j, i] = layers
+  return out
+
+
+def run(cfg: LiuFigure4Config, workdir: str, *, dataset=None) -> dict[str, Any]:
+  """Trains (or resumes) the ten networks into ``workdir/runs/w<i>`` and
+  writes ``networks.csv/json``, ``accuracy_vs_paper.csv``,
+  ``nnstd_by_epoch.csv``, ``summary.json``, ``provenance.json`` and the
+  plots."""
+  os.makedirs(workdir, exist_ok=True)
+  ds = cfg.base.with_validation(dataset or cfg.base.load_dataset())
+  ds = ds.flattened()
+  prov = _common.Provenance("liu2020 Figure 4 (paper scale)", cfg, ds)
+  stacks = initial_topologies(cfg, ds.input_dim, ds.num_classes)
+  base = dataclasses.replace(cfg.base, snapshot_epochs=cfg.snapshot_epochs)
+  rows, run_dirs = [], {}
+  for i, stack in enumerate(stacks):
+    rdir = os.path.join(workdir, "runs", f"w{i}")
+
+    def one(stack=stack, rdir=rdir, i=i):
+      s = _common.train_stack(base, stack, rdir, ds, seed=i)
+      curve = analysis.load_metrics(os.path.join(rdir, "train"))
+      return {**_common.run_row(s), "final_val_acc": s.get("final_val_acc"),
+              **{f"val_acc_e{e}": curve[e]["val_acc"]
+                 for e in PAPER_VAL_ACC if e in curve}}
+    row = _common.guarded(one)
+    row.update(network=f"w{i}", seed=i)
+    rows.append(row)
+    if not row["error"]:
+      run_dirs[i] = os.path.join(rdir, "train")
+    print(f"liu2020 figure 4: w{i}: val {row.get('final_val_acc')} "
+          f"{row['error']}", flush=True)
+  analysis.write_rows(rows, workdir, "networks")
+  snapshots = {i: analysis.load_snapshots(d) for i, d in run_dirs.items()}
+  per_epoch = []
+  mats = {}
+  for e in cfg.snapshot_epochs:
+    if len(snapshots) < 2 or not all(e in s for s in snapshots.values()):
+      continue
+    m = nnstd_pairs(snapshots, e)
+    mats[e] = m
+    iu = np.triu_indices(m.shape[1], 1)
+    per_epoch.append({"epoch": e, **{f"layer_{l}_mean": float(np.nanmean(
+        m[l][iu])) for l in range(m.shape[0])},
+        "hidden_mean": float(np.nanmean(m[:-1, iu[0], iu[1]]))})
+  analysis.write_rows(per_epoch, workdir, "nnstd_by_epoch")
+  table = accuracy_vs_paper(rows)
+  analysis.write_rows(table, workdir, "accuracy_vs_paper")
+  summary = {
+      "accuracy_vs_paper": table,
+      "test_acc": _common.mean_ci([r["final_test_acc"] for r in
+                                   _common.ok_rows(rows)]),
+      "nnstd_by_epoch": per_epoch,
+      "nnstd_matrices": {str(e): m.tolist() for e, m in mats.items()
+                         if e in cfg.heatmap_epochs},
+      "choices": ["optimiser: SET's setting (SGD momentum 0.9, lr 0.01, "
+                  "weight decay 2e-4, batch 128, per-feature standardisation)",
+                  "network i trains with seed i",
+                  "validation part: the last 12,000 training images"],
+      "failed": [{k: r[k] for k in ("network", "error")} for r in rows
+                 if r["error"]]}
+  plot(mats, per_epoch, cfg, workdir)
+  summary["provenance"] = prov.write(workdir)
+  _common.write_summary(summary, workdir)
+  return summary
+
+
+def accuracy_vs_paper(rows) -> list[dict[str, Any]]:
+  """Per reported epoch: the authors' range over their networks, ours
+  (range, and mean with 95% t interval over the networks), and whether
+  our range overlaps theirs."""
+  out = []
+  for e, (lo, hi) in PAPER_VAL_ACC.items():
+    key = "final_val_acc" if e == max(PAPER_VAL_ACC) else f"val_acc_e{e}"
+    vals = [r[key] for r in _common.ok_rows(rows) if r.get(key) is not None]
+    ci = _common.mean_ci(vals)
+    if not vals:
+      verdict = "not run"
+    elif max(vals) >= lo and min(vals) <= hi:
+      verdict = "ranges overlap"
+    else:
+      verdict = "ours higher" if min(vals) > hi else "ours lower"
+    out.append({"epoch": e, "paper_low": lo, "paper_high": hi,
+                "ours_low": min(vals) if vals else None,
+                "ours_high": max(vals) if vals else None,
+                "mean": ci["mean"], "ci_low": ci["low"], "ci_high": ci["high"],
+                "networks": ci["n"], "verdict": verdict})
+  return out
+
+
+def plot(mats, per_epoch, cfg: LiuFigure4Config, out_dir: str) -> None:
+  """``nnstd_heatmaps.png`` (rows: layers; columns: heat-map epochs) and
+  ``nnstd_vs_epoch.png``."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  epochs = [e for e in cfg.heatmap_epochs if e in mats]
+  if epochs:
+    n_layers = mats[epochs[0]].shape[0]
+    fig, axes = plt.subplots(n_layers, len(epochs),
+                             figsize=(2.3 * len(epochs), 2.2 * n_layers),
+                             squeeze=False)
+    for c, e in enumerate(epochs):
+      for l in range(n_layers):
+        ax = axes[l][c]
+        im = ax.imshow(mats[e][l], vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if l == 0:
+          ax.set_title(f"epoch {e}", fontsize=9)
+        if c == 0:
+          ax.set_ylabel(f"layer {l}", fontsize=9)
+    fig.colorbar(im, ax=axes, shrink=0.6, label="NNSTD (authors' convention)")
+    fig.savefig(os.path.join(out_dir, "nnstd_heatmaps.png"), dpi=100)
+    plt.close(fig)
+  if per_epoch:
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    x = [r["epoch"] for r in per_epoch]
+    for key in sorted(k for k in per_epoch[0] if k.startswith("layer_")):
+      ax.plot(x, [r[key] for r in per_epoch], "o-", label=key.replace("_mean", ""))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean NNSTD over the 45 pairs")
+    ax.set_title("Liu et al. 2020, Figure 4 setup (Fashion-MNIST)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "nnstd_vs_epoch.png"), dpi=110)
+    plt.close(fig)
