@@ -43,6 +43,10 @@ _SPLIT_SEED = flags.DEFINE_integer(
     "with different seeds share one held-out set).")
 _SEEDS = flags.DEFINE_list("seeds", None, "Seeds (replaces the config's).")
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Epochs (replaces the config's).")
+_REPORT_ONLY = flags.DEFINE_bool(
+    "report_only", False, "--scale=paper: train nothing; write the result "
+    "files from the runs that have finished (while, or between sessions in "
+    "which, the others continue).")
 _SET = flags.DEFINE_multi_string("set", [], "field=JSON value of the paper's "
                                  "config, e.g. --set='hidden=[64, 64]'.")
 
@@ -95,13 +99,23 @@ def main(argv):
             "paper": getattr(module, "paper_config", None)}[scale]
     cfg = make(base)
     cfg = _with_overrides(cfg)
-    summary = module.run(cfg, _WORKDIR.value)
+    if _REPORT_ONLY.value and scale != "paper":
+      raise app.UsageError("--report_only applies to --scale=paper")
+    kwargs = {"report_only": True} if _REPORT_ONLY.value else {}
+    summary = module.run(cfg, _WORKDIR.value, **kwargs)
   except (ValueError, TypeError, FileNotFoundError,
           data.DatasetUnavailableError) as e:
     raise app.UsageError(str(e)) from None
   prov = summary["provenance"]
-  print(f"{_PAPER.value}: done in {prov['wall_seconds']:.0f} s; results in "
-        f"{_WORKDIR.value} (summary.json, provenance.json, *.csv, *.png)")
+  if _REPORT_ONLY.value:
+    done = summary.get("runs_finished", summary.get("networks_finished"))
+    planned = summary.get("runs_planned", summary.get("networks_planned"))
+    print(f"{_PAPER.value}: report of the {done} of {planned} runs that have "
+          f"finished, in {_WORKDIR.value}; run without --report_only to "
+          "continue the others")
+  else:
+    print(f"{_PAPER.value}: done in {prov['wall_seconds']:.0f} s; results in "
+          f"{_WORKDIR.value} (summary.json, provenance.json, *.csv, *.png)")
   failed = summary.get("failed") or [
       f for d in summary.get("datasets", {}).values() for f in d["failed"]]
   if failed:

@@ -574,3 +574,20 @@ def test_liu2020_figure4_tiny(tmp_path, rng):
   assert table[200]["networks"] == 3 and table[10]["verdict"] == "not run"
   for name in ("nnstd_heatmaps.png", "nnstd_vs_epoch.png", "networks.csv"):
     assert (tmp_path / name).exists()
+
+
+def test_paper_report_only_reports_finished_runs_and_trains_nothing(tmp_path, rng):
+  ds = _mnist_like(rng)
+  cfg = _tiny_alford(arms=("dense", "random"), random_densities=(0.1, 0.5))
+  empty = alford2019_paper.run(cfg, str(tmp_path), dataset=ds, report_only=True)
+  assert empty["runs_finished"] == 0 and empty["runs_planned"] == 3
+  assert not (tmp_path / "runs").exists() or not list(
+      (tmp_path / "runs").rglob("summary.json"))
+  alford2019_paper.run(dataclasses.replace(cfg, random_densities=(0.1,)),
+                       str(tmp_path), dataset=ds)
+  part = alford2019_paper.run(cfg, str(tmp_path), dataset=ds, report_only=True)
+  assert part["runs_finished"] == 2 and part["failed"] == []
+  assert _read(tmp_path / "provenance.json")["report_only"] is True
+  table = {(t["arm"], t["param"]): t["verdict"] for t in part["side_by_side"]}
+  assert table[("random", 0.5)] == "not run" and table[("random", 0.1)] != "not run"
+  assert not (tmp_path / "runs" / "lenet300" / "s0" / "random_d0.5").exists()

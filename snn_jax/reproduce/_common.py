@@ -53,14 +53,50 @@ def with_dense_output(hidden_stack: Sequence[topology_lib.Topology],
   return list(hidden_stack) + [topology_lib.make("dense", last, num_classes)]
 
 
+class NotFinished(Exception):
+  """A report-only pass met a run that has not finished (it is left out of
+  the report, not counted as failed)."""
+
+
+def finished_summary(workdir: str, epochs: int) -> dict[str, Any] | None:
+  """The summary of a ``train_and_evaluate`` run in ``workdir`` that
+  completed ``epochs`` epochs, or None."""
+  path = os.path.join(workdir, "summary.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    s = json.load(f)
+  return s if s.get("epochs_completed") == epochs == s.get("epochs") else None
+
+
+def train(config: TrainConfig, workdir: str, dataset, *,
+          report_only: bool = False) -> dict[str, Any]:
+  """``train_and_evaluate``, or with ``report_only`` the finished run's
+  summary (``NotFinished`` when it has not finished): a long study can be
+  reported while, or between sessions in which, its runs continue."""
+  if report_only:
+    s = finished_summary(workdir, config.epochs)
+    if s is None:
+      raise NotFinished(workdir)
+    return s
+  return train_and_evaluate(config, workdir, dataset=dataset)
+
+
 def train_stack(base: TrainConfig, stack: Sequence[topology_lib.Topology],
-                workdir: str, dataset, *, seed: int,
+                workdir: str, dataset, *, seed: int, report_only: bool = False,
                 **overrides: Any) -> dict[str, Any]:
   """Trains ``base`` on the given topology stack (saved to
   ``workdir/topology`` and passed as ``topology_dir``, so the run can be
   rebuilt with ``snn_jax.training.restore_model``). ``overrides`` replace
-  further TrainConfig fields. Returns train_and_evaluate's summary."""
+  further TrainConfig fields. Returns train_and_evaluate's summary
+  (``report_only``: see :func:`train`)."""
   tdir = os.path.join(workdir, "topology")
+  if report_only:
+    s = finished_summary(os.path.join(workdir, "train"),
+                         overrides.get("epochs", base.epochs))
+    if s is None:
+      raise NotFinished(workdir)
+    return s
   if os.path.isdir(tdir):
     if topology_lib.load_stack(tdir, chained=False) != list(stack):
       raise ValueError(f"{tdir} holds a different topology than this run; "
@@ -264,8 +300,10 @@ class Provenance:
         "config": cfg,
     }
 
-  def write(self, workdir: str) -> dict[str, Any]:
-    rec = self.record()
+  def write(self, workdir: str, **extra: Any) -> dict[str, Any]:
+    """Writes ``provenance.json`` (``extra`` fields added, e.g.
+    ``report_only=True`` for a pass that trained nothing)."""
+    rec = {**self.record(), **extra}
     with open(os.path.join(workdir, "provenance.json"), "w") as f:
       json.dump(rec, f, indent=1)
     return rec

@@ -52,7 +52,7 @@ import numpy as np
 from snn_jax import analysis
 from snn_jax import topology as topology_lib
 from snn_jax.reproduce import _common
-from snn_jax.training import TrainConfig, restore_model, train_and_evaluate
+from snn_jax.training import TrainConfig, restore_model
 
 ARMS = ("dense", "one_time_retrained", "iterative_pruned",
         "iterative_retrained", "random", "wider", "radixnet")
@@ -191,30 +191,36 @@ def _hidden_stack(kind: str, widths: list[int], value, seed: int):
                                  seed=seed)
 
 
-def _seed_rows(cfg: AlfordPaperConfig, seed: int, workdir: str, ds):
+def _seed_rows(cfg: AlfordPaperConfig, seed: int, workdir: str, ds,
+               report_only: bool):
   base = dataclasses.replace(cfg.base, seed=seed)
   n_classes = ds.num_classes
   widths = [ds.input_dim, *base.hidden, n_classes]
   rows: list[dict[str, Any]] = []
 
   def record(arm, param, fn):
-    row = _common.guarded(fn)
+    try:
+      row = _common.guarded(fn)
+    except _common.NotFinished:
+      return {"error": "not finished"}
     row.update(model="lenet300", arm=arm, param=param, seed=seed)
     rows.append(row)
     print(f"alford2019 paper: seed {seed} {arm} {param}: "
           f"{row.get('final_test_acc', row.get('error'))}", flush=True)
+    return row
 
   dense_dir = _run_dir(workdir, seed, "dense")
   dense_cfg = dataclasses.replace(base, topology="dense", density=None)
   needs_dense = any(a in cfg.arms for a in ("dense", "one_time_retrained"))
 
   def dense():
-    return _row(train_and_evaluate(dense_cfg, dense_dir, dataset=ds), dense_dir)
-  if needs_dense:
-    record("dense", None, dense)
+    return _row(_common.train(dense_cfg, dense_dir, ds, report_only=report_only),
+                dense_dir)
+  dense_row = record("dense", None, dense) if needs_dense else {}
 
   def retrain(stack, rdir):
-    s = _common.train_stack(base, stack, rdir, ds, seed=seed)
+    s = _common.train_stack(base, stack, rdir, ds, seed=seed,
+                            report_only=report_only)
     row = _row(s, os.path.join(rdir, "train"))
     row["weight_density"] = s["density"]
     return row
@@ -222,8 +228,8 @@ def _seed_rows(cfg: AlfordPaperConfig, seed: int, workdir: str, ds):
   for sp in cfg.sparsities:
     if "one_time_retrained" in cfg.arms:
       def one_time(sp=sp):
-        if rows[0].get("error"):
-          raise ValueError(f"the dense run failed: {rows[0]['error']}")
+        if dense_row.get("error"):
+          raise ValueError(f"the dense run failed: {dense_row['error']}")
         from snn_jax.sparse_training import prune_stack
         stack = prune_stack(_dense_weights(dense_dir), 1 - sp, scope="layer")
         return retrain(stack, _run_dir(workdir, seed, f"one_time_s{sp:g}"))
@@ -236,16 +242,16 @@ def _seed_rows(cfg: AlfordPaperConfig, seed: int, workdir: str, ds):
           prune_end_step=cfg.prune_end_step, update_every=cfg.prune_every)
 
       def gradual(gcfg=gcfg, gdir=gdir):
-        s = train_and_evaluate(gcfg, gdir, dataset=ds)
+        s = _common.train(gcfg, gdir, ds, report_only=report_only)
         _final_topology(gdir)
         row = _row(s, gdir)
         row["weight_density"] = s["density"]
         return row
-      record("iterative_pruned", sp, gradual)
+      pruned_row = record("iterative_pruned", sp, gradual)
       if "iterative_retrained" in cfg.arms:
-        def gradual_retrained(sp=sp, gdir=gdir):
-          if rows[-1].get("error"):
-            raise ValueError(f"the pruning run failed: {rows[-1]['error']}")
+        def gradual_retrained(sp=sp, gdir=gdir, pruned_row=pruned_row):
+          if pruned_row.get("error"):
+            raise ValueError(f"the pruning run failed: {pruned_row['error']}")
           return retrain(_final_topology(gdir),
                          _run_dir(workdir, seed, f"gradual_retrained_s{sp:g}"))
         record("iterative_retrained", sp, gradual_retrained)
@@ -270,6 +276,19 @@ def _seed_rows(cfg: AlfordPaperConfig, seed: int, workdir: str, ds):
                        _run_dir(workdir, seed, f"radixnet_{label}"))
       record("radixnet", label, radix)
   return rows
+
+
+def planned_runs(cfg: AlfordPaperConfig) -> int:
+  """How many training runs the configuration holds."""
+  per_seed = (any(a in cfg.arms for a in ("dense", "one_time_retrained"))
+              + len(cfg.sparsities) * sum(a in cfg.arms for a in (
+                  "one_time_retrained", "iterative_retrained"))
+              + len(cfg.sparsities) * any(a in cfg.arms for a in (
+                  "iterative_pruned", "iterative_retrained"))
+              + len(cfg.random_densities) * ("random" in cfg.arms)
+              + len(cfg.widen) * ("wider" in cfg.arms)
+              + len(cfg.radixnets) * ("radixnet" in cfg.arms))
+  return per_seed * len(cfg.seeds)
 
 
 def side_by_side(rows) -> list[dict[str, Any]]:
@@ -306,16 +325,19 @@ DEVIATIONS = (
 )
 
 
-def run(cfg: AlfordPaperConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
+def run(cfg: AlfordPaperConfig, workdir: str, *, dataset=None,
+        report_only: bool = False) -> dict[str, Any]:
   """Runs (or resumes) every arm and seed into ``workdir/runs``; writes
   ``paper_runs.csv/json``, ``side_by_side.csv``, ``summary.json``,
-  ``provenance.json`` and ``accuracy_vs_sparsity.png``."""
+  ``provenance.json`` and ``accuracy_vs_sparsity.png``. ``report_only``
+  trains nothing: the files report the runs that have finished, and
+  ``summary["unfinished"]`` counts the others."""
   os.makedirs(workdir, exist_ok=True)
   ds = cfg.base.with_validation(dataset or cfg.base.load_dataset())
   prov = _common.Provenance("alford2019 (paper scale)", cfg, ds)
   rows = []
   for seed in cfg.seeds:
-    rows += _seed_rows(cfg, seed, workdir, ds)
+    rows += _seed_rows(cfg, seed, workdir, ds, report_only)
   analysis.write_rows(rows, workdir, "paper_runs")
   table = side_by_side(rows)
   analysis.write_rows(table, workdir, "side_by_side")
@@ -326,10 +348,13 @@ def run(cfg: AlfordPaperConfig, workdir: str, *, dataset=None) -> dict[str, Any]
   summary = {"side_by_side": table, "accuracy": stats,
              "agreement_margin": AGREEMENT_MARGIN,
              "deviations": list(DEVIATIONS),
+             "runs_finished": len(rows), "runs_planned": planned_runs(cfg),
              "failed": [{k: r[k] for k in ("arm", "param", "seed", "error")}
                         for r in rows if r["error"]]}
   plot(table, workdir)
-  summary["provenance"] = prov.write(workdir)
+  summary["train_seconds_of_finished_runs"] = float(sum(
+      r.get("train_seconds") or 0.0 for r in _common.ok_rows(rows)))
+  summary["provenance"] = prov.write(workdir, report_only=report_only)
   _common.write_summary(summary, workdir)
   return summary
 

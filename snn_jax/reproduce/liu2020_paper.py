@@ -141,11 +141,13 @@ def nnstd_pairs(snapshots: dict[int, dict[int, list]], epoch: int
   return out
 
 
-def run(cfg: LiuFigure4Config, workdir: str, *, dataset=None) -> dict[str, Any]:
+def run(cfg: LiuFigure4Config, workdir: str, *, dataset=None,
+        report_only: bool = False) -> dict[str, Any]:
   """Trains (or resumes) the ten networks into ``workdir/runs/w<i>`` and
   writes ``networks.csv/json``, ``accuracy_vs_paper.csv``,
   ``nnstd_by_epoch.csv``, ``summary.json``, ``provenance.json`` and the
-  plots."""
+  plots. ``report_only`` trains nothing and reports the networks that have
+  finished."""
   os.makedirs(workdir, exist_ok=True)
   ds = cfg.base.with_validation(dataset or cfg.base.load_dataset())
   ds = ds.flattened()
@@ -157,12 +159,16 @@ def run(cfg: LiuFigure4Config, workdir: str, *, dataset=None) -> dict[str, Any]:
     rdir = os.path.join(workdir, "runs", f"w{i}")
 
     def one(stack=stack, rdir=rdir, i=i):
-      s = _common.train_stack(base, stack, rdir, ds, seed=i)
+      s = _common.train_stack(base, stack, rdir, ds, seed=i,
+                              report_only=report_only)
       curve = analysis.load_metrics(os.path.join(rdir, "train"))
       return {**_common.run_row(s), "final_val_acc": s.get("final_val_acc"),
               **{f"val_acc_e{e}": curve[e]["val_acc"]
                  for e in PAPER_VAL_ACC if e in curve}}
-    row = _common.guarded(one)
+    try:
+      row = _common.guarded(one)
+    except _common.NotFinished:
+      continue
     row.update(network=f"w{i}", seed=i)
     rows.append(row)
     if not row["error"]:
@@ -192,6 +198,7 @@ def run(cfg: LiuFigure4Config, workdir: str, *, dataset=None) -> dict[str, Any]:
       "nnstd_by_epoch": per_epoch,
       "nnstd_matrices": {str(e): m.tolist() for e, m in mats.items()
                          if e in cfg.heatmap_epochs},
+      "networks_finished": len(rows), "networks_planned": cfg.networks,
       "choices": ["optimiser: SET's setting (SGD momentum 0.9, lr 0.01, "
                   "weight decay 2e-4, batch 128, per-feature standardisation)",
                   "network i trains with seed i",
@@ -199,7 +206,9 @@ def run(cfg: LiuFigure4Config, workdir: str, *, dataset=None) -> dict[str, Any]:
       "failed": [{k: r[k] for k in ("network", "error")} for r in rows
                  if r["error"]]}
   plot(mats, per_epoch, cfg, workdir)
-  summary["provenance"] = prov.write(workdir)
+  summary["train_seconds_of_finished_runs"] = float(sum(
+      r.get("train_seconds") or 0.0 for r in _common.ok_rows(rows)))
+  summary["provenance"] = prov.write(workdir, report_only=report_only)
   _common.write_summary(summary, workdir)
   return summary
 
