@@ -268,3 +268,47 @@ def test_validation_accuracy_is_reported_every_epoch(tmp_path, rng):
   assert all(0 <= r["val_acc"] <= 1 for r in rows)
   assert s["final_val_acc"] == rows[-1]["val_acc"]
   assert s["data_fingerprint"]["split"]["validation"] == "last:100"
+
+
+# -- Alford et al.'s LeNet-5 (the TensorFlow-tutorial network) -----------------
+
+def test_local_response_norm_matches_its_definition(rng):
+  from snn_jax.nn import local_response_norm
+  x = rng.normal(size=(2, 3, 3, 12)).astype(np.float32)
+  r, sq, want = 4, x ** 2, np.empty_like(x)
+  for c in range(12):
+    s = sq[..., max(0, c - r):c + r + 1].sum(-1)
+    want[..., c] = x[..., c] / (1 + 0.001 / 9 * s) ** 0.75
+  np.testing.assert_allclose(np.asarray(local_response_norm(jnp.asarray(x))),
+                             want, rtol=1e-5, atol=1e-6)
+
+
+def test_alford_lenet5_convolutions_follow_their_weight_level_masks(rng):
+  from snn_jax.nn import AlfordLeNet5
+  from snn_jax.nn._alford_lenet5 import KERNEL
+  stack = AlfordLeNet5.dense_topologies((50, 384), 10)
+  stack[1] = topology.make("erdos_renyi", 500, 50, density=0.3, seed=1)
+  model = AlfordLeNet5(stack, rngs=nnx.Rngs(params=0))
+  layer = model.layers[1]
+  h = jnp.asarray(rng.normal(size=(2, 14, 14, 20)).astype(np.float32))
+  patches = jax.lax.conv_general_dilated_patches(
+      h, KERNEL, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  np.testing.assert_allclose(np.asarray(model._conv(layer, h)),
+                             np.asarray(layer(patches)), rtol=1e-4, atol=1e-5)
+  x = jnp.asarray(rng.normal(size=(3, 784)).astype(np.float32))
+  assert model(x).shape == (3, 10)
+  assert model.nnz == 500 + layer.nnz + 2450 * 384 + 3840
+  biases = [float(np.asarray(l.bias.get_value())[0]) for l in model.layers]
+  assert biases == [0.0, 0.0, pytest.approx(0.1), 0.0]
+  with pytest.raises(ValueError, match="weight-level topologies"):
+    AlfordLeNet5(stack[:3], rngs=nnx.Rngs(params=0))
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(hidden=(50,)), "hidden=\\(conv2 channels"),
+    (dict(init="dense_he"), "unset \\['init'\\]"),
+    (dict(sparse_training="set"), "unset \\['sparse_training'\\]"),
+])
+def test_alford_lenet5_config_errors(kw, match):
+  with pytest.raises(ValueError, match=match):
+    TrainConfig(**{**dict(model="lenet5_alford", hidden=(50, 384)), **kw})

@@ -470,7 +470,7 @@ def _tiny_alford(**kw):
   return alford2019_paper.AlfordPaperConfig(**{**dict(
       base=base, sparsities=(0.5, 0.9), random_densities=(0.1,), widen=(2,),
       radixnets=("0.1",), prune_begin_step=2, prune_end_step=8, prune_every=2,
-      seeds=(0,)), **kw})
+      seeds=(0,), models=("lenet300",)), **kw})
 
 
 def test_alford2019_paper_runs_every_arm_and_resumes_without_checkpoints(
@@ -484,8 +484,10 @@ def test_alford2019_paper_runs_every_arm_and_resumes_without_checkpoints(
   assert {r["arm"] for r in rows} == set(alford2019_paper.ARMS)
   gradual = [r for r in rows if r["arm"] == "iterative_pruned"]
   assert sorted(round(r["weight_density"], 2) for r in gradual) == [0.1, 0.5]
-  table = {(t["arm"], t["param"]): t for t in first["side_by_side"]}
-  assert set(table) == set(alford2019_paper.PAPER_LENET300)
+  table = {(t["arm"], t["param"]): t for t in first["side_by_side"]
+           if t["model"] == "lenet300"}
+  assert set(table) == set(alford2019_paper.PAPER_LENET300) | set(
+      alford2019_paper.PAPER_LENET5)
   assert table[("random", 0.01)]["verdict"] == "not run"
   assert table[("random", 0.1)]["runs"] == 1
   assert first["deviations"] and (tmp_path / "accuracy_vs_sparsity.png").exists()
@@ -507,7 +509,7 @@ def test_alford2019_paper_verdicts():
   rows += [{"arm": "random", "param": 0.01, "seed": s, "final_test_acc": v,
             "error": ""} for s, v in enumerate((0.90, 0.91, 0.92))]
   table = {(t["arm"], t["param"]): t for t in
-           alford2019_paper.side_by_side(rows)}
+           alford2019_paper.side_by_side(rows) if t["model"] == "lenet300"}
   assert table[("dense", None)]["verdict"] == "agree"  # 97.03 within
   assert table[("random", 0.01)]["verdict"] == "ours higher"  # paper 74.1
   assert table[("wider", 100)]["verdict"] == "not run"
@@ -588,6 +590,33 @@ def test_paper_report_only_reports_finished_runs_and_trains_nothing(tmp_path, rn
   part = alford2019_paper.run(cfg, str(tmp_path), dataset=ds, report_only=True)
   assert part["runs_finished"] == 2 and part["failed"] == []
   assert _read(tmp_path / "provenance.json")["report_only"] is True
-  table = {(t["arm"], t["param"]): t["verdict"] for t in part["side_by_side"]}
+  table = {(t["arm"], t["param"]): t["verdict"] for t in part["side_by_side"]
+           if t["model"] == "lenet300"}
   assert table[("random", 0.5)] == "not run" and table[("random", 0.1)] != "not run"
   assert not (tmp_path / "runs" / "lenet300" / "s0" / "random_d0.5").exists()
+
+
+def test_alford2019_paper_lenet5_arms(tmp_path, rng):
+  ds = _mnist_like(rng, n_train=400, n_test=100)
+  cfg = _tiny_alford(models=("lenet5",), sparsities=(0.9,), widen=(2, 100),
+                     lenet5_epochs=1, lenet5_prune_begin_step=1,
+                     lenet5_prune_end_step=2, lenet5_prune_every=1,
+                     arms=("dense", "one_time_retrained", "iterative_pruned",
+                           "random", "wider", "radixnet"))
+  assert alford2019_paper.planned_runs(cfg) == 5  # no 100x, no RadiX-Net
+  s = alford2019_paper.run(cfg, str(tmp_path), dataset=ds)
+  assert s["failed"] == [], s["failed"][0]["error"]
+  assert s["runs_finished"] == 5
+  rows = _read(tmp_path / "paper_runs.json")
+  assert {r["model"] for r in rows} == {"lenet5"}
+  pruned = [r for r in rows if r["arm"] == "iterative_pruned"][0]
+  assert pruned["weight_density"] == pytest.approx(0.1, abs=0.002)
+  wide = [r for r in rows if r["arm"] == "wider"][0]
+  # conv2 100 channels and the 4,900 -> 384 layer at density 1/2
+  assert wide["nnz_params"] == pytest.approx(
+      500 + 0.5 * (500 * 100 + 4900 * 384) + 3840, rel=0.02)
+  stack = topology.load_stack(str(tmp_path / "runs" / "lenet5" / "s0" /
+                                  "one_time_s0.9" / "topology"), chained=False)
+  assert [(t.n_in, t.n_out) for t in stack] == [(25, 20), (500, 50),
+                                                 (2450, 384), (384, 10)]
+  assert all(abs(t.density - 0.1) < 0.01 for t in stack)

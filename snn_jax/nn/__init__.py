@@ -4,11 +4,12 @@ from snn_jax.nn._init import (INITIALIZERS, PARAMETRISED_INITIALIZERS, dense_he,
                               get_initializer, live_units, neurofabric,
                               sparse_glorot, sparse_he, truncated_normal)
 from snn_jax.nn._conv import LeNet5, SparseConv2D, expand_channel_topology
+from snn_jax.nn._alford_lenet5 import AlfordLeNet5, local_response_norm
 from snn_jax.nn._layers import (SparseDense, SparseMLP, TopologyVar,
                                 get_activation, load_dense_weights,
                                 save_dense_weights)
 
-__all__ = ["INITIALIZERS", "PARAMETRISED_INITIALIZERS", "LeNet5", "SparseConv2D", "expand_channel_topology", "SparseDense", "SparseMLP", "TopologyVar",
+__all__ = ["AlfordLeNet5", "local_response_norm", "INITIALIZERS", "PARAMETRISED_INITIALIZERS", "LeNet5", "SparseConv2D", "expand_channel_topology", "SparseDense", "SparseMLP", "TopologyVar",
            "dense_he", "effective_fan_in", "get_activation", "get_initializer",
            "live_units", "load_dense_weights", "neurofabric", "save_dense_weights",
            "sparse_glorot", "sparse_he", "truncated_normal"]

@@ -104,9 +104,13 @@ def train_stack(base: TrainConfig, stack: Sequence[topology_lib.Topology],
   else:
     topology_lib.save_stack(stack, tdir)
   name = stack[0].name if stack[0].name in topology_lib.names() else "pruned"
-  fc = stack[len(LeNet5.CONV_CHANNELS):] if base.model == "lenet5" else stack
+  if base.model == "lenet5_alford":  # (conv2 channels, fully connected width)
+    hidden = (stack[1].n_out, stack[2].n_out)
+  else:
+    fc = stack[len(LeNet5.CONV_CHANNELS):] if base.model == "lenet5" else stack
+    hidden = tuple(t.n_out for t in fc[:-1])
   cfg = dataclasses.replace(
-      base, hidden=tuple(t.n_out for t in fc[:-1]), topology=name,
+      base, hidden=hidden, topology=name,
       density=None,
       fan_in=None, topology_params={}, topology_dir=tdir, seed=seed,
       progress=False, **overrides)

@@ -1,6 +1,6 @@
 """Alford, Robinett, Milechin & Kepner 2019 (arXiv:1810.00299) at the
-authors' own scale: their LeNet-300-100 on full MNIST, with every
-configuration of their results sheet, side by side with its numbers.
+authors' own scale: their LeNet-300-100 and "LeNet-5" on full MNIST, with
+every configuration of their results sheet, side by side with its numbers.
 
 The setup is the one ``../shared/papers/README.md`` reports from the first
 author's repository (simonalford42/Kepner-sparse-nn):
@@ -25,14 +25,18 @@ author's repository (simonalford42/Kepner-sparse-nn):
   layer r = 2/10/100 times as wide, both sparse layers at density 1/r, so
   the connections equal the dense net's); ``radixnet`` (N=[[10,10]],
   B=[8,3,1] -- "0.1" -- and B=[8,30,1] -- "10" --, 784 of the 800 input rows
-  kept, output dense).
+  kept, output dense);
+* LeNet-5: the TensorFlow-tutorial network the authors call LeNet-5
+  (``snn_jax.nn.AlfordLeNet5``), its sparse layers conv2 and the 2,450 ->
+  384 layer, the same arms but RadiX-Net and the 100x-wide net (not in the
+  sheet), on a cut-down budget (``DEVIATIONS``).
 
 Deviations, all recorded in ``summary.json["deviations"]``: accuracy is
 measured after every epoch (550 steps), not every 200 steps, and training
 runs 55 epochs = 30,250 steps (the sheet says 10,000-30,000 steps without
 saying which run used how many); three seeds where the sheet has one run.
 
-Runs live in ``<workdir>/runs/<model>/s<seed>/<arm>``, each a resumable
+Runs live in ``<workdir>/runs/<lenet300|lenet5>/s<seed>/<arm>``, each a resumable
 ``train_and_evaluate`` workdir; what a later arm needs from an earlier one
 (the dense net's final weights, a gradual run's final mask) is written next
 to the run as ``final_weights.npz`` / ``final_topology/`` and is committed
@@ -51,9 +55,11 @@ import numpy as np
 
 from snn_jax import analysis
 from snn_jax import topology as topology_lib
+from snn_jax.nn import AlfordLeNet5
 from snn_jax.reproduce import _common
 from snn_jax.training import TrainConfig, restore_model
 
+MODELS = ("lenet300", "lenet5")
 ARMS = ("dense", "one_time_retrained", "iterative_pruned",
         "iterative_retrained", "random", "wider", "radixnet")
 RADIXNETS = {"0.1": (8, 3, 1), "10": (8, 30, 1)}
@@ -77,6 +83,21 @@ PAPER_LENET300 = {
     **{("wider", r): v for r, v in zip((2, 10, 100), (0.9665, 0.9445, 0.9430))},
     ("radixnet", "0.1"): 0.9357,
     ("radixnet", "10"): 0.9398,
+}
+# LeNet-5 (the TensorFlow-tutorial network, AlfordLeNet5). The sheet's two
+# tables give its dense net 99.25 % (pruning table) and 99.20 % (topology
+# table); the first is used.
+PAPER_LENET5 = {
+    ("dense", None): 0.9925,
+    **{("one_time_retrained", s): v for s, v in zip(
+        (0.5, 0.75, 0.9, 0.95, 0.99), (0.9895, 0.7994, 0.8992, 0.9832, 0.1135))},
+    **{("iterative_pruned", s): v for s, v in zip(
+        (0.5, 0.75, 0.9, 0.95, 0.99), (0.9917, 0.9891, 0.9884, 0.9880, 0.9848))},
+    **{("iterative_retrained", s): v for s, v in zip(
+        (0.5, 0.75, 0.9, 0.95, 0.99), (0.9878, 0.6992, 0.8867, 0.9854, 0.7796))},
+    **{("random", d): v for d, v in zip((0.01, 0.05, 0.1, 0.5),
+                                        (0.4936, 0.9838, 0.9877, 0.9920))},
+    **{("wider", r): v for r, v in zip((2, 10), (0.9914, 0.9891))},
 }
 
 
@@ -105,6 +126,11 @@ class AlfordPaperConfig:
     radixnets: labels of ``RADIXNETS`` to run.
     prune_begin_step, prune_end_step, prune_every: the gradual schedule.
     seeds: one dense net (and everything derived from it) per seed.
+    models: ``"lenet300"`` and/or ``"lenet5"`` (``AlfordLeNet5``).
+    lenet5_epochs, lenet5_seeds, lenet5_prune_*: LeNet-5's cut-down budget
+      (module docstring: its dense convolutions cost about 0.1 s per step
+      here, so its runs are shorter, with one seed and a compressed
+      pruning schedule).
   """
   base: TrainConfig
   arms: tuple[str, ...] = ARMS
@@ -116,6 +142,12 @@ class AlfordPaperConfig:
   prune_end_step: int = 10_000
   prune_every: int = 200
   seeds: tuple[int, ...] = (0, 1, 2)
+  models: tuple[str, ...] = ("lenet300", "lenet5")
+  lenet5_epochs: int = 8
+  lenet5_seeds: tuple[int, ...] = (0,)
+  lenet5_prune_begin_step: int = 1_000
+  lenet5_prune_end_step: int = 3_000
+  lenet5_prune_every: int = 100
 
   def __post_init__(self):
     bad = [a for a in self.arms if a not in ARMS]
@@ -133,8 +165,16 @@ class AlfordPaperConfig:
       raise ValueError(f"unknown radixnets {bad}; known: {sorted(RADIXNETS)}")
     if not 0 <= self.prune_begin_step < self.prune_end_step:
       raise ValueError("need 0 <= prune_begin_step < prune_end_step")
-    if not self.seeds:
-      raise ValueError("need at least one seed")
+    if not self.seeds or not self.lenet5_seeds:
+      raise ValueError("need at least one seed per model")
+    bad = [m for m in self.models if m not in MODELS]
+    if bad or not self.models:
+      raise ValueError(f"unknown models {bad}; known: {MODELS}")
+    if not 0 <= self.lenet5_prune_begin_step < self.lenet5_prune_end_step:
+      raise ValueError("need 0 <= lenet5_prune_begin_step < "
+                       "lenet5_prune_end_step")
+    if self.lenet5_epochs < 1:
+      raise ValueError(f"lenet5_epochs must be >= 1, got {self.lenet5_epochs}")
     if len(self.base.hidden) != 2:
       raise ValueError(f"LeNet-300-100 has two hidden layers, got "
                        f"hidden={self.base.hidden}")
@@ -146,19 +186,20 @@ def paper_config(base: TrainConfig) -> AlfordPaperConfig:
   return AlfordPaperConfig(base=paper_base(base))
 
 
-def _run_dir(workdir: str, seed: int, name: str) -> str:
-  return os.path.join(workdir, "runs", "lenet300", f"s{seed}", name)
+def _run_dir(workdir: str, model: str, seed: int, name: str) -> str:
+  return os.path.join(workdir, "runs", model, f"s{seed}", name)
 
 
-def _dense_weights(run_dir: str) -> dict[str, np.ndarray]:
-  """The trained dense net's weights, from ``final_weights.npz`` (written
-  after the first restore, committed with the results)."""
+def _dense_weights(run_dir: str) -> list[np.ndarray]:
+  """The trained dense net's weight matrices, from ``final_weights.npz``
+  (written after the first restore, committed with the results)."""
   path = os.path.join(run_dir, "final_weights.npz")
   if not os.path.exists(path):
     weights = restore_model(run_dir).dense_weights()
     np.savez_compressed(path, **weights)
   with np.load(path) as f:
-    return {k: f[k] for k in f.files}
+    return [f[f"layer_{l}_weight"] for l in range(len(f.files))
+            if f"layer_{l}_weight" in f.files]
 
 
 def _final_topology(run_dir: str) -> list[topology_lib.Topology]:
@@ -166,7 +207,7 @@ def _final_topology(run_dir: str) -> list[topology_lib.Topology]:
   tdir = os.path.join(run_dir, "final_topology")
   if not os.path.isdir(tdir):
     topology_lib.save_stack(restore_model(run_dir).topologies(), tdir)
-  return topology_lib.load_stack(tdir)
+  return topology_lib.load_stack(tdir, chained=False)
 
 
 def _row(summary: dict[str, Any], run_dir: str) -> dict[str, Any]:
@@ -178,24 +219,56 @@ def _row(summary: dict[str, Any], run_dir: str) -> dict[str, Any]:
           "max_drop": max_drop(curve), "error": ""}
 
 
-def _hidden_stack(kind: str, widths: list[int], value, seed: int):
-  """The sparse hidden layers: a RadiX-Net (``value`` a ``RADIXNETS``
-  label; widths N'·B with N' = 100, the first truncated to ``widths[0]``
-  inputs) or independent Bernoulli(``value``) masks."""
-  if kind == "radixnet":
-    dense_widths = RADIXNETS[value]
-    return topology_lib.make_stack(
-        "radixnet", [widths[0]] + [100 * b for b in dense_widths[1:]],
-        radices=[[10, 10]], truncate_inputs=True)
-  return topology_lib.make_stack("erdos_renyi", widths, density=value,
-                                 seed=seed)
+def _magnitude_pruned(weights: list[np.ndarray], sparsity: float):
+  """One-time pruning: every layer keeps its largest-magnitude weights."""
+  return [topology_lib.make("pruned", *w.shape, density=1 - sparsity,
+                            weights=w) for w in weights]
 
 
-def _seed_rows(cfg: AlfordPaperConfig, seed: int, workdir: str, ds,
-               report_only: bool):
-  base = dataclasses.replace(cfg.base, seed=seed)
-  n_classes = ds.num_classes
-  widths = [ds.input_dim, *base.hidden, n_classes]
+def _random_stack(model: str, widths: tuple[int, ...], density: float,
+                  seed: int, n_in: int, n_classes: int):
+  """Independent Bernoulli(``density``) masks on the model's sparse layers
+  (LeNet-300-100: both hidden layers; LeNet-5: conv2 and the fully
+  connected layer), the others dense. ``widths`` are the model's
+  ``hidden``."""
+  if model == "lenet300":
+    hidden = topology_lib.make_stack("erdos_renyi", [n_in, *widths],
+                                     density=density, seed=seed)
+    return _common.with_dense_output(hidden, n_classes)
+  shapes = AlfordLeNet5.layer_shapes(widths, n_classes)
+  return [topology_lib.make("erdos_renyi", a, b, density=density,
+                            seed=seed * 10 + l) if l in (1, 2)
+          else topology_lib.make("dense", a, b)
+          for l, (a, b) in enumerate(shapes)]
+
+
+def _radixnet_stack(label: str, n_in: int, n_classes: int):
+  """RadiX-Net N=[[10,10]] with dense widths ``RADIXNETS[label]`` (N' =
+  100), the first layer truncated to ``n_in`` inputs, output dense."""
+  hidden = topology_lib.make_stack(
+      "radixnet", [n_in] + [100 * b for b in RADIXNETS[label][1:]],
+      radices=[[10, 10]], truncate_inputs=True)
+  return _common.with_dense_output(hidden, n_classes)
+
+
+def _model_base(cfg: AlfordPaperConfig, model: str) -> TrainConfig:
+  if model == "lenet300":
+    return cfg.base
+  return dataclasses.replace(
+      cfg.base, model="lenet5_alford", hidden=AlfordLeNet5.WIDTHS,
+      init="sparse_he", bias_init=0.0, output_activation=None,
+      epochs=cfg.lenet5_epochs)
+
+
+def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
+               ds, report_only: bool):
+  base = dataclasses.replace(_model_base(cfg, model), seed=seed)
+  n_in, n_classes = ds.input_dim, ds.num_classes
+  if model == "lenet300":
+    begin, end, every = cfg.prune_begin_step, cfg.prune_end_step, cfg.prune_every
+  else:
+    begin, end, every = (cfg.lenet5_prune_begin_step, cfg.lenet5_prune_end_step,
+                         cfg.lenet5_prune_every)
   rows: list[dict[str, Any]] = []
 
   def record(arm, param, fn):
@@ -203,13 +276,16 @@ def _seed_rows(cfg: AlfordPaperConfig, seed: int, workdir: str, ds,
       row = _common.guarded(fn)
     except _common.NotFinished:
       return {"error": "not finished"}
-    row.update(model="lenet300", arm=arm, param=param, seed=seed)
+    row.update(model=model, arm=arm, param=param, seed=seed)
     rows.append(row)
-    print(f"alford2019 paper: seed {seed} {arm} {param}: "
+    print(f"alford2019 paper: {model} seed {seed} {arm} {param}: "
           f"{row.get('final_test_acc', row.get('error'))}", flush=True)
     return row
 
-  dense_dir = _run_dir(workdir, seed, "dense")
+  def rdir(name):
+    return _run_dir(workdir, model, seed, name)
+
+  dense_dir = rdir("dense")
   dense_cfg = dataclasses.replace(base, topology="dense", density=None)
   needs_dense = any(a in cfg.arms for a in ("dense", "one_time_retrained"))
 
@@ -218,10 +294,10 @@ def _seed_rows(cfg: AlfordPaperConfig, seed: int, workdir: str, ds,
                 dense_dir)
   dense_row = record("dense", None, dense) if needs_dense else {}
 
-  def retrain(stack, rdir):
-    s = _common.train_stack(base, stack, rdir, ds, seed=seed,
+  def retrain(stack, run_dir):
+    s = _common.train_stack(base, stack, run_dir, ds, seed=seed,
                             report_only=report_only)
-    row = _row(s, os.path.join(rdir, "train"))
+    row = _row(s, os.path.join(run_dir, "train"))
     row["weight_density"] = s["density"]
     return row
 
@@ -230,16 +306,14 @@ def _seed_rows(cfg: AlfordPaperConfig, seed: int, workdir: str, ds,
       def one_time(sp=sp):
         if dense_row.get("error"):
           raise ValueError(f"the dense run failed: {dense_row['error']}")
-        from snn_jax.sparse_training import prune_stack
-        stack = prune_stack(_dense_weights(dense_dir), 1 - sp, scope="layer")
-        return retrain(stack, _run_dir(workdir, seed, f"one_time_s{sp:g}"))
+        stack = _magnitude_pruned(_dense_weights(dense_dir), sp)
+        return retrain(stack, rdir(f"one_time_s{sp:g}"))
       record("one_time_retrained", sp, one_time)
     if any(a in cfg.arms for a in ("iterative_pruned", "iterative_retrained")):
-      gdir = _run_dir(workdir, seed, f"gradual_s{sp:g}")
+      gdir = rdir(f"gradual_s{sp:g}")
       gcfg = dataclasses.replace(
           dense_cfg, sparse_training="prune", prune_density=1 - sp,
-          prune_begin_step=cfg.prune_begin_step,
-          prune_end_step=cfg.prune_end_step, update_every=cfg.prune_every)
+          prune_begin_step=begin, prune_end_step=end, update_every=every)
 
       def gradual(gcfg=gcfg, gdir=gdir):
         s = _common.train(gcfg, gdir, ds, report_only=report_only)
@@ -252,43 +326,50 @@ def _seed_rows(cfg: AlfordPaperConfig, seed: int, workdir: str, ds,
         def gradual_retrained(sp=sp, gdir=gdir, pruned_row=pruned_row):
           if pruned_row.get("error"):
             raise ValueError(f"the pruning run failed: {pruned_row['error']}")
-          return retrain(_final_topology(gdir),
-                         _run_dir(workdir, seed, f"gradual_retrained_s{sp:g}"))
+          return retrain(_final_topology(gdir), rdir(f"gradual_retrained_s{sp:g}"))
         record("iterative_retrained", sp, gradual_retrained)
   if "random" in cfg.arms:
     for d in cfg.random_densities:
       record("random", d, lambda d=d: retrain(
-          _common.with_dense_output(_hidden_stack("random", widths[:-1], d, seed),
-                                    n_classes),
-          _run_dir(workdir, seed, f"random_d{d:g}")))
+          _random_stack(model, base.hidden, d, seed, n_in, n_classes),
+          rdir(f"random_d{d:g}")))
   if "wider" in cfg.arms:
-    for r in cfg.widen:
-      wide = [widths[0], widths[1] * r, widths[2]]
+    for r in _widen(cfg, model):
+      wide = (base.hidden[0] * r, base.hidden[1])
       record("wider", r, lambda r=r, wide=wide: retrain(
-          _common.with_dense_output(_hidden_stack("random", wide, 1 / r, seed),
-                                    n_classes),
-          _run_dir(workdir, seed, f"wider_x{r}")))
-  if "radixnet" in cfg.arms:
+          _random_stack(model, wide, 1 / r, seed, n_in, n_classes),
+          rdir(f"wider_x{r}")))
+  if "radixnet" in cfg.arms and model == "lenet300":
     for label in cfg.radixnets:
-      def radix(label=label):
-        hidden = _hidden_stack("radixnet", [widths[0], 0, 0], label, seed)
-        return retrain(_common.with_dense_output(hidden, n_classes),
-                       _run_dir(workdir, seed, f"radixnet_{label}"))
-      record("radixnet", label, radix)
+      record("radixnet", label, lambda label=label: retrain(
+          _radixnet_stack(label, n_in, n_classes), rdir(f"radixnet_{label}")))
   return rows
+
+
+def _widen(cfg: AlfordPaperConfig, model: str) -> tuple[int, ...]:
+  # The sheet has no 100x-wide LeNet-5.
+  return tuple(r for r in cfg.widen if model == "lenet300" or r < 100)
 
 
 def planned_runs(cfg: AlfordPaperConfig) -> int:
   """How many training runs the configuration holds."""
-  per_seed = (any(a in cfg.arms for a in ("dense", "one_time_retrained"))
-              + len(cfg.sparsities) * sum(a in cfg.arms for a in (
-                  "one_time_retrained", "iterative_retrained"))
-              + len(cfg.sparsities) * any(a in cfg.arms for a in (
-                  "iterative_pruned", "iterative_retrained"))
-              + len(cfg.random_densities) * ("random" in cfg.arms)
-              + len(cfg.widen) * ("wider" in cfg.arms)
-              + len(cfg.radixnets) * ("radixnet" in cfg.arms))
-  return per_seed * len(cfg.seeds)
+  total = 0
+  for model in cfg.models:
+    per_seed = (any(a in cfg.arms for a in ("dense", "one_time_retrained"))
+                + len(cfg.sparsities) * sum(a in cfg.arms for a in (
+                    "one_time_retrained", "iterative_retrained"))
+                + len(cfg.sparsities) * any(a in cfg.arms for a in (
+                    "iterative_pruned", "iterative_retrained"))
+                + len(cfg.random_densities) * ("random" in cfg.arms)
+                + len(_widen(cfg, model)) * ("wider" in cfg.arms)
+                + len(cfg.radixnets) * ("radixnet" in cfg.arms
+                                         and model == "lenet300"))
+    total += per_seed * len(_seeds(cfg, model))
+  return total
+
+
+def _seeds(cfg: AlfordPaperConfig, model: str) -> tuple[int, ...]:
+  return cfg.seeds if model == "lenet300" else cfg.lenet5_seeds
 
 
 def side_by_side(rows) -> list[dict[str, Any]]:
@@ -296,9 +377,13 @@ def side_by_side(rows) -> list[dict[str, Any]]:
   ours (mean and 95% t interval over seeds), and whether they agree
   (``AGREEMENT_MARGIN``)."""
   out = []
-  for (arm, param), paper in PAPER_LENET300.items():
+  for model, (arm, param), paper in [("lenet300", k, v) for k, v in
+                                     PAPER_LENET300.items()] + [
+                                         ("lenet5", k, v) for k, v in
+                                         PAPER_LENET5.items()]:
     vals = [r["final_test_acc"] for r in _common.ok_rows(rows)
-            if r["arm"] == arm and r["param"] == param]
+            if r.get("model", "lenet300") == model and r["arm"] == arm
+            and r["param"] == param]
     ci = _common.mean_ci(vals)
     if ci["n"] == 0:
       verdict = "not run"
@@ -306,7 +391,7 @@ def side_by_side(rows) -> list[dict[str, Any]]:
       verdict = "agree"
     else:
       verdict = "ours higher" if ci["mean"] > paper else "ours lower"
-    out.append({"model": "lenet300", "arm": arm, "param": param,
+    out.append({"model": model, "arm": arm, "param": param,
                 "paper": paper, "mean": ci["mean"], "ci_low": ci["low"],
                 "ci_high": ci["high"], "std": ci["std"], "runs": ci["n"],
                 "verdict": verdict})
@@ -321,7 +406,17 @@ DEVIATIONS = (
     "three seeds per configuration where the sheet reports single runs",
     "one gradual-pruning run per target sparsity (the authors' code can also "
     "save the masks of one run as it passes each level)",
-    "LeNet-5 (TensorFlow-tutorial variant) not yet run at paper scale",
+    "LeNet-5 (the TensorFlow-tutorial network): one seed, 8 epochs = 4,400 "
+    "steps (the sheet: 10,000-30,000), gradual pruning compressed to steps "
+    "1,000-3,000 every 100, so the learning rate stays at 0.2 (its steps at "
+    "10,000 and 20,000 are never reached): its dense convolutions cost about "
+    "0.1 s per step on this 2-core CPU",
+    "LeNet-5: weight decay 0.004 on every weight layer (the sheet gives the "
+    "value for LeNet-300-100 only); its convolutions are trained as dense "
+    "convolutions of the masked kernel (the mask is exact, the kernel is not "
+    "a sparse one)",
+    "LeNet-5 wider nets: conv2's output channels multiplied by r (and with "
+    "them the fully connected layer's inputs), both at density 1/r",
 )
 
 
@@ -336,20 +431,22 @@ def run(cfg: AlfordPaperConfig, workdir: str, *, dataset=None,
   ds = cfg.base.with_validation(dataset or cfg.base.load_dataset())
   prov = _common.Provenance("alford2019 (paper scale)", cfg, ds)
   rows = []
-  for seed in cfg.seeds:
-    rows += _seed_rows(cfg, seed, workdir, ds, report_only)
+  for model in cfg.models:
+    for seed in _seeds(cfg, model):
+      rows += _seed_rows(cfg, model, seed, workdir, ds, report_only)
   analysis.write_rows(rows, workdir, "paper_runs")
   table = side_by_side(rows)
   analysis.write_rows(table, workdir, "side_by_side")
-  stats = _common.group_stats(rows, ("arm", "param"))
-  drops = _common.group_stats(rows, ("arm", "param"), "max_drop")
+  stats = _common.group_stats(rows, ("model", "arm", "param"))
+  drops = _common.group_stats(rows, ("model", "arm", "param"), "max_drop")
   for s, d in zip(stats, drops):
     s["max_drop_mean"] = d["mean"]
   summary = {"side_by_side": table, "accuracy": stats,
              "agreement_margin": AGREEMENT_MARGIN,
              "deviations": list(DEVIATIONS),
              "runs_finished": len(rows), "runs_planned": planned_runs(cfg),
-             "failed": [{k: r[k] for k in ("arm", "param", "seed", "error")}
+             "failed": [{k: r[k] for k in ("model", "arm", "param", "seed",
+                                           "error")}
                         for r in rows if r["error"]]}
   plot(table, workdir)
   summary["train_seconds_of_finished_runs"] = float(sum(
@@ -361,50 +458,54 @@ def run(cfg: AlfordPaperConfig, workdir: str, *, dataset=None,
 
 def plot(table, out_dir: str) -> None:
   """``accuracy_vs_sparsity.png``: ours (mean, 95% interval) and the
-  paper's number per configuration, one panel per arm group."""
+  paper's number per configuration; one row of panels per network
+  (pruning, random sparse, wider)."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
+  models = [m for m in MODELS if any(t["model"] == m and t["runs"]
+                                     for t in table)]
+  if not models:
+    return
   groups = (("pruning", ("one_time_retrained", "iterative_pruned",
-                         "iterative_retrained"), "sparsity"),
-            ("random", ("random",), "density"),
-            ("wider", ("wider",), "width factor (density 1/r)"))
-  fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+                         "iterative_retrained"), "sparsity (logit scale)"),
+            ("random sparse", ("random",), "density (log scale)"),
+            ("wider", ("wider",), "width factor r, density 1/r (log scale)"))
+  fig, axes = plt.subplots(len(models), 3, figsize=(16, 4.4 * len(models)),
+                           squeeze=False)
   colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-  for ax, (title, arms, xlabel) in zip(axes, groups):
-    for k, arm in enumerate(arms):
-      ss = sorted((t for t in table if t["arm"] == arm and t["runs"]),
-                  key=lambda t: t["param"])
-      if not ss:
-        continue
-      x = [t["param"] for t in ss]
-      _common.errorbar_ci(ax, x, ss, marker="o", color=colours[k],
-                          label=f"{arm} (ours)")
-      ax.plot(x, [t["paper"] for t in ss], "x--", color=colours[k],
-              label=f"{arm} (paper)")
-    dense = [t for t in table if t["arm"] == "dense" and t["runs"]]
-    if dense:
-      ax.axhspan(dense[0]["ci_low"], dense[0]["ci_high"], color="grey",
-                 alpha=0.3, label="dense (ours, 95% CI)")
-      ax.axhline(dense[0]["paper"], color="grey", ls=":", label="dense (paper)")
-    if title == "pruning":
-      ax.set_xscale("logit")
-    elif title == "random":
-      ax.set_xscale("log")
-      for t in table:
-        if t["arm"] == "radixnet" and t["param"] == "0.1" and t["runs"]:
+  names = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5 (TF tutorial)"}
+  for row, model in enumerate(models):
+    mt = [t for t in table if t["model"] == model]
+    for ax, (title, arms, xlabel) in zip(axes[row], groups):
+      for k, arm in enumerate(arms):
+        ss = sorted((t for t in mt if t["arm"] == arm and t["runs"]),
+                    key=lambda t: t["param"])
+        if not ss:
+          continue
+        x = [t["param"] for t in ss]
+        _common.errorbar_ci(ax, x, ss, marker="o", color=colours[k],
+                            label=f"{arm} (ours)")
+        ax.plot(x, [t["paper"] for t in ss], "x--", color=colours[k],
+                label=f"{arm} (paper)")
+      dense = [t for t in mt if t["arm"] == "dense" and t["runs"]]
+      if dense:
+        ax.axhspan(dense[0]["ci_low"], dense[0]["ci_high"], color="grey",
+                   alpha=0.3, label="dense (ours, 95% CI)")
+        ax.axhline(dense[0]["paper"], color="grey", ls=":", label="dense (paper)")
+      for t in mt:
+        if title == "random sparse" and t["arm"] == "radixnet" and t["runs"]:
           ax.errorbar([0.1], [t["mean"]], yerr=[[t["mean"] - t["ci_low"]],
                       [t["ci_high"] - t["mean"]]], fmt="s", color="black",
-                      label="RadiX-Net 0.1 (ours)")
+                      label=f"RadiX-Net {t['param']} (ours)")
           ax.plot([0.1], [t["paper"]], "D", mfc="none", color="black",
-                  label="RadiX-Net 0.1 (paper)")
-    else:
-      ax.set_xscale("log")
-    ax.set_title(f"LeNet-300-100, {title}")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("final test accuracy")
-    ax.legend(fontsize=6)
+                  label=f"RadiX-Net {t['param']} (paper)")
+      ax.set_xscale("logit" if title == "pruning" else "log")
+      ax.set_title(f"{names[model]}: {title}")
+      ax.set_xlabel(xlabel)
+      ax.set_ylabel("final test accuracy")
+      ax.legend(fontsize=6)
   fig.tight_layout()
   fig.savefig(os.path.join(out_dir, "accuracy_vs_sparsity.png"), dpi=110)
   plt.close(fig)

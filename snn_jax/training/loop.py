@@ -45,7 +45,8 @@ from flax import nnx
 from snn_jax import data as data_lib
 from snn_jax import topology as topology_lib
 from snn_jax.topology import Topology
-from snn_jax.nn import LeNet5, SparseMLP, TopologyVar, load_dense_weights
+from snn_jax.nn import (AlfordLeNet5, LeNet5, SparseMLP, TopologyVar,
+                        load_dense_weights)
 from snn_jax.sparse_training import Rewirer, SparseTrainingConfig
 from snn_jax.training import parallel
 from snn_jax.training.checkpoint import Checkpointer
@@ -54,7 +55,7 @@ from snn_jax.utils import device_info, versions
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "step", "piecewise")
-MODELS = ("mlp", "lenet5")
+MODELS = ("mlp", "lenet5", "lenet5_alford")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +156,23 @@ class TrainConfig:
       if unsupported:
         raise ValueError(f"model lenet5 supports static topologies without "
                          f"norm, dropout or data_parallel; unset {unsupported}")
+    if self.model == "lenet5_alford":
+      unsupported = [n for n, bad in (
+          ("sparse_training", self.sparse_training not in ("static", "prune")),
+          ("norm", self.norm is not None), ("dropout", self.dropout != 0.0),
+          ("data_parallel", self.data_parallel),
+          ("init", self.init != "sparse_he"), ("bias_init", self.bias_init),
+          ("activation", self.activation != "relu"),
+          ("output_activation", self.output_activation is not None)) if bad]
+      if unsupported:
+        raise ValueError(
+            f"model lenet5_alford has the authors' fixed activations and "
+            f"initialisation and trains static or gradually pruned topologies "
+            f"without norm, dropout or data_parallel; unset {unsupported}")
+      if len(self.hidden) != 2:
+        raise ValueError(f"model lenet5_alford takes hidden=(conv2 channels, "
+                         f"fully connected width), e.g. (50, 384); got "
+                         f"{self.hidden}")
     from snn_jax.nn import get_activation, get_initializer
     get_initializer(self.init)  # unknown or malformed names raise
     get_activation(self.activation)
@@ -265,6 +283,8 @@ def build_topologies(config: TrainConfig, input_dim: int,
   For ``model="lenet5"`` the two convolutions' channel graphs ``(1, 6)``
   and ``(6, 16)`` come first and are dense when generated; the generator
   builds the fully connected layers ``400 -> *hidden -> num_classes``."""
+  if config.model == "lenet5_alford":
+    return _alford_lenet5_topologies(config, input_dim, num_classes)
   lenet = config.model == "lenet5"
   if lenet and input_dim != 28 * 28:
     raise ValueError(f"model lenet5 needs 28x28 single-channel images (mnist, "
@@ -291,8 +311,41 @@ def build_topologies(config: TrainConfig, input_dim: int,
       seed=config.seed, **config.topology_params)
 
 
+def _alford_lenet5_topologies(config: TrainConfig, input_dim: int,
+                              num_classes: int) -> list[topology_lib.Topology]:
+  """Weight-level topologies of ``AlfordLeNet5`` with ``hidden = (conv2
+  channels, fully connected width)``: loaded from ``topology_dir``, or
+  generated -- conv1 and the logits dense, conv2 and the fully connected
+  layer from the config's topology and density."""
+  if input_dim != 28 * 28:
+    raise ValueError(f"model lenet5_alford needs 28x28 single-channel images "
+                     f"(mnist, fashion_mnist); {config.dataset} has "
+                     f"{input_dim} features")
+  want = AlfordLeNet5.layer_shapes(config.hidden, num_classes)
+  if config.topology_dir is not None:
+    stack = topology_lib.load_stack(config.topology_dir, chained=False)
+    got = [(t.n_in, t.n_out) for t in stack]
+    if got != want:
+      raise ValueError(f"topology_dir {config.topology_dir!r} holds layers of "
+                       f"shapes {got}, but lenet5_alford with hidden="
+                       f"{config.hidden} needs {want}")
+    return stack
+  sparse = {} if config.topology == "dense" else dict(
+      density=config.density, fan_in=config.fan_in)
+  out = []
+  for l, (a, b) in enumerate(want):
+    if l in (1, 2):
+      out.append(topology_lib.make(config.topology, a, b, seed=config.seed + l,
+                                   **sparse, **config.topology_params))
+    else:
+      out.append(topology_lib.make("dense", a, b))
+  return out
+
+
 def build_model(config: TrainConfig, topologies,
-                rngs: nnx.Rngs) -> SparseMLP | LeNet5:
+                rngs: nnx.Rngs) -> SparseMLP | LeNet5 | AlfordLeNet5:
+  if config.model == "lenet5_alford":
+    return AlfordLeNet5(topologies, impl=config.impl, rngs=rngs)
   if config.model == "lenet5":
     return LeNet5(topologies, init=config.init, impl=config.impl,
                   activation=config.activation, rngs=rngs)
