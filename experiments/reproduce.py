@@ -6,10 +6,14 @@ r"""Reproduces one seed paper's central claims (snn_jax.reproduce).
 Papers: bourely2017, liu2020, isakov2020, alford2019. --scale=reduced (the
 default) runs the reduced configuration (documented per paper; under 30
 minutes on a 2-core CPU); --scale=paper the paper's own setup where one is
-written (alford2019: LeNet-300-100 on full MNIST, every configuration of the
-authors' sheet; liu2020: the Figure-4 experiment on Fashion-MNIST; hours;
---data_dir must hold the dataset's IDX files), --scale=full the older longer
-configuration. --seeds and --epochs replace the
+written (alford2019: LeNet-300-100 and LeNet-5 on full MNIST, every
+configuration of the authors' sheet; liu2020: the Figure-4 experiment on
+Fashion-MNIST; --data_dir holds that dataset's IDX files. bourely2017 and
+isakov2020: the studies on full MNIST and Fashion-MNIST; --data_dir is the
+folder holding mnist/ and fashion_mnist/, e.g. ../shared/datasets). Hours
+each: every run resumes, finished runs are skipped, and --report_only writes
+the results of the finished runs without training. --scale=full is the
+older longer configuration. --seeds and --epochs replace the
 configuration's; --set=field=JSON replaces any other field of the paper's
 config (e.g. --set='densities=[0.05, 0.1]'). Writes result rows, summary.json
 (statistics with intervals over seeds), provenance.json and plots into
@@ -35,7 +39,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
 _SCALE = flags.DEFINE_enum(
     "scale", "reduced", ["reduced", "full", "paper"],
     "reduced (committed default), full (longer, more seeds) or paper (the "
-    "paper's own setup; alford2019 and liu2020 so far).")
+    "paper's own setup, or ours on the full datasets where the paper's is "
+    "not public).")
 _FULL = flags.DEFINE_bool("full", False, "Same as --scale=full.")
 _DATASET = data_flags.define_dataset_flags(default="mnist")
 _SPLIT_SEED = flags.DEFINE_integer(
@@ -110,9 +115,9 @@ def main(argv):
   if _REPORT_ONLY.value:
     done = summary.get("runs_finished", summary.get("networks_finished"))
     planned = summary.get("runs_planned", summary.get("networks_planned"))
-    print(f"{_PAPER.value}: report of the {done} of {planned} runs that have "
-          f"finished, in {_WORKDIR.value}; run without --report_only to "
-          "continue the others")
+    counted = f"the {done} of {planned} runs" if done is not None else "the runs"
+    print(f"{_PAPER.value}: report of {counted} that have finished, in "
+          f"{_WORKDIR.value}; run without --report_only to continue the others")
   else:
     print(f"{_PAPER.value}: done in {prov['wall_seconds']:.0f} s; results in "
           f"{_WORKDIR.value} (summary.json, provenance.json, *.csv, *.png)")

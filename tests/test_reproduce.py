@@ -525,11 +525,13 @@ def test_alford2019_paper_config():
     dataclasses.replace(cfg, arms=("lottery",))
   with pytest.raises(ValueError, match="radixnets"):
     dataclasses.replace(cfg, radixnets=("5",))
-  assert set(PAPER_SCALE) == {"alford2019", "liu2020"}
+  assert set(PAPER_SCALE) == set(PAPERS)
 
 
 @pytest.mark.parametrize("args, match", [
-    (["--paper=bourely2017", "--scale=paper"], "no paper-scale configuration"),
+    (["--paper=bourely2017", "--scale=paper", "--data_dir=/nowhere"],
+     "/nowhere/mnist' does not exist"),
+    (["--paper=alford2019", "--report_only"], "--report_only applies to"),
     (["--paper=alford2019", "--scale=paper", "--full"], "not both"),
 ])
 def test_reproduce_binary_scale_errors(tmp_path, args, match):
@@ -620,3 +622,37 @@ def test_alford2019_paper_lenet5_arms(tmp_path, rng):
   assert [(t.n_in, t.n_out) for t in stack] == [(25, 20), (500, 50),
                                                  (2450, 384), (384, 10)]
   assert all(abs(t.density - 0.1) < 0.01 for t in stack)
+
+
+# -- Bourely 2017 and Isakov 2020 on full data (configuration, no training) ----
+
+@pytest.mark.parametrize("paper", ["bourely2017", "isakov2020"])
+def test_per_dataset_paper_configs(tmp_path, paper):
+  for name in ("mnist", "fashion_mnist"):
+    (tmp_path / name).mkdir()
+  cfg = PAPER_SCALE[paper].paper_config(TrainConfig(data_dir=str(tmp_path)))
+  assert [n for n, _ in cfg.configs] == ["mnist", "fashion_mnist"]
+  for name, inner in cfg.configs:
+    assert inner.base.dataset == name and inner.base.data_split == "canonical"
+    assert inner.base.data_dir == str(tmp_path / name)
+    assert len(inner.seeds) >= 3
+  assert cfg.choices
+  with pytest.raises(ValueError, match="--data_dir"):
+    PAPER_SCALE[paper].paper_config(TrainConfig())
+
+
+def test_per_dataset_report_only_reaches_every_run(tmp_path):
+  from snn_jax.reproduce import _common, _per_dataset
+  seen = []
+
+  def run_one(inner, wd):
+    try:
+      _common.train(TrainConfig(hidden=(8,), epochs=1, progress=False), wd, None)
+    except _common.NotFinished:
+      seen.append(wd)
+    return {"failed": [], "provenance": {"wall_seconds": 0.0}}
+  cfg = _per_dataset.PerDatasetConfig(paper="x", configs=(("a", 1), ("b", 2)))
+  s = _per_dataset.run(cfg, str(tmp_path), run_one=run_one, report_only=True)
+  assert seen == [str(tmp_path / "a"), str(tmp_path / "b")]
+  assert s["report_only"] and set(s["datasets"]) == {"a", "b"}
+  assert not os.path.exists(tmp_path / "a" / "config.json")

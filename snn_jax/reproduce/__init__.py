@@ -19,19 +19,26 @@ seeds), ``provenance.json`` (command, versions, data, wall time) and plots:
 ``experiments/reproduce.py --paper=<name>`` runs one of them. Paper-scale
 configurations (the authors' own setup, hours of CPU) live beside them:
 ``PAPER_SCALE[name]`` is a module with ``paper_config(base)`` and
-``run(config, workdir)`` -- so far :mod:`~snn_jax.reproduce.alford2019_paper`
-and :mod:`~snn_jax.reproduce.liu2020_paper` (the Figure-4 experiment).
+``run(config, workdir, report_only=False)``: :mod:`~snn_jax.reproduce.
+alford2019_paper`, :mod:`~snn_jax.reproduce.liu2020_paper` (the Figure-4
+experiment), :mod:`~snn_jax.reproduce.bourely2017_paper` and
+:mod:`~snn_jax.reproduce.isakov2020_paper` (the studies on full MNIST and
+Fashion-MNIST).
 """
 
 from snn_jax.reproduce import (alford2019, alford2019_paper, bourely2017,
-                               isakov2020, liu2020, liu2020_paper)
+                               bourely2017_paper, isakov2020, isakov2020_paper,
+                               liu2020, liu2020_paper)
 from snn_jax.reproduce._common import mean_ci, seed_bootstrap_corr
 from snn_jax.reproduce._deep_init import DeepInitConfig, plot_deep_init, run_deep_init
 
 PAPERS = {"bourely2017": bourely2017, "liu2020": liu2020,
           "isakov2020": isakov2020, "alford2019": alford2019}
-PAPER_SCALE = {"alford2019": alford2019_paper, "liu2020": liu2020_paper}
+PAPER_SCALE = {"alford2019": alford2019_paper, "liu2020": liu2020_paper,
+               "bourely2017": bourely2017_paper,
+               "isakov2020": isakov2020_paper}
 
-__all__ = ["PAPERS", "PAPER_SCALE", "alford2019_paper", "liu2020_paper", "DeepInitConfig", "alford2019", "bourely2017",
+__all__ = ["PAPERS", "PAPER_SCALE", "alford2019_paper", "bourely2017_paper", "isakov2020_paper",
+           "liu2020_paper", "DeepInitConfig", "alford2019", "bourely2017",
            "isakov2020", "liu2020", "mean_ci", "plot_deep_init",
            "run_deep_init", "seed_bootstrap_corr"]

@@ -16,6 +16,8 @@ Statistics over seeds (the reproduction issue asks for confidence intervals
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import datetime
 import json
@@ -58,6 +60,24 @@ class NotFinished(Exception):
   the report, not counted as failed)."""
 
 
+NOT_FINISHED = "not finished (report-only pass)"
+_REPORT_ONLY = contextvars.ContextVar("report_only", default=False)
+
+
+@contextlib.contextmanager
+def reporting_only(enabled: bool = True):
+  """Within the block, :func:`train` and :func:`train_stack` train nothing:
+  they return finished runs' summaries and raise :class:`NotFinished` for
+  the others (which :func:`guarded` turns into rows with ``error ==
+  NOT_FINISHED``) -- how a study of many runs is reported while, or between
+  sessions in which, its runs continue."""
+  token = _REPORT_ONLY.set(bool(enabled))
+  try:
+    yield
+  finally:
+    _REPORT_ONLY.reset(token)
+
+
 def finished_summary(workdir: str, epochs: int) -> dict[str, Any] | None:
   """The summary of a ``train_and_evaluate`` run in ``workdir`` that
   completed ``epochs`` epochs, or None."""
@@ -70,10 +90,13 @@ def finished_summary(workdir: str, epochs: int) -> dict[str, Any] | None:
 
 
 def train(config: TrainConfig, workdir: str, dataset, *,
-          report_only: bool = False) -> dict[str, Any]:
+          report_only: bool | None = None) -> dict[str, Any]:
   """``train_and_evaluate``, or with ``report_only`` the finished run's
   summary (``NotFinished`` when it has not finished): a long study can be
-  reported while, or between sessions in which, its runs continue."""
+  reported while, or between sessions in which, its runs continue. None:
+  as :func:`reporting_only` says."""
+  if report_only is None:
+    report_only = _REPORT_ONLY.get()
   if report_only:
     s = finished_summary(workdir, config.epochs)
     if s is None:
@@ -83,7 +106,8 @@ def train(config: TrainConfig, workdir: str, dataset, *,
 
 
 def train_stack(base: TrainConfig, stack: Sequence[topology_lib.Topology],
-                workdir: str, dataset, *, seed: int, report_only: bool = False,
+                workdir: str, dataset, *, seed: int,
+                report_only: bool | None = None,
                 **overrides: Any) -> dict[str, Any]:
   """Trains ``base`` on the given topology stack (saved to
   ``workdir/topology`` and passed as ``topology_dir``, so the run can be
@@ -91,6 +115,8 @@ def train_stack(base: TrainConfig, stack: Sequence[topology_lib.Topology],
   further TrainConfig fields. Returns train_and_evaluate's summary
   (``report_only``: see :func:`train`)."""
   tdir = os.path.join(workdir, "topology")
+  if report_only is None:
+    report_only = _REPORT_ONLY.get()
   if report_only:
     s = finished_summary(os.path.join(workdir, "train"),
                          overrides.get("epochs", base.epochs))
@@ -136,7 +162,15 @@ def guarded(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     row.setdefault("error", "")
   except (ValueError, FloatingPointError) as e:
     row = {"error": f"{type(e).__name__}: {e}"[:300]}
+  except NotFinished:
+    row = {"error": NOT_FINISHED}
   return row
+
+
+def failed_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Rows whose run failed (unfinished runs of a report-only pass are not
+  failures)."""
+  return [r for r in rows if r.get("error") and r["error"] != NOT_FINISHED]
 
 
 def ok_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from snn_jax.training import TrainConfig, train_and_evaluate
+from snn_jax.reproduce import _common
+from snn_jax.training import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,14 +70,15 @@ def run_deep_init(cfg: DeepInitConfig, workdir: str, *,
         row = {"depth": depth, "init": init, "seed": seed, "width": cfg.width,
                "topology": base.topology, "diverged": False, "error": ""}
         try:
-          s = train_and_evaluate(run_cfg, os.path.join(workdir, "runs", name),
-                                 dataset=ds)
+          s = _common.train(run_cfg, os.path.join(workdir, "runs", name), ds)
           row.update(final_test_acc=s["final_test_acc"],
                      best_test_acc=s["best_test_acc"],
                      final_train_loss=s["final_train_loss"],
                      density=s["density"], train_seconds=s["train_seconds"])
         except FloatingPointError as e:
           row.update(diverged=True, error=str(e)[:200], final_test_acc=None)
+        except _common.NotFinished:
+          row.update(error=_common.NOT_FINISHED, final_test_acc=None)
         rows.append(row)
   with open(os.path.join(workdir, "deep_init.json"), "w") as f:
     json.dump(rows, f, indent=1)
@@ -98,6 +100,7 @@ def plot_deep_init(rows, path: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
+  rows = [r for r in rows if r["error"] != _common.NOT_FINISHED]
   fig, ax = plt.subplots(figsize=(6, 4))
   for init in sorted({r["init"] for r in rows}):
     depths = sorted({r["depth"] for r in rows if r["init"] == init})

@@ -250,7 +250,7 @@ def run(cfg: AlfordConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
                            for r in rows if not r.get("density_matched", True)],
              "failed": [{k: r[k] for k in ("model", "family",
                                            "requested_density", "seed", "error")}
-                        for r in rows if r["error"]]}
+                        for r in _common.failed_rows(rows)]}
   plot(stats, workdir)
   summary["provenance"] = prov.write(workdir)
   _common.write_summary(summary, workdir)

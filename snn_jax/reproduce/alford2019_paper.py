@@ -261,7 +261,7 @@ def _model_base(cfg: AlfordPaperConfig, model: str) -> TrainConfig:
 
 
 def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
-               ds, report_only: bool):
+               ds):
   base = dataclasses.replace(_model_base(cfg, model), seed=seed)
   n_in, n_classes = ds.input_dim, ds.num_classes
   if model == "lenet300":
@@ -272,10 +272,9 @@ def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
   rows: list[dict[str, Any]] = []
 
   def record(arm, param, fn):
-    try:
-      row = _common.guarded(fn)
-    except _common.NotFinished:
-      return {"error": "not finished"}
+    row = _common.guarded(fn)
+    if row["error"] == _common.NOT_FINISHED:
+      return row
     row.update(model=model, arm=arm, param=param, seed=seed)
     rows.append(row)
     print(f"alford2019 paper: {model} seed {seed} {arm} {param}: "
@@ -290,13 +289,11 @@ def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
   needs_dense = any(a in cfg.arms for a in ("dense", "one_time_retrained"))
 
   def dense():
-    return _row(_common.train(dense_cfg, dense_dir, ds, report_only=report_only),
-                dense_dir)
+    return _row(_common.train(dense_cfg, dense_dir, ds), dense_dir)
   dense_row = record("dense", None, dense) if needs_dense else {}
 
   def retrain(stack, run_dir):
-    s = _common.train_stack(base, stack, run_dir, ds, seed=seed,
-                            report_only=report_only)
+    s = _common.train_stack(base, stack, run_dir, ds, seed=seed)
     row = _row(s, os.path.join(run_dir, "train"))
     row["weight_density"] = s["density"]
     return row
@@ -316,7 +313,7 @@ def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
           prune_begin_step=begin, prune_end_step=end, update_every=every)
 
       def gradual(gcfg=gcfg, gdir=gdir):
-        s = _common.train(gcfg, gdir, ds, report_only=report_only)
+        s = _common.train(gcfg, gdir, ds)
         _final_topology(gdir)
         row = _row(s, gdir)
         row["weight_density"] = s["density"]
@@ -431,9 +428,10 @@ def run(cfg: AlfordPaperConfig, workdir: str, *, dataset=None,
   ds = cfg.base.with_validation(dataset or cfg.base.load_dataset())
   prov = _common.Provenance("alford2019 (paper scale)", cfg, ds)
   rows = []
-  for model in cfg.models:
-    for seed in _seeds(cfg, model):
-      rows += _seed_rows(cfg, model, seed, workdir, ds, report_only)
+  with _common.reporting_only(report_only):
+    for model in cfg.models:
+      for seed in _seeds(cfg, model):
+        rows += _seed_rows(cfg, model, seed, workdir, ds)
   analysis.write_rows(rows, workdir, "paper_runs")
   table = side_by_side(rows)
   analysis.write_rows(table, workdir, "side_by_side")
@@ -447,7 +445,7 @@ def run(cfg: AlfordPaperConfig, workdir: str, *, dataset=None,
              "runs_finished": len(rows), "runs_planned": planned_runs(cfg),
              "failed": [{k: r[k] for k in ("model", "arm", "param", "seed",
                                            "error")}
-                        for r in rows if r["error"]]}
+                        for r in _common.failed_rows(rows)]}
   plot(table, workdir)
   summary["train_seconds_of_finished_runs"] = float(sum(
       r.get("train_seconds") or 0.0 for r in _common.ok_rows(rows)))

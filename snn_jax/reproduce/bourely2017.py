@@ -202,7 +202,7 @@ def run(cfg: BourelyConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
              "runs": len(rows), "failed": [
                  {k: r[k] for k in ("topology", "requested_density", "seed",
                                     "inputs", "error")}
-                 for r in rows if r["error"]]}
+                 for r in _common.failed_rows(rows)]}
   plot(natural, stats, summary["correlations"], workdir)
   summary["provenance"] = prov.write(workdir)
   _common.write_summary(summary, workdir)

@@ -254,7 +254,7 @@ def run_dead_units(cfg: IsakovConfig, workdir: str, ds) -> dict[str, Any]:
   summary = {"stats": stats, "paired_differences": paired,
              "failed": [{k: r[k] for k in ("hidden_family", "depth", "init",
                                            "seed", "error")}
-                        for r in rows if r["error"]]}
+                        for r in _common.failed_rows(rows)]}
   plot_dead_units(rows, stats, os.path.join(workdir, "dead_units.png"))
   return summary
 
@@ -346,7 +346,7 @@ def run(cfg: IsakovConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
       "score_correlations": {k: _common.seed_bootstrap_corr(rows, k)
                              for k in SCORES},
       "failed": [{k: r[k] for k in ("topology", "seed", "error")}
-                 for r in rows if r["error"]],
+                 for r in _common.failed_rows(rows)],
   }
   plot(rows, summary, workdir)
   summary["provenance"] = prov.write(workdir)

@@ -165,7 +165,7 @@ def _one_dataset(cfg: LiuConfig, name: str, workdir: str, ds) -> dict[str, Any]:
     out["set_accuracy_spread"] = {"std": float(np.std(set_accs, ddof=1)),
                                   "range": float(np.ptp(set_accs))}
   out["failed"] = [{k: r[k] for k in ("method", "seed", "error")}
-                   for r in rows if r["error"]]
+                   for r in _common.failed_rows(rows)]
   return {"rows": rows, "analysis": out}
 
 

@@ -159,15 +159,14 @@ def run(cfg: LiuFigure4Config, workdir: str, *, dataset=None,
     rdir = os.path.join(workdir, "runs", f"w{i}")
 
     def one(stack=stack, rdir=rdir, i=i):
-      s = _common.train_stack(base, stack, rdir, ds, seed=i,
-                              report_only=report_only)
+      s = _common.train_stack(base, stack, rdir, ds, seed=i)
       curve = analysis.load_metrics(os.path.join(rdir, "train"))
       return {**_common.run_row(s), "final_val_acc": s.get("final_val_acc"),
               **{f"val_acc_e{e}": curve[e]["val_acc"]
                  for e in PAPER_VAL_ACC if e in curve}}
-    try:
+    with _common.reporting_only(report_only):
       row = _common.guarded(one)
-    except _common.NotFinished:
+    if row["error"] == _common.NOT_FINISHED:
       continue
     row.update(network=f"w{i}", seed=i)
     rows.append(row)
@@ -203,8 +202,8 @@ def run(cfg: LiuFigure4Config, workdir: str, *, dataset=None,
                   "weight decay 2e-4, batch 128, per-feature standardisation)",
                   "network i trains with seed i",
                   "validation part: the last 12,000 training images"],
-      "failed": [{k: r[k] for k in ("network", "error")} for r in rows
-                 if r["error"]]}
+      "failed": [{k: r[k] for k in ("network", "error")}
+                 for r in _common.failed_rows(rows)]}
   plot(mats, per_epoch, cfg, workdir)
   summary["train_seconds_of_finished_runs"] = float(sum(
       r.get("train_seconds") or 0.0 for r in _common.ok_rows(rows)))
