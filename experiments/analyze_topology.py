@@ -21,6 +21,11 @@ import json
 
 from absl import app, flags
 
+try:
+  from experiments import cli
+except ImportError:  # run as a script: experiments/ is on sys.path
+  import cli
+
 from snn_jax import analysis, topology
 
 _TOPOLOGY = flags.DEFINE_list(
@@ -33,9 +38,10 @@ _FAN_IN = flags.DEFINE_integer("fan_in", None, "Inputs per output neuron.")
 _BLOCK_SIZE = flags.DEFINE_integer("block_size", 1, "Block edge in neurons.")
 _SEED = flags.DEFINE_integer("seed", 0, "Generator seed.")
 _PARAMS = flags.DEFINE_string(
-    "params", "{}",
+    "topology_params", "{}",
     "JSON dict of generator parameters, e.g. '{\"epsilon\": 20}' or "
     "'{\"radices\": [[4, 4, 4]]}'; each goes to the generators that take it.")
+flags.DEFINE_alias("params", "topology_params")  # the older name
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None,
                                   "Where to write metrics and figures.")
 _SPECTRAL = flags.DEFINE_bool("spectral", True,
@@ -58,9 +64,9 @@ def main(argv):
     params = json.loads(_PARAMS.value)
     widths = [int(w) for w in _WIDTHS.value]
   except ValueError as e:
-    raise app.UsageError(f"bad --params or --widths: {e}") from None
+    raise app.UsageError(f"bad --topology_params or --widths: {e}") from None
   if not isinstance(params, dict):
-    raise app.UsageError("--params must be a JSON object")
+    raise app.UsageError("--topology_params must be a JSON object")
   if "pruned" in names:
     raise app.UsageError(
         "'pruned' needs trained weights; derive it with experiments/prune.py "
@@ -83,4 +89,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

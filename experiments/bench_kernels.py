@@ -22,6 +22,11 @@ import os
 
 from absl import app, flags
 
+try:
+  from experiments import cli
+except ImportError:  # run as a script: experiments/ is on sys.path
+  import cli
+
 from snn_jax import bench
 from snn_jax.analysis import write_rows
 
@@ -94,4 +99,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

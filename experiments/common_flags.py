@@ -2,6 +2,7 @@
 build (the library never reads flags)."""
 
 import json
+import sys
 
 from absl import app, flags
 
@@ -38,16 +39,35 @@ _BLOCK_SIZE = flags.DEFINE_list("block_size", ["1"],
 _TOPOLOGY_PARAMS = flags.DEFINE_string(
     "topology_params", "{}", "JSON generator parameters, e.g. '{\"epsilon\": 20}'.")
 _IMPL = flags.DEFINE_enum("impl", "auto", list(IMPLS), "bsmm implementation.")
-_INIT = flags.DEFINE_enum("init", "sparse_he", sorted(INITIALIZERS), "Initialiser.")
+_INIT = flags.DEFINE_string(
+    "init", "sparse_he", f"Initialiser: one of {', '.join(sorted(INITIALIZERS))},"
+    " or truncated_normal:<std> (e.g. truncated_normal:0.04).")
+_BIAS_INIT = flags.DEFINE_float("bias_init", 0.0, "Starting value of biases.")
+_OUTPUT_ACTIVATION = flags.DEFINE_string(
+    "output_activation", None, "Activation on the logits too (Alford et al. "
+    "2019: relu); default none.")
 _ACTIVATION = flags.DEFINE_string("activation", "relu", "Hidden activation.")
 _NORM = flags.DEFINE_enum("norm", None, ["layer", "batch"], "Normalisation.")
 _DROPOUT = flags.DEFINE_float("dropout", 0.0, "Dropout rate.")
 _OPTIMIZER = flags.DEFINE_enum("optimizer", "momentum", list(OPTIMIZERS), "optax optimizer.")
 _LR = flags.DEFINE_float("lr", 0.05, "Peak learning rate.")
+flags.DEFINE_alias("learning_rate", "lr")
 _SCHEDULE = flags.DEFINE_enum("schedule", "cosine", list(SCHEDULES), "LR schedule.")
 _WARMUP = flags.DEFINE_integer("warmup_epochs", 0, "Warm-up epochs (warmup_cosine).")
+_LR_BOUNDARIES = flags.DEFINE_list(
+    "lr_boundaries", [], "schedule=piecewise: steps at which the learning "
+    "rate changes, e.g. 10000,20000.")
+_LR_VALUES = flags.DEFINE_list(
+    "lr_values", [], "schedule=piecewise: the learning rate from each "
+    "boundary on, e.g. 0.1,0.05 (--lr before the first).")
 _MOMENTUM = flags.DEFINE_float("momentum", 0.9, "Momentum (optimizer=momentum).")
 _WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 0.0, "Weight decay.")
+_DECAY_BIASES = flags.DEFINE_bool(
+    "decay_biases", True, "Apply --weight_decay to biases too (--nodecay_biases: "
+    "weights only, as an L2 term in the loss).")
+_VALIDATION_SPLIT = flags.DEFINE_string(
+    "validation_split", None, "Hold out first:N or last:N training examples; "
+    "every epoch then also reports validation accuracy.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size.")
 _EPOCHS = flags.DEFINE_integer("epochs", 30, "Epochs.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed (topology, init, data order).")
@@ -56,13 +76,27 @@ _SPLIT_SEED = flags.DEFINE_integer(
     "is split here (digits, IDX test-set files); default --seed.")
 _SNAPSHOTS = flags.DEFINE_bool("snapshot_topologies", False,
                                "Save every epoch's topology (for NNSTD).")
-_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+_SNAPSHOT_EPOCHS = flags.DEFINE_list(
+    "snapshot_epochs", [], "With --snapshot_topologies: only these epochs "
+    "(0 = at initialisation).")
+_PROGRESS = flags.DEFINE_bool(
+    "progress", True, "Show a progress bar (default: only when stdout is a "
+    "terminal, so logs get no carriage-return lines).")
 _SPARSE_TRAINING = flags.DEFINE_enum(
     "sparse_training", "static", list(METHODS),
-    "static topology, SET (Mocanu et al. 2018) or RigL (Evci et al. 2020).")
+    "static topology, SET (Mocanu et al. 2018), RigL (Evci et al. 2020) or "
+    "prune (gradual magnitude pruning, Zhu & Gupta 2017: --prune_density, "
+    "--prune_begin_step, --prune_end_step, --update_every).")
 _ZETA = flags.DEFINE_float("zeta", 0.3, "Fraction of connections rewired per update.")
 _UPDATE_EVERY = flags.DEFINE_integer(
     "update_every", 0, "Rewire every N optimizer steps; 0 = after every epoch.")
+_PRUNE_DENSITY = flags.DEFINE_float(
+    "prune_density", None, "sparse_training=prune: fraction of each layer's "
+    "weights kept at the end.")
+_PRUNE_BEGIN = flags.DEFINE_integer("prune_begin_step", 0,
+                                    "sparse_training=prune: first mask update.")
+_PRUNE_END = flags.DEFINE_integer("prune_end_step", None,
+                                  "sparse_training=prune: last mask update.")
 _REGROW_INIT = flags.DEFINE_enum(
     "regrow_init", None, list(REGROW_INITS),
     "Value of regrown weights (default: SET set_normal, RigL zero).")
@@ -88,13 +122,24 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False,
                                "Discard a workdir that holds a different run.")
 
 
+def _progress() -> bool:
+  """--progress as given, else whether stdout is a terminal."""
+  if flags.FLAGS["progress"].present:
+    return _PROGRESS.value
+  return sys.stdout.isatty()
+
+
 def config_from_flags() -> TrainConfig:
   try:
     params = json.loads(_TOPOLOGY_PARAMS.value)
     hidden = tuple(int(h) for h in _HIDDEN.value)
     bs = [int(b) for b in _BLOCK_SIZE.value]
+    boundaries = tuple(int(b) for b in _LR_BOUNDARIES.value)
+    lr_values = tuple(float(v) for v in _LR_VALUES.value)
+    snapshot_epochs = tuple(int(e) for e in _SNAPSHOT_EPOCHS.value)
   except ValueError as e:
-    raise app.UsageError(f"bad --hidden, --block_size or --topology_params: {e}")
+    raise app.UsageError(f"bad --hidden, --block_size, --topology_params, "
+                         f"--lr_boundaries, --lr_values or --snapshot_epochs: {e}")
   if not isinstance(params, dict):
     raise app.UsageError("--topology_params must be a JSON object")
   # epsilon (SET's parametrisation) replaces the density.
@@ -104,7 +149,13 @@ def config_from_flags() -> TrainConfig:
       dataset=_DATASET.value, model=_MODEL.value, hidden=hidden, topology=_TOPOLOGY.value,
       density=density, fan_in=_FAN_IN.value,
       block_size=bs[0] if len(bs) == 1 else tuple(bs), topology_params=params,
-      impl=_IMPL.value, init=_INIT.value, activation=_ACTIVATION.value,
+      impl=_IMPL.value, init=_INIT.value, bias_init=_BIAS_INIT.value,
+      output_activation=_OUTPUT_ACTIVATION.value, activation=_ACTIVATION.value,
+      lr_boundaries=boundaries, lr_values=lr_values,
+      decay_biases=_DECAY_BIASES.value,
+      validation_split=_VALIDATION_SPLIT.value,
+      snapshot_epochs=snapshot_epochs, prune_density=_PRUNE_DENSITY.value,
+      prune_begin_step=_PRUNE_BEGIN.value, prune_end_step=_PRUNE_END.value,
       norm=_NORM.value, dropout=_DROPOUT.value, optimizer=_OPTIMIZER.value,
       lr=_LR.value, schedule=_SCHEDULE.value, warmup_epochs=_WARMUP.value,
       momentum=_MOMENTUM.value, weight_decay=_WEIGHT_DECAY.value,
@@ -113,7 +164,7 @@ def config_from_flags() -> TrainConfig:
       tfds_manual_dir=_TFDS_MANUAL_DIR.value, tfds_download=_TFDS_DOWNLOAD.value,
       normalization=_NORMALIZATION.value, split_seed=_SPLIT_SEED.value,
       data_split=data_flags.DATA_SPLIT.value,
-      snapshot_topologies=_SNAPSHOTS.value, progress=_PROGRESS.value,
+      snapshot_topologies=_SNAPSHOTS.value, progress=_progress(),
       sparse_training=_SPARSE_TRAINING.value, zeta=_ZETA.value,
       update_every=_UPDATE_EVERY.value, regrow_init=_REGROW_INIT.value,
       topology_dir=_TOPOLOGY_DIR.value, init_weights=_INIT_WEIGHTS.value,

@@ -11,6 +11,11 @@ grid). Writes deep_init.csv/json and accuracy_vs_depth.png.
 
 from absl import app, flags, logging
 
+try:
+  from experiments import cli
+except ImportError:  # run as a script: experiments/ is on sys.path
+  import cli
+
 from snn_jax import data
 from snn_jax.reproduce import DeepInitConfig, run_deep_init
 
@@ -47,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

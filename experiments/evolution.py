@@ -18,6 +18,11 @@ import os
 
 from absl import app, flags, logging
 
+try:
+  from experiments import cli
+except ImportError:  # run as a script: experiments/ is on sys.path
+  import cli
+
 from snn_jax import analysis, data
 from snn_jax.training import train_and_evaluate
 
@@ -71,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -24,6 +24,11 @@ import os
 
 from absl import app, flags
 
+try:
+  from experiments import cli
+except ImportError:  # run as a script: experiments/ is on sys.path
+  import cli
+
 from snn_jax import graph_challenge as gc
 from snn_jax.analysis import write_rows
 from snn_jax.data import find_idx, read_idx
@@ -122,4 +127,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -14,6 +14,11 @@ the --topology flags are ignored. Restarting with the same flags resumes.
 
 from absl import app, flags, logging
 
+try:
+  from experiments import cli
+except ImportError:  # run as a script: experiments/ is on sys.path
+  import cli
+
 from snn_jax import data
 from snn_jax.sparse_training import PruneConfig, SCOPES, prune_and_retrain
 
@@ -60,4 +65,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

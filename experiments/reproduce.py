@@ -25,6 +25,11 @@ import json
 
 from absl import app, flags, logging
 
+try:
+  from experiments import cli
+except ImportError:  # run as a script: experiments/ is on sys.path
+  import cli
+
 from snn_jax import data
 from snn_jax.reproduce import PAPER_SCALE, PAPERS
 from snn_jax.training import TrainConfig
@@ -130,4 +135,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -14,6 +14,11 @@ keeps its own workdir under ``runs/`` and resumes if the sweep is restarted.
 
 from absl import app, flags, logging
 
+try:
+  from experiments import cli
+except ImportError:  # run as a script: experiments/ is on sys.path
+  import cli
+
 from snn_jax import topology
 from snn_jax.training import SweepConfig, correlations, run_sweep
 
@@ -28,6 +33,7 @@ _DENSITIES = flags.DEFINE_list("densities", ["0.05", "0.1", "0.2"], "Densities."
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 _PROCESSES = flags.DEFINE_integer("processes", 1, "Concurrent training processes.")
 flags.mark_flag_as_required("workdir")
+flags.adopt_module_key_flags(common_flags)  # --helpshort lists them
 
 
 def main(argv):
@@ -56,4 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

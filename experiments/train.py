@@ -17,7 +17,15 @@ restarts from its last completed epoch when started again with the same
 flags; ``--overwrite`` discards a workdir holding a different run.
 """
 
+import os
+import sys
+
 from absl import app, flags, logging
+
+try:
+  from experiments import cli
+except ImportError:  # run as a script: experiments/ is on sys.path
+  import cli
 
 from snn_jax import data
 from snn_jax.training import train_and_evaluate
@@ -28,19 +36,40 @@ except ImportError:  # run as a script: experiments/ is on sys.path
   import common_flags
 
 flags.mark_flag_as_required("workdir")
+flags.adopt_module_key_flags(common_flags)  # --helpshort lists them
+
+
+def resume_hint(workdir: str) -> str:
+  """Where a run interrupted in ``workdir`` will resume."""
+  done = 0
+  path = os.path.join(workdir, "metrics.jsonl")
+  if os.path.exists(path):
+    with open(path) as f:
+      done = sum(1 for line in f if line.strip())
+  if done:
+    return (f"epochs 1-{done} are checkpointed in {workdir}; run the same "
+            f"command again to resume from epoch {done + 1}")
+  return (f"no epoch had completed, nothing was checkpointed in {workdir}; "
+          "the same command starts the run again")
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  workdir = common_flags._WORKDIR.value
   try:
     common_flags.maybe_initialize_distributed()
     config = common_flags.config_from_flags()
-    summary = train_and_evaluate(config, common_flags._WORKDIR.value,
+    summary = train_and_evaluate(config, workdir,
                                  overwrite=common_flags._OVERWRITE.value)
   except (ValueError, FileExistsError, FileNotFoundError,
           data.DatasetUnavailableError) as e:
     raise app.UsageError(str(e)) from None
+  except FloatingPointError as e:  # the message says what was kept
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  except KeyboardInterrupt:
+    raise cli.Interrupted(resume_hint(workdir)) from None
   print(f"final test accuracy {summary['final_test_acc']:.4f} (best "
         f"{summary['best_test_acc']:.4f}), {summary['nnz_params']:,} weights of "
         f"{summary['dense_params']:,} dense, {summary['train_seconds']:.1f} s "
@@ -50,4 +79,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -312,3 +312,31 @@ def test_alford_lenet5_convolutions_follow_their_weight_level_masks(rng):
 def test_alford_lenet5_config_errors(kw, match):
   with pytest.raises(ValueError, match=match):
     TrainConfig(**{**dict(model="lenet5_alford", hidden=(50, 384)), **kw})
+
+
+def test_train_binary_takes_the_paper_setup_flags(tmp_path):
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run(
+      [sys.executable, os.path.join(root, "experiments", "train.py"),
+       f"--workdir={tmp_path}", "--hidden=32,16", "--topology=dense",
+       "--init=truncated_normal:0.05", "--bias_init=0.1",
+       "--output_activation=relu", "--optimizer=sgd", "--lr=0.1",
+       "--schedule=piecewise", "--lr_boundaries=10,20", "--lr_values=0.05,0.02",
+       "--weight_decay=0.004", "--nodecay_biases", "--validation_split=first:200",
+       "--sparse_training=prune", "--prune_density=0.25", "--prune_begin_step=5",
+       "--prune_end_step=25", "--update_every=5", "--epochs=3",
+       "--batch_size=64", "--snapshot_topologies", "--snapshot_epochs=0,3"],
+      capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  with open(tmp_path / "summary.json") as f:
+    s = json.load(f)
+  assert s["density"] == pytest.approx(0.25, abs=0.01)
+  assert s["config"]["lr_boundaries"] == [10, 20] and "final_val_acc" in s
+  assert sorted(os.listdir(tmp_path / "topologies")) == ["epoch_000", "epoch_003"]
+  bad = subprocess.run(
+      [sys.executable, os.path.join(root, "experiments", "train.py"),
+       f"--workdir={tmp_path / 'bad'}", "--init=truncated_normal:x"],
+      capture_output=True, text=True, timeout=300)
+  assert bad.returncode == 2 and "truncated_normal:0.04" in bad.stderr

@@ -435,3 +435,25 @@ def test_rewiring_never_retraces_the_training_step(tmp_path, monkeypatch,
     assert sum(json.loads(l)["rewired_blocks"] for l in f) > 0
   assert traces.count(batch) == 1, traces  # one trace of the train step
   assert s["final_test_acc"] > 0.5
+
+
+def test_epoch_end_rewiring_comes_after_the_epochs_evaluation(tmp_path,
+                                                              monkeypatch):
+  from snn_jax.training import loop
+  events = []
+  real_eval, real_update = loop.evaluate, Rewirer.update
+
+  def logged_eval(*a, **k):
+    events.append("eval")
+    return real_eval(*a, **k)
+
+  def logged_update(self, *a, **k):
+    events.append("rewire")
+    return real_update(self, *a, **k)
+  monkeypatch.setattr(loop, "evaluate", logged_eval)
+  monkeypatch.setattr(Rewirer, "update", logged_update)
+  cfg = TrainConfig(hidden=(32,), density=0.3, epochs=3, batch_size=128,
+                    sparse_training="set", progress=False)
+  train_and_evaluate(cfg, str(tmp_path / "run"))
+  # SET rewires after every epoch but the last, each time after evaluating
+  assert events == ["eval", "rewire", "eval", "rewire", "eval"]

@@ -41,7 +41,7 @@ def test_train_writes_everything_and_learns(tmp_path):
   assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
   assert rows[-1]["train_loss"] < rows[0]["train_loss"]
   assert rows[0]["nnz_params"] == s["nnz_params"] < s["dense_params"]
-  for name in ("config.json", "metrics.csv", "summary.json"):
+  for name in ("config.json", "metrics.csv", "summary.json", "curves.png"):
     assert os.path.exists(os.path.join(wd, name))
   assert sorted(os.listdir(os.path.join(wd, "topologies"))) == [
       f"epoch_{e:03d}" for e in range(5)]

@@ -7,6 +7,7 @@ sizes, then the data (type 0x08 = uint8). Files may be gzip-compressed.
 from __future__ import annotations
 
 import gzip
+import zlib
 import os
 
 import numpy as np
@@ -23,8 +24,13 @@ _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4",
 def read_idx(path: str) -> np.ndarray:
   """Reads one IDX file (optionally ``.gz``) into a NumPy array."""
   opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rb") as f:
-    data = f.read()
+  try:
+    with opener(path, "rb") as f:
+      data = f.read()
+  except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+    raise ValueError(
+        f"{path} is truncated or corrupt ({type(e).__name__}: {e}); download "
+        "it again or restore it from the original archive") from None
   if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
     raise ValueError(f"{path} is not an IDX file (bad magic {data[:4]!r})")
   ndim = data[3]

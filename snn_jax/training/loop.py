@@ -7,7 +7,11 @@ Workdir contract:
   ``metrics.jsonl``, ``metrics.csv``  one row per epoch: epoch, step,
                      train_loss, train_acc, test_loss, test_acc, wall_s,
                      epoch_s, nnz_params, dense_params, lr, rewired_blocks
-                     (blocks moved by SET/RigL during the epoch);
+                     (blocks moved by SET/RigL during the epoch); an
+                     update due at the end of an epoch comes after the
+                     epoch's evaluation (as SET's code evaluates before it
+                     evolves the weights), so test_acc is the accuracy of
+                     the trained, not the freshly rewired, network;
   ``checkpoints/``   orbax: model state (values, biases, norm statistics and
                      the topology index arrays), optimizer state, epoch --
                      one per completed epoch, so a killed run restarts at
@@ -15,7 +19,8 @@ Workdir contract:
   ``topologies/``    optional per-epoch topology snapshots (NNSTD analysis):
                      ``epoch_<e>/layer_<l>.npz``, epoch 0 = at initialisation;
   ``summary.json``   final and best accuracy, timings, sizes, data source
-                     and fingerprint, versions.
+                     and fingerprint, versions;
+  ``curves.png``     loss and accuracy against epoch.
 ``config.json`` also records the data's fingerprint (``snn_jax.data``): a
 workdir is never resumed, nor its summary rewritten, on other data than it
 was trained on -- that is refused like a different config. Timings in the
@@ -29,10 +34,13 @@ is checkpointed, so the last good checkpoint survives.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 from typing import Any
 
@@ -666,6 +674,14 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
       it = progress(it, total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}",
                     leave=False)
     rewired = 0
+    rewire_after_eval = None
+
+    def rewire(xb, yb):
+      n = sum(s["dropped"] for s in rewirer.update(model, optimizer, step,
+                                                   xb, yb))
+      if mesh is not None:  # rewired arrays come back on one device
+        parallel.place(mesh, model, optimizer, shard_blocks=config.shard_blocks)
+      return n
     for i, (xb, yb) in enumerate(it):
       if mesh is None:
         xb, yb = jnp.asarray(xb), jnp.asarray(yb)
@@ -675,12 +691,13 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
       losses.append(loss)
       accs.append(acc)
       step += 1
-      if rewirer.due(step, end_of_epoch=i + 1 == steps_per_epoch,
+      end_of_epoch = i + 1 == steps_per_epoch
+      if rewirer.due(step, end_of_epoch=end_of_epoch,
                      last_epoch=epoch == config.epochs):
-        rewired += sum(s["dropped"] for s in rewirer.update(
-            model, optimizer, step, xb, yb))
-        if mesh is not None:  # rewired arrays come back on one device
-          parallel.place(mesh, model, optimizer, shard_blocks=config.shard_blocks)
+        if end_of_epoch:  # the epoch's accuracy is measured before it
+          rewire_after_eval = (xb, yb)
+        else:
+          rewired += rewire(xb, yb)
     losses = np.asarray(jax.device_get(losses))
     if not np.isfinite(losses).all():
       bad = int(np.argmin(np.isfinite(losses)))
@@ -701,6 +718,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
     if ds.x_val is not None:
       val_loss, val_acc = evaluate(model, ds.x_val, ds.y_val, 1024)
       val = {"val_loss": val_loss, "val_acc": val_acc}
+    if rewire_after_eval is not None:
+      rewired += rewire(*rewire_after_eval)
     row = {"epoch": epoch, "step": step,
            "train_loss": float(losses.mean()),
            "train_acc": float(np.mean(jax.device_get(accs))),
@@ -710,10 +729,12 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
            "lr": float(lr_schedule(step)), "rewired_blocks": rewired, **val}
     if config.snapshots_at(epoch):
       _snapshot(model, workdir, epoch)
-    ckpt.save(epoch, {"model": nnx.to_pure_dict(nnx.state(model, _ckpt_filter())),
-                      "opt": nnx.to_pure_dict(nnx.state(optimizer)),
-                      "epoch": epoch})
-    writer.write(row)
+    with _interrupts_deferred():  # an epoch is saved whole or not at all
+      ckpt.save(epoch, {"model": nnx.to_pure_dict(nnx.state(model,
+                                                            _ckpt_filter())),
+                        "opt": nnx.to_pure_dict(nnx.state(optimizer)),
+                        "epoch": epoch})
+      writer.write(row)
     print(f"epoch {epoch:3d}  train loss {row['train_loss']:.4f} acc "
           f"{row['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}"
           + (f"  val acc {val['val_acc']:.4f}" if val else "")
@@ -751,7 +772,60 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=1)
+    plot_curves(writer.rows, os.path.join(workdir, "curves.png"),
+                title=f"{config.model} {config.topology} on {ds.name}")
   return summary
+
+
+def plot_curves(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
+  """``curves.png``: training and held-out loss (left) and accuracy
+  (right) against epoch, from the metrics rows of a run (validation too
+  where the run has a validation part)."""
+  if not rows:
+    return
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  epochs = [r["epoch"] for r in rows]
+  fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+  for key, label in (("train", "training (mean over the epoch)"),
+                     ("test", "test"), ("val", "validation")):
+    if f"{key}_loss" in rows[0]:
+      ax_loss.plot(epochs, [r[f"{key}_loss"] for r in rows], marker=".",
+                   label=label)
+      ax_acc.plot(epochs, [r[f"{key}_acc"] for r in rows], marker=".",
+                  label=label)
+  ax_loss.set_ylabel("loss")
+  ax_loss.set_yscale("log")
+  ax_acc.set_ylabel("accuracy")
+  for ax in (ax_loss, ax_acc):
+    ax.set_xlabel("epoch")
+    ax.legend(fontsize=7)
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+  """Ctrl-C (SIGINT) inside the block takes effect when it ends, so a
+  checkpoint and its metrics row are written together or not at all (an
+  interrupted orbax save leaves worker threads failing noisily). Only the
+  main thread can install signal handlers; elsewhere this does nothing."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  caught = []
+  previous = signal.signal(signal.SIGINT, lambda *a: caught.append(a))
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, previous)
+  if caught:
+    raise KeyboardInterrupt
 
 
 def _finished_summary(path: str, config: TrainConfig) -> dict[str, Any] | None:

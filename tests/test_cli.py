@@ -1,0 +1,112 @@
+"""What a user sees when a binary fails or is interrupted: one line, the
+right exit code, no traceback, no docstring; flag names and aliases."""
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from snn_jax import data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _binary(name, *args, timeout=300):
+  return subprocess.run([sys.executable, os.path.join(ROOT, "experiments",
+                                                      f"{name}.py"), *args],
+                        capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("name,args,match", [
+    ("train", ["--hidden=abc"], "bad --hidden"),
+    ("train", ["--dataset=mnist", "--data_dir=/nowhere"], "/nowhere"),
+    ("analyze_topology", ["--topology_params=[1]"], "must be a JSON object"),
+    ("reproduce", ["--paper=alford2019", "--report_only"], "--report_only"),
+])
+def test_usage_errors_are_one_line_and_exit_2(tmp_path, name, args, match):
+  extra = [f"--workdir={tmp_path / 'w'}"] if name in ("train", "reproduce") else []
+  out = _binary(name, *args, *extra)
+  assert out.returncode == 2, out.stderr[-2000:]
+  lines = [l for l in out.stderr.splitlines() if l.strip()]
+  assert lines[0].startswith("error: ") and match in lines[0], out.stderr
+  assert "Traceback" not in out.stderr and len(lines) <= 3, out.stderr
+
+
+def test_non_finite_loss_is_one_line_and_exit_1(tmp_path):
+  out = _binary("train", f"--workdir={tmp_path}", "--hidden=32", "--epochs=2",
+                "--lr=1e12", "--optimizer=sgd", "--schedule=constant",
+                "--init=dense_he", "--density=1.0", "--topology=dense")
+  assert out.returncode == 1, out.stderr[-2000:]
+  assert "Traceback" not in out.stderr
+  assert "error: non-finite training loss" in out.stderr
+
+
+def test_ctrl_c_says_where_the_run_resumes(tmp_path):
+  wd = tmp_path / "run"
+  proc = subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, "experiments", "train.py"),
+       f"--workdir={wd}", "--hidden=64", "--epochs=500"],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    metrics = wd / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (
+        metrics.exists() and metrics.read_text().strip()):
+      time.sleep(0.2)
+    assert metrics.read_text().strip(), "no epoch finished in time"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+  finally:
+    proc.kill()
+  assert proc.returncode == 130, err[-2000:]
+  assert "Traceback" not in err
+  assert "interrupted: epochs 1-" in err and "resume from epoch" in err
+  # The checkpoint and the metrics agree: the resume point said is real.
+  from snn_jax.training import Checkpointer
+  done = len([l for l in metrics.read_text().splitlines() if l.strip()])
+  ckpt = Checkpointer(str(wd))
+  try:
+    assert ckpt.latest_epoch() == done
+  finally:
+    ckpt.close()
+  assert f"resume from epoch {done + 1}" in err
+
+
+def test_aliases_and_key_flags(tmp_path):
+  out = _binary("train", f"--workdir={tmp_path}", "--hidden=16", "--epochs=1",
+                "--learning_rate=0.01")
+  assert out.returncode == 0, out.stderr[-2000:]
+  import json
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["lr"] == 0.01
+  assert "\r" not in out.stdout + out.stderr  # no progress bar into a pipe
+  short = _binary("train", "--helpshort")
+  assert "--hidden" in short.stdout and "--learning_rate" in short.stdout
+  out = _binary("analyze_topology", "--topology=erdos_renyi",
+                "--widths=32,16", "--density=0.5", "--params={}",
+                f"--output_dir={tmp_path / 'a'}", "--nospectral")
+  assert out.returncode == 0, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_idx_file_names_itself(tmp_path, rng, damage):
+  x = rng.integers(0, 255, (20, 28, 28), dtype=np.uint8)
+  y = rng.integers(0, 10, 20, dtype=np.uint8)
+  blobs = {"t10k-images-idx3-ubyte.gz":
+           b"\0\0\x08\x03" + np.array([20, 28, 28], ">u4").tobytes() + x.tobytes(),
+           "t10k-labels-idx1-ubyte.gz":
+           b"\0\0\x08\x01" + np.array([20], ">u4").tobytes() + y.tobytes()}
+  for name, raw in blobs.items():
+    packed = gzip.compress(raw)
+    if name.startswith("t10k-images"):
+      packed = packed[:len(packed) // 2] if damage == "truncate" else (
+          packed[:20] + b"\xff" * 40 + packed[60:])
+    (tmp_path / name).write_bytes(packed)
+  with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.gz is truncated "
+                     "or corrupt"):
+    data.load_idx_dir(str(tmp_path), split="test_only")
