@@ -491,6 +491,8 @@ def test_alford2019_paper_runs_every_arm_and_resumes_without_checkpoints(
   assert table[("random", 0.01)]["verdict"] == "not run"
   assert table[("random", 0.1)]["runs"] == 1
   assert first["deviations"] and (tmp_path / "accuracy_vs_sparsity.png").exists()
+  md = (tmp_path / "side_by_side.md").read_text()
+  assert "| lenet300 | dense | – | 97.03 |" in md and "not run" in md
   run0 = tmp_path / "runs" / "lenet300" / "s0"
   assert (run0 / "dense" / "final_weights.npz").exists()
   assert (run0 / "gradual_s0.9" / "final_topology" / "layer_0.npz").exists()
@@ -576,7 +578,8 @@ def test_liu2020_figure4_tiny(tmp_path, rng):
   assert snaps == ["epoch_000", "epoch_001", "epoch_003"]
   table = {r["epoch"]: r for r in s["accuracy_vs_paper"]}
   assert table[200]["networks"] == 3 and table[10]["verdict"] == "not run"
-  for name in ("nnstd_heatmaps.png", "nnstd_vs_epoch.png", "networks.csv"):
+  for name in ("nnstd_heatmaps.png", "nnstd_vs_epoch.png", "networks.csv",
+               "accuracy_vs_paper.md"):
     assert (tmp_path / name).exists()
 
 

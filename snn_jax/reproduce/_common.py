@@ -360,3 +360,37 @@ def _jsonable(x):
 def write_summary(summary: dict[str, Any], workdir: str) -> None:
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(_jsonable(summary), f, indent=1)
+
+
+def _cell(v: Any) -> str:
+  if v is None or (isinstance(v, float) and not np.isfinite(v)):
+    return "–"
+  if isinstance(v, float):
+    return f"{v:.4g}"
+  return str(v)
+
+
+def write_markdown_table(rows: Sequence[dict[str, Any]],
+                         columns: Sequence[tuple[str, str]], path: str,
+                         title: str = "") -> str:
+  """Writes ``rows`` as a Markdown table (``columns``: (key, header)
+  pairs; accuracies as percentages where the key ends in ``acc``, is
+  ``paper``, ``mean``, ``ci_low`` or ``ci_high``) to ``path``; returns the
+  text -- what REPRODUCTION.md quotes, regenerated with the results."""
+  pct = {"paper", "mean", "ci_low", "ci_high", "paper_low", "paper_high",
+         "ours_low", "ours_high"}
+
+  def fmt(key, v):
+    if (key in pct or key.endswith("acc")) and isinstance(v, float) \
+        and np.isfinite(v):
+      return f"{100 * v:.2f}"
+    return _cell(v)
+  lines = [f"{title}\n" if title else "",
+           "| " + " | ".join(h for _, h in columns) + " |",
+           "|" + "---|" * len(columns)]
+  for r in rows:
+    lines.append("| " + " | ".join(fmt(k, r.get(k)) for k, _ in columns) + " |")
+  text = "\n".join(l for l in lines if l) + "\n"
+  with open(path, "w") as f:
+    f.write(text)
+  return text

@@ -435,6 +435,13 @@ def run(cfg: AlfordPaperConfig, workdir: str, *, dataset=None,
   analysis.write_rows(rows, workdir, "paper_runs")
   table = side_by_side(rows)
   analysis.write_rows(table, workdir, "side_by_side")
+  _common.write_markdown_table(
+      table, [("model", "network"), ("arm", "configuration"), ("param", "sparsity / density / r"),
+              ("paper", "paper %"), ("mean", "ours %"), ("ci_low", "95% low"),
+              ("ci_high", "95% high"), ("runs", "seeds"), ("verdict", "verdict")],
+      os.path.join(workdir, "side_by_side.md"),
+      title="Test accuracy (%); paper: single runs from the authors' sheet; "
+            "ours: mean and 95% t interval over seeds")
   stats = _common.group_stats(rows, ("model", "arm", "param"))
   drops = _common.group_stats(rows, ("model", "arm", "param"), "max_drop")
   for s, d in zip(stats, drops):

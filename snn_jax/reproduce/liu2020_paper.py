@@ -190,6 +190,15 @@ def run(cfg: LiuFigure4Config, workdir: str, *, dataset=None,
   analysis.write_rows(per_epoch, workdir, "nnstd_by_epoch")
   table = accuracy_vs_paper(rows)
   analysis.write_rows(table, workdir, "accuracy_vs_paper")
+  _common.write_markdown_table(
+      table, [("epoch", "epoch"), ("paper_low", "paper low %"),
+              ("paper_high", "paper high %"), ("ours_low", "ours low %"),
+              ("ours_high", "ours high %"), ("mean", "ours mean %"),
+              ("ci_low", "95% low"), ("ci_high", "95% high"),
+              ("networks", "networks"), ("verdict", "verdict")],
+      os.path.join(workdir, "accuracy_vs_paper.md"),
+      title="Validation accuracy (%) on the 12,000 held-out training images; "
+            "paper: range over seven of the authors' ten networks")
   summary = {
       "accuracy_vs_paper": table,
       "test_acc": _common.mean_ci([r["final_test_acc"] for r in
