@@ -588,6 +588,11 @@ def test_paper_report_only_reports_finished_runs_and_trains_nothing(tmp_path, rn
   cfg = _tiny_alford(arms=("dense", "random"), random_densities=(0.1, 0.5))
   empty = alford2019_paper.run(cfg, str(tmp_path), dataset=ds, report_only=True)
   assert empty["runs_finished"] == 0 and empty["runs_planned"] == 3
+  # arms derived from unfinished runs are unfinished too, not failed
+  derived = alford2019_paper.run(
+      dataclasses.replace(cfg, arms=("one_time_retrained", "iterative_retrained")),
+      str(tmp_path), dataset=ds, report_only=True)
+  assert derived["failed"] == [] and derived["runs_finished"] == 0
   assert not (tmp_path / "runs").exists() or not list(
       (tmp_path / "runs").rglob("summary.json"))
   alford2019_paper.run(dataclasses.replace(cfg, random_densities=(0.1,)),

@@ -301,6 +301,8 @@ def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
   for sp in cfg.sparsities:
     if "one_time_retrained" in cfg.arms:
       def one_time(sp=sp):
+        if dense_row.get("error") == _common.NOT_FINISHED:
+          raise _common.NotFinished(dense_dir)
         if dense_row.get("error"):
           raise ValueError(f"the dense run failed: {dense_row['error']}")
         stack = _magnitude_pruned(_dense_weights(dense_dir), sp)
@@ -321,6 +323,8 @@ def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
       pruned_row = record("iterative_pruned", sp, gradual)
       if "iterative_retrained" in cfg.arms:
         def gradual_retrained(sp=sp, gdir=gdir, pruned_row=pruned_row):
+          if pruned_row.get("error") == _common.NOT_FINISHED:
+            raise _common.NotFinished(gdir)
           if pruned_row.get("error"):
             raise ValueError(f"the pruning run failed: {pruned_row['error']}")
           return retrain(_final_topology(gdir), rdir(f"gradual_retrained_s{sp:g}"))
