@@ -110,3 +110,38 @@ def test_corrupt_idx_file_names_itself(tmp_path, rng, damage):
   with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.gz is truncated "
                      "or corrupt"):
     data.load_idx_dir(str(tmp_path), split="test_only")
+
+
+def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
+  """SIGKILL (no handler can run) during training: the rerun resumes from
+  the last complete epoch and ends with the same metrics as a run that was
+  never interrupted (seeded data order, deterministic kernels)."""
+  import json
+  args = ["--hidden=64", "--epochs=6", "--density=0.3"]
+  ref = _binary("train", f"--workdir={tmp_path / 'ref'}", *args)
+  assert ref.returncode == 0, ref.stderr[-2000:]
+  wd = tmp_path / "killed"
+  metrics = wd / "metrics.jsonl"
+  proc = subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, "experiments", "train.py"),
+       f"--workdir={wd}", *args], stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 240
+    while time.time() < deadline and not (
+        metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+  finally:
+    proc.kill()
+  done = len([l for l in metrics.read_text().splitlines() if l.strip()])
+  assert 2 <= done < 6, "the run was not killed mid-way"
+  out = _binary("train", f"--workdir={wd}", *args)
+  assert out.returncode == 0, out.stderr[-2000:]
+  rows = lambda d: [json.loads(l) for l in (d / "metrics.jsonl").read_text(
+      ).splitlines() if l.strip()]
+  got, want = rows(wd), rows(tmp_path / "ref")
+  assert [r["epoch"] for r in got] == list(range(1, 7))
+  for g, w in zip(got, want):
+    assert g["train_loss"] == w["train_loss"] and g["test_acc"] == w["test_acc"]
