@@ -129,7 +129,10 @@ def _progress() -> bool:
   return sys.stdout.isatty()
 
 
-def config_from_flags() -> TrainConfig:
+def config_from_flags(pruning_during_training: bool = True) -> TrainConfig:
+  """The TrainConfig the flags describe. prune.py passes
+  ``pruning_during_training=False``: its --prune_density is the target of
+  its prune-and-retrain pipeline, not of gradual pruning in one run."""
   try:
     params = json.loads(_TOPOLOGY_PARAMS.value)
     hidden = tuple(int(h) for h in _HIDDEN.value)
@@ -154,7 +157,8 @@ def config_from_flags() -> TrainConfig:
       lr_boundaries=boundaries, lr_values=lr_values,
       decay_biases=_DECAY_BIASES.value,
       validation_split=_VALIDATION_SPLIT.value,
-      snapshot_epochs=snapshot_epochs, prune_density=_PRUNE_DENSITY.value,
+      snapshot_epochs=snapshot_epochs,
+      prune_density=_PRUNE_DENSITY.value if pruning_during_training else None,
       prune_begin_step=_PRUNE_BEGIN.value, prune_end_step=_PRUNE_END.value,
       norm=_NORM.value, dropout=_DROPOUT.value, optimizer=_OPTIMIZER.value,
       lr=_LR.value, schedule=_SCHEDULE.value, warmup_epochs=_WARMUP.value,

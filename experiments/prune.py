@@ -27,8 +27,9 @@ try:
 except ImportError:
   import common_flags
 
-_DENSITY = flags.DEFINE_float("prune_density", 0.1,
-                              "Final fraction of weights kept, in (0, 1).")
+# --prune_density (common_flags): the final fraction of weights kept; 0.1
+# when not given.
+DEFAULT_DENSITY = 0.1
 _ITERATIONS = flags.DEFINE_integer(
     "prune_iterations", 1, "Pruning rounds (1 = one-shot; geometric schedule).")
 _SCOPE = flags.DEFINE_enum("prune_scope", "layer", list(SCOPES),
@@ -47,8 +48,9 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   try:
-    config = common_flags.config_from_flags()
-    prune = PruneConfig(density=_DENSITY.value, iterations=_ITERATIONS.value,
+    config = common_flags.config_from_flags(pruning_during_training=False)
+    density = common_flags._PRUNE_DENSITY.value
+    prune = PruneConfig(density=DEFAULT_DENSITY if density is None else density, iterations=_ITERATIONS.value,
                         scope=_SCOPE.value, rewind=_REWIND.value,
                         dense_epochs=_DENSE_EPOCHS.value,
                         retrain_epochs=_RETRAIN_EPOCHS.value)

@@ -16,6 +16,7 @@ from flax import nnx
 from snn_jax import analysis, topology
 from snn_jax.nn import SparseMLP, load_dense_weights, save_dense_weights
 from snn_jax.sparse_training import (PruneConfig, Rewirer, SparseTrainingConfig,
+                                     gradient_block_scores,
                                      grow_by_score, grow_random, magnitude_drop,
                                      merge, prune_and_retrain, prune_stack,
                                      remap_optimizer_state, rewire_layers,
@@ -457,3 +458,52 @@ def test_epoch_end_rewiring_comes_after_the_epochs_evaluation(tmp_path,
   train_and_evaluate(cfg, str(tmp_path / "run"))
   # SET rewires after every epoch but the last, each time after evaluating
   assert events == ["eval", "rewire", "eval", "rewire", "eval"]
+
+
+@pytest.mark.parametrize("bs,chunk", [(1, 64), (1, 1 << 24), (4, 200), (4, 16)])
+def test_grow_by_gradient_chooses_as_the_dense_scores_do(rng, bs, chunk):
+  from snn_jax.sparse_training import grow_by_gradient
+  t = topology.make("erdos_renyi", 64, 96, density=0.2, block_size=bs, seed=3)
+  x = rng.normal(size=(12, 64)).astype(np.float32)
+  dy = rng.normal(size=(12, 96)).astype(np.float32)
+  g = (x.T @ dy).astype(np.float64).reshape(64 // bs, bs, 96 // bs, bs)
+  scores = np.sqrt((g ** 2).sum(axis=(1, 3)))
+  k = 37 // bs + 3
+  want = grow_by_score(t.rows, t.cols, scores, k)
+  got = grow_by_gradient(t.rows, t.cols, x, dy, k, bs, chunk_floats=chunk)
+  np.testing.assert_array_equal(got[0], want[0])
+  np.testing.assert_array_equal(got[1], want[1])
+  occupied = set(zip(t.rows.tolist(), t.cols.tolist()))
+  assert not occupied & set(zip(got[0].tolist(), got[1].tolist()))
+  with pytest.raises(ValueError, match="only"):
+    grow_by_gradient(t.rows, t.cols, x, dy, 10 ** 6, bs)
+
+
+def test_rigl_growth_follows_the_dense_gradient_of_the_batch(rng):
+  from snn_jax.sparse_training import layer_inputs_and_output_grads
+  model = _model([20, 24, 10], 1, 0.3, seed=0)
+  x = jnp.asarray(rng.normal(size=(16, 20)).astype(np.float32))
+  y = jnp.asarray(rng.integers(0, 10, 16))
+  # input^T dY from the taps is the weight gradient autodiff gives
+  (a0, dy0), _ = layer_inputs_and_output_grads(model, x, y)
+  dense = jnp.asarray(model.layers[0].weight().to_dense())
+  bias = model.layers[0].bias.get_value()
+
+  def loss_of_dense_w(w):
+    h = jax.nn.relu(x @ w + bias[None, :])
+    logits = model.layers[1](h)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+  want = np.asarray(jax.grad(loss_of_dense_w)(dense))
+  np.testing.assert_allclose(a0.T @ dy0, want, rtol=1e-4, atol=1e-6)
+  # a RigL update grows exactly the best-scoring empty positions
+  scores = gradient_block_scores(model, x, y)
+  before = [layer.topology() for layer in model.layers]
+  rewire_layers(model, None, SparseTrainingConfig(method="rigl", zeta=0.3),
+                step=1, x=x, y=y)
+  for l, layer in enumerate(model.layers):
+    t0 = before[l]
+    grown = _block_set(layer) - set(zip(t0.rows.tolist(), t0.cols.tolist()))
+    if not grown:
+      continue
+    r, c = grow_by_score(t0.rows, t0.cols, scores[l], len(grown))
+    assert grown == set(zip(r.tolist(), c.tolist()))

@@ -208,25 +208,33 @@ class SparseMLP(nnx.Module):
       self.norms = None
     self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout > 0 else None
 
-  def __call__(self, x: jax.Array,
-               probes: Sequence[jax.Array] | None = None) -> jax.Array:
-    """``x[..., n_in] -> logits[..., n_out]``. ``probes`` (one dense
-    ``[n_in, n_out]`` array per layer, normally zeros) are added to the
-    layers' weights: the gradient with respect to them is the dense weight
-    gradient that RigL's growth rule needs."""
-    return self._forward(x, probes)[0]
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """``x[..., n_in] -> logits[..., n_out]``."""
+    return self._forward(x)[0]
 
-  def _forward(self, x, probes=None):
-    """Logits and the list of every layer's pre-activation."""
+  def forward_with_taps(self, x: jax.Array,
+                        output_taps: Sequence[jax.Array]
+                        ) -> tuple[jax.Array, list[jax.Array]]:
+    """Logits and every layer's input, with ``output_taps[l]`` (zeros of the
+    layer's output shape ``[..., n_out]``) added to layer l's output: the
+    gradient of a loss with respect to the taps is each layer's output
+    gradient ``dY``, so that ``inputᵀ·dY`` is its weight gradient -- RigL's
+    growth scores, without a dense ``[n_in, n_out]`` array per layer."""
+    if len(output_taps) != len(self.layers):
+      raise ValueError(f"got {len(output_taps)} taps for {len(self.layers)} "
+                       "layers")
+    logits, _, inputs = self._forward(x, output_taps)
+    return logits, inputs
+
+  def _forward(self, x, output_taps=None):
+    """Logits, every layer's pre-activation and every layer's input."""
     x = x.reshape(*x.shape[:-1], -1) if x.ndim > 1 else x
-    if probes is not None and len(probes) != len(self.layers):
-      raise ValueError(f"got {len(probes)} probes for {len(self.layers)} layers")
-    pre = []
+    pre, inputs = [], []
     for l, layer in enumerate(self.layers):
-      x_in = x
+      inputs.append(x)
       x = layer(x)
-      if probes is not None:
-        x = x + jnp.dot(x_in.astype(jnp.float32), probes[l]).astype(x.dtype)
+      if output_taps is not None:
+        x = x + output_taps[l].astype(x.dtype)
       pre.append(x)
       if l < len(self.layers) - 1:
         if self.norms is not None:
@@ -236,7 +244,7 @@ class SparseMLP(nnx.Module):
           x = self.dropout(x)
       elif self.output_activation is not None:
         x = self.output_activation(x)
-    return x, pre
+    return x, pre, inputs
 
   def preactivation_second_moments(self, x: jax.Array) -> np.ndarray:
     """float64[num_layers]: ``mean(z_l ** 2)`` of every layer's pre-
@@ -245,7 +253,7 @@ class SparseMLP(nnx.Module):
     preserving initialisation keeps of order one with depth (He et al. 2015;
     Isakov & Kinsy 2020). Runs the layers eagerly, one at a time; call it on
     a model in eval mode if it has dropout."""
-    _, pre = self._forward(jnp.asarray(x))
+    _, pre, _ = self._forward(jnp.asarray(x))
     return np.array([float(jnp.mean(jnp.square(z.astype(jnp.float32))))
                      for z in pre])
 

@@ -8,7 +8,8 @@
   reference code draws them (``regrow_init="set_normal"``).
 * **RigL** (Evci et al., "Rigging the Lottery", ICML 2020): drop the ζ_t
   smallest-magnitude weights and grow where the dense gradient of the current
-  batch is largest; grown weights start at zero; ζ_t follows a cosine decay
+  batch is largest (``grow_by_gradient``: the gradient ``inputᵀ·dY`` is
+  formed a few block columns at a time with a running top-k, never whole); grown weights start at zero; ζ_t follows a cosine decay
   ζ/2·(1 + cos(π t / T_end)) and updates stop at ``end_fraction`` of training.
 
 * **Gradual magnitude pruning** (Zhu & Gupta 2017, "To prune, or not to
@@ -32,9 +33,11 @@ from zero state.
 
 Host side: an update moves the values to the host, rewires in NumPy
 (``_rewire``) and writes them back; it costs milliseconds per layer at the
-widths of the seed papers. RigL's gradient scores need the dense gradient
-``xᵀ·dy`` of every layer on one batch (as Evci et al. compute it), an
-``[n_in, n_out]`` array per layer inside one jitted call.
+widths of the seed papers. RigL's growth needs every layer's input and
+output gradient on one batch (one jitted call, O(batch · width) per
+layer); the score of each empty block, the norm of that block of
+``inputᵀ·dY``, is computed on the host in column chunks (memory
+O(n_in · chunk + k), not O(n_in · n_out)).
 """
 
 from __future__ import annotations
@@ -141,31 +144,47 @@ class SparseTrainingConfig:
 
 
 @nnx.jit
-def _gradient_block_scores(model, x, y):
-  """Per layer float32[n_row_blocks, n_col_blocks]: block norm of dL/dW
-  (dense), from additive zero probes on every layer."""
-  probes = [jnp.zeros((layer.n_in, layer.n_out), jnp.float32)
-            for layer in model.layers]
+def _inputs_and_output_grads(model, x, y):
+  """Per layer: its input on the batch ``[B, n_in]`` and the loss gradient
+  at its output ``[B, n_out]`` (zero taps on the outputs,
+  ``SparseMLP.forward_with_taps``)."""
+  taps = [jnp.zeros(x.shape[:1] + (layer.n_out,), jnp.float32)
+          for layer in model.layers]
 
-  def loss_fn(model, probes):
-    logits = model(x, probes=probes)
-    return optax.softmax_cross_entropy_with_integer_labels(
+  def loss_fn(taps):
+    logits, inputs = model.forward_with_taps(x, taps)
+    loss = optax.softmax_cross_entropy_with_integer_labels(
         logits.astype(jnp.float32), y).mean()
+    return loss, inputs
 
-  grads = nnx.grad(loss_fn, argnums=1)(model, probes)
-  scores = []
-  for layer, g in zip(model.layers, grads):
-    bs = layer.block_size
-    g = g.reshape(layer.n_in // bs, bs, layer.n_out // bs, bs)
-    scores.append(jnp.sqrt(jnp.sum(g * g, axis=(1, 3))))
-  return scores
+  dys, inputs = jax.grad(loss_fn, has_aux=True)(taps)
+  return inputs, dys
+
+
+def layer_inputs_and_output_grads(model, x: jax.Array, y: jax.Array
+                                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+  """``(input[B, n_in], dY[B, n_out])`` per layer of ``model`` (a
+  ``SparseMLP``) on the batch ``x``, ``y`` (int labels), on the host:
+  everything RigL's growth rule needs, O(batch · width) per layer."""
+  inputs, dys = _inputs_and_output_grads(model, x, y)
+  return [(np.asarray(a, np.float32), np.asarray(d, np.float32))
+          for a, d in zip(inputs, dys)]
 
 
 def gradient_block_scores(model, x: jax.Array, y: jax.Array) -> list[np.ndarray]:
-  """RigL's growth scores for every layer of ``model`` (a ``SparseMLP``) on
-  the batch ``x[B, n_in]``, ``y[B]`` (int labels): the Frobenius norm of the
-  dense loss gradient on each block, float64[n_row_blocks, n_col_blocks]."""
-  return [np.asarray(s, np.float64) for s in _gradient_block_scores(model, x, y)]
+  """The Frobenius norm of the dense loss gradient ``inputᵀ·dY`` on every
+  block, float64[n_row_blocks, n_col_blocks] per layer: RigL's scores in
+  full, O(n_in·n_out) per layer -- for small layers and tests; training
+  uses :func:`~snn_jax.sparse_training.grow_by_gradient`, which never forms
+  them."""
+  out = []
+  for layer, (a, dy) in zip(model.layers,
+                            layer_inputs_and_output_grads(model, x, y)):
+    g = (a.T @ dy).astype(np.float64)
+    bs = layer.block_size
+    g = g.reshape(layer.n_in // bs, bs, layer.n_out // bs, bs)
+    out.append(np.sqrt((g * g).sum(axis=(1, 3))))
+  return out
 
 
 def _path_matches(path: tuple, layer: int) -> bool:
@@ -274,16 +293,16 @@ class Rewirer:
     if self.config.method == "prune":
       return self._prune(model, optimizer, step)
     zeta = self.zeta_at(step)
-    scores = None
+    grads = None
     if self.config.method == "rigl":
       if x is None or y is None:
         raise ValueError("RigL updates need a batch (x, y) for gradient scores")
-      scores = gradient_block_scores(model, x, y)
+      grads = layer_inputs_and_output_grads(model, x, y)
     rng = np.random.default_rng([self.config.seed, step])
     stats, sources = [], {}
     for l, layer in enumerate(model.layers):
       stat, source = self._update_layer(l, layer, zeta, rng,
-                                        None if scores is None else scores[l])
+                                        None if grads is None else grads[l])
       stats.append(stat)
       if source is not None:
         sources[l] = source
@@ -316,7 +335,7 @@ class Rewirer:
       _remap_optimizer_states(optimizer, sources)
     return stats
 
-  def _update_layer(self, l, layer, zeta, rng, scores):
+  def _update_layer(self, l, layer, zeta, rng, grads):
     """Rewires one layer; returns its statistics and the new blocks'
     sources (None when nothing moved)."""
     values_dev = layer.values.get_value()
@@ -333,10 +352,11 @@ class Rewirer:
     k = int(drop.sum())
     if k == 0:
       return {"layer": l, "zeta": zeta, "dropped": 0, "grown": 0}, None
-    if scores is None:
+    if grads is None:
       gr, gc = _rewire.grow_random(topo.rows, topo.cols, grid, k, rng)
     else:
-      gr, gc = _rewire.grow_by_score(topo.rows, topo.cols, scores, k)
+      gr, gc = _rewire.grow_by_gradient(topo.rows, topo.cols, *grads, k,
+                                        topo.block_size)
     rew = _rewire.merge(topo.rows, topo.cols, drop, gr, gc, grid[1])
     bs = topo.block_size
     init = self.config.resolved_regrow_init

@@ -128,6 +128,67 @@ def grow_by_score(rows: np.ndarray, cols: np.ndarray, scores: np.ndarray,
   return np.divmod(picked, n_c)
 
 
+# Largest dense slice X^T dY[:, chunk] grow_by_gradient materialises, in
+# floats (64 MiB of float32).
+GRADIENT_CHUNK_FLOATS = 1 << 24
+
+
+def grow_by_gradient(rows: np.ndarray, cols: np.ndarray, x: np.ndarray,
+                     dy: np.ndarray, k: int, block_size: int = 1, *,
+                     chunk_floats: int = GRADIENT_CHUNK_FLOATS
+                     ) -> tuple[np.ndarray, np.ndarray]:
+  """RigL's growth rule without the dense gradient: the ``k`` empty block
+  positions where the block norm of ``G = xᵀ·dy`` is largest, the same
+  choice (and tie order) as :func:`grow_by_score` on the scores of the
+  whole ``G``, but with ``G`` formed a few block columns at a time and a
+  running top-k over the empty positions -- O(n_in·chunk + k) memory
+  instead of O(n_in·n_out), so RigL reaches layers whose dense gradient
+  would not fit (Evci et al. 2020 compute the dense gradient).
+
+  Args:
+    rows, cols: the stored blocks (int[nnzb], row-major sorted).
+    x: float[batch, n_in], the layer's input on the batch.
+    dy: float[batch, n_out], the loss gradient at the layer's output.
+    k: blocks to grow.
+    block_size: the layer's block size.
+    chunk_floats: at most this many entries of ``G`` at once.
+  """
+  x = np.asarray(x, np.float32)
+  dy = np.asarray(dy, np.float32)
+  bs = block_size
+  n_rb, n_cb = x.shape[1] // bs, dy.shape[1] // bs
+  occupied = _flat(rows, cols, n_cb)
+  n_empty = n_rb * n_cb - len(np.unique(occupied))
+  if k > n_empty:
+    raise ValueError(f"cannot grow {k} blocks: only {n_empty} positions are empty")
+  if k == 0:
+    return np.zeros(0, np.int64), np.zeros(0, np.int64)
+  per_chunk = max(1, chunk_floats // (x.shape[1] * bs))
+  order = np.argsort(occupied, kind="stable")
+  occ_sorted = occupied[order]
+  best_score = np.zeros(0)
+  best_flat = np.zeros(0, np.int64)
+  for c0 in range(0, n_cb, per_chunk):
+    c1 = min(n_cb, c0 + per_chunk)
+    g = x.T @ dy[:, c0 * bs:c1 * bs]  # [n_in, (c1-c0)*bs]
+    score = np.sqrt((g.reshape(n_rb, bs, c1 - c0, bs) ** 2).sum(axis=(1, 3),
+                                                                dtype=np.float64))
+    flat = (np.arange(n_rb)[:, None] * n_cb + np.arange(c0, c1)[None, :]).ravel()
+    score = score.ravel()
+    lo, hi = np.searchsorted(occ_sorted, [flat.min(), flat.max() + 1])
+    taken = np.isin(flat, occ_sorted[lo:hi], assume_unique=False)
+    score, flat = score[~taken], flat[~taken]
+    score = np.concatenate([best_score, score])
+    flat = np.concatenate([best_flat, flat])
+    if len(score) > k:
+      # (-score, flat) order: largest first, ties to the lower position
+      keep = np.lexsort((flat, -score))[:k]
+      score, flat = score[keep], flat[keep]
+    best_score, best_flat = score, flat
+  picked = np.sort(best_flat)
+  return np.divmod(picked, n_cb)
+
+
 @dataclasses.dataclass(frozen=True)
 class Rewiring:
   """The outcome of one drop-and-grow step on one layer.
