@@ -5,17 +5,20 @@
 # /usr/bin/time -v, on the 8,000 / 2,000 split of the MNIST test files (as
 # the first measurement, so samples/s compare). Usage: bash
 # benchmarks/giant_mlp.sh [output.json] (from the repo root; needs
-# ../shared/datasets/mnist). Default output out/giant_mlp.json.
+# ../shared/datasets/mnist). Default output out/giant_mlp.json. Further
+# arguments go to train.py, e.g. --sparse_training=rigl --update_every=30
+# (RigL's growth without a dense gradient, measured for memory).
 set -euo pipefail
 OUT_JSON=${1:-out/giant_mlp.json}
+shift || true
 WORK=$(mktemp -d)
 /usr/bin/time -v -o "$WORK/time.txt" python experiments/train.py \
   --dataset=mnist --data_dir=../shared/datasets/mnist --data_split=test_only \
   --hidden=65536,65536,65536 --density=0.001 --epochs=1 --batch_size=128 \
-  --workdir="$WORK/run" --noprogress | tail -2
-python - "$WORK" "$OUT_JSON" <<'PY'
+  --workdir="$WORK/run" --noprogress "$@" | tail -2
+python - "$WORK" "$OUT_JSON" "$@" <<'PY'
 import json, os, re, sys, time
-work, out = sys.argv[1:]
+work, out = sys.argv[1:3]
 with open(os.path.join(work, "run", "summary.json")) as f:
   s = json.load(f)
 text = open(os.path.join(work, "time.txt")).read()
@@ -29,7 +32,8 @@ gen_s = time.perf_counter() - t0
 t0 = time.perf_counter()
 w = t.to_bcsr()
 bcsr_s = time.perf_counter() - t0
-row = {"widths": s["widths"], "density": s["density"], "nnz_params": s["nnz_params"],
+row = {"command_extra": sys.argv[3:], "sparse_training": s["config"]["sparse_training"],
+       "update_every": s["config"]["update_every"], "widths": s["widths"], "density": s["density"], "nnz_params": s["nnz_params"],
        "dense_params": s["dense_params"], "epochs": s["epochs"],
        "train_seconds_incl_compile": s["train_seconds"],
        "samples_per_second_incl_compile": s["samples_per_second"],
