@@ -78,6 +78,7 @@ setup(
         "matplotlib>=3.8",
         "scikit-learn>=1.3",
         "tqdm>=4.0",
+        "tensorboardX>=2.6",
     ],
     extras_require={
         "test": [

@@ -269,3 +269,39 @@ def test_invalid_run_leaves_the_workdir_untouched(tmp_path):
   assert not wd.exists()  # a corrected rerun into it is not refused
   train_and_evaluate(TrainConfig(**SMALL), str(wd))
   assert (wd / "config.json").exists()
+
+
+def _events(logdir):
+  """(tag, step, value) of every scalar in a TensorBoard event directory
+  (TFRecord framing: length, crc, Event proto, crc)."""
+  import struct
+  from tensorboardX.proto import event_pb2
+  out = []
+  for name in sorted(os.listdir(logdir)):
+    with open(os.path.join(logdir, name), "rb") as f:
+      raw = f.read()
+    pos = 0
+    while pos < len(raw):
+      (n,) = struct.unpack("<Q", raw[pos:pos + 8])
+      ev = event_pb2.Event.FromString(raw[pos + 12:pos + 12 + n])
+      pos += 12 + n + 4
+      for v in ev.summary.value:
+        out.append((v.tag, ev.step, v.simple_value))
+  return out
+
+
+def test_tensorboard_events_per_step_and_per_epoch(tmp_path):
+  wd = str(tmp_path / "run")
+  cfg = TrainConfig(**{**SMALL, "epochs": 3})
+  train_and_evaluate(cfg, wd, stop_after_epoch=1)
+  train_and_evaluate(cfg, wd)
+  ev = _events(os.path.join(wd, "tensorboard"))
+  rows = _rows(wd)
+  steps_per_epoch = rows[0]["step"]
+  step_loss = sorted({s for t, s, _ in ev if t == "train/step_loss"})
+  assert step_loss == list(range(1, 3 * steps_per_epoch + 1))
+  acc = {s: v for t, s, v in ev if t == "accuracy/test"}
+  assert acc == {r["step"]: pytest.approx(r["test_acc"]) for r in rows}
+  tags = {t for t, _, _ in ev}
+  assert {"loss/train", "train/lr", "topology/nnz_params",
+          "epoch/samples_per_s"} <= tags

@@ -20,7 +20,9 @@ Workdir contract:
                      ``epoch_<e>/layer_<l>.npz``, epoch 0 = at initialisation;
   ``summary.json``   final and best accuracy, timings, sizes, data source
                      and fingerprint, versions;
-  ``curves.png``     loss and accuracy against epoch.
+  ``curves.png``     loss and accuracy against epoch;
+  ``tensorboard/``   the same metrics as TensorBoard events, and the
+                     training loss of every step (``tensorboard --logdir``).
 ``config.json`` also records the data's fingerprint (``snn_jax.data``): a
 workdir is never resumed, nor its summary rewritten, on other data than it
 was trained on -- that is refused like a different config. Timings in the
@@ -725,6 +727,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
            "train_acc": float(np.mean(jax.device_get(accs))),
            "test_loss": test_loss, "test_acc": test_acc,
            "epoch_s": epoch_s, "wall_s": train_s,
+           "samples_per_s": steps_per_epoch * config.batch_size / epoch_s,
            "nnz_params": model.nnz, "dense_params": model.dense_equivalent,
            "lr": float(lr_schedule(step)), "rewired_blocks": rewired, **val}
     if config.snapshots_at(epoch):
@@ -734,12 +737,13 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
                                                             _ckpt_filter())),
                         "opt": nnx.to_pure_dict(nnx.state(optimizer)),
                         "epoch": epoch})
-      writer.write(row)
+      writer.write(row, step_losses=losses)
     print(f"epoch {epoch:3d}  train loss {row['train_loss']:.4f} acc "
           f"{row['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}"
           + (f"  val acc {val['val_acc']:.4f}" if val else "")
           + f"  {epoch_s:.1f}s  nnz {model.nnz:,}", flush=True)
   ckpt.close()
+  writer.close()
   last = writer.rows[-1] if writer.rows else {}
   epochs_here = len(writer.rows) - start_epoch
   process_s = time.perf_counter() - t_start

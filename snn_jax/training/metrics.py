@@ -1,12 +1,14 @@
 """Per-epoch metric files in a workdir: ``metrics.jsonl`` and ``metrics.csv``
-(the same rows), written by process 0 only."""
+(the same rows), and TensorBoard event files under ``tensorboard/``
+(tensorboardX: every numeric field of a row at its step, and the training
+loss of every step), written by process 0 only."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 
@@ -18,7 +20,8 @@ class MetricWriter:
   later ones (they belonged to a run that was killed before checkpointing).
   """
 
-  def __init__(self, workdir: str, resume_epoch: int = 0):
+  def __init__(self, workdir: str, resume_epoch: int = 0, *,
+               tensorboard: bool = True):
     self.jsonl = os.path.join(workdir, "metrics.jsonl")
     self.csv = os.path.join(workdir, "metrics.csv")
     self.rows: list[dict[str, Any]] = []
@@ -27,6 +30,13 @@ class MetricWriter:
         self.rows = [json.loads(l) for l in f if l.strip()]
       self.rows = [r for r in self.rows if r.get("epoch", 0) < resume_epoch]
     self._rewrite()
+    self._tb = None
+    if tensorboard and jax.process_index() == 0:
+      from tensorboardX import SummaryWriter
+      # Events past the resume point belonged to a killed run: purged.
+      resume_step = self.rows[-1]["step"] + 1 if self.rows else 0
+      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
+                               purge_step=resume_step or None)
 
   def _rewrite(self) -> None:
     if jax.process_index() != 0:
@@ -42,6 +52,34 @@ class MetricWriter:
       w.writeheader()
       w.writerows(self.rows)
 
-  def write(self, row: dict[str, Any]) -> None:
+  def write(self, row: dict[str, Any],
+            step_losses: Sequence[float] | None = None) -> None:
+    """Appends ``row`` (one epoch; ``row["step"]`` its last step);
+    ``step_losses`` are the epoch's per-step training losses, ending at
+    that step (TensorBoard only)."""
     self.rows.append(row)
     self._rewrite()
+    if self._tb is None:
+      return
+    step = int(row["step"])
+    if step_losses is not None:
+      first = step - len(step_losses) + 1
+      for i, loss in enumerate(step_losses):
+        self._tb.add_scalar("train/step_loss", float(loss), first + i)
+    for key, value in row.items():
+      if key not in ("epoch", "step") and isinstance(value, (int, float)) \
+          and not isinstance(value, bool):
+        self._tb.add_scalar(_TB_NAMES.get(key, f"epoch/{key}"), value, step)
+    self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
+
+
+_TB_NAMES = {"train_loss": "loss/train", "test_loss": "loss/test",
+             "val_loss": "loss/validation", "train_acc": "accuracy/train",
+             "test_acc": "accuracy/test", "val_acc": "accuracy/validation",
+             "lr": "train/lr", "nnz_params": "topology/nnz_params",
+             "rewired_blocks": "topology/rewired_blocks"}
