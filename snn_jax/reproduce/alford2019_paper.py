@@ -511,6 +511,11 @@ def plot(table, out_dir: str) -> None:
           ax.plot([0.1], [t["paper"]], "D", mfc="none", color="black",
                   label=f"RadiX-Net {t['param']} (paper)")
       ax.set_xscale("logit" if title == "pruning" else "log")
+      ticks = sorted({t["param"] for t in mt if t["arm"] in arms})
+      if ticks:
+        ax.set_xticks(ticks, [f"{v:.0%}" if title == "pruning" else f"{v:g}"
+                              for v in ticks])
+        ax.minorticks_off()
       ax.set_title(f"{names[model]}: {title}")
       ax.set_xlabel(xlabel)
       ax.set_ylabel("final test accuracy")

@@ -266,7 +266,9 @@ def plot(mats, per_epoch, cfg: LiuFigure4Config, out_dir: str) -> None:
         if l == 0:
           ax.set_title(f"epoch {e}", fontsize=9)
         if c == 0:
-          ax.set_ylabel(f"layer {l}", fontsize=9)
+          dense = l == n_layers - 1
+          ax.set_ylabel(f"layer {l}" + ("\n(dense output)" if dense else ""),
+                        fontsize=9)
     fig.colorbar(im, ax=axes, shrink=0.6, label="NNSTD (authors' convention)")
     fig.savefig(os.path.join(out_dir, "nnstd_heatmaps.png"), dpi=100)
     plt.close(fig)
