@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from snn_jax.nn._layers import SparseDense, dense_weights_of
+from snn_jax.nn._layers import SparseDense, SparseLayerStack
 from snn_jax.topology import Topology, make
 
 KERNEL = (5, 5)
@@ -53,7 +53,7 @@ def local_response_norm(x: jax.Array, depth_radius: int = 4, bias: float = 1.0,
   return x / jnp.power(bias + alpha * window, beta)
 
 
-class AlfordLeNet5(nnx.Module):
+class AlfordLeNet5(SparseLayerStack, nnx.Module):
   """``x[B, 784] or [B, 28, 28(, 1)] -> logits[B, 10]`` (module docstring).
 
   Args:
@@ -131,17 +131,6 @@ class AlfordLeNet5(nnx.Module):
     """The four weight-level topologies (not chained: the convolutions'
     rows are patch features)."""
     return [layer.topology() for layer in self.layers]
-
-  def dense_weights(self) -> dict[str, np.ndarray]:
-    return dense_weights_of(self.layers)
-
-  @property
-  def nnz(self) -> int:
-    return sum(layer.nnz for layer in self.layers)
-
-  @property
-  def dense_equivalent(self) -> int:
-    return sum(layer.n_in * layer.n_out for layer in self.layers)
 
   def __repr__(self) -> str:
     return "AlfordLeNet5(\n" + "\n".join(f"  {l!r}" for l in self.layers) + ")"

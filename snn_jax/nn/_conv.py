@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from snn_jax.nn._layers import SparseDense, dense_weights_of, get_activation
+from snn_jax.nn._layers import SparseDense, SparseLayerStack, get_activation
 from snn_jax.topology import Topology, make
 
 
@@ -71,7 +71,7 @@ class SparseConv2D(nnx.Module):
   __str__ = __repr__
 
 
-class LeNet5(nnx.Module):
+class LeNet5(SparseLayerStack, nnx.Module):
   """LeNet-5 with sparse convolutions and sparse dense layers.
 
   ``x[B, 784] or [B, 28, 28(, 1)] -> logits[B, n_classes]``.
@@ -136,16 +136,5 @@ class LeNet5(nnx.Module):
     connected layers' (the constructor's argument)."""
     return [*self.channel_topologies, *(layer.topology() for layer in self.fc)]
 
-  def dense_weights(self) -> dict[str, np.ndarray]:
-    """``layer_<l>_weight``/``_bias`` for :attr:`layers` (convolutions as
-    float32[in_channels * 25, out_channels] patch matrices)."""
-    return dense_weights_of(self.layers)
-
-  @property
-  def nnz(self) -> int:
-    """Nonzero weights (biases excluded)."""
-    return sum(layer.nnz for layer in self.layers)
-
-  @property
-  def dense_equivalent(self) -> int:
-    return sum(layer.n_in * layer.n_out for layer in self.layers)
+  # dense_weights (convolutions as float32[in_channels * 25, out_channels]
+  # patch matrices), nnz, dense_equivalent: SparseLayerStack.

@@ -157,7 +157,27 @@ class SparseDense(nnx.Module):
   __str__ = __repr__  # NNX's Representable would print the full state.
 
 
-class SparseMLP(nnx.Module):
+class SparseLayerStack:
+  """What every model whose weights are the ``SparseDense`` layers in
+  ``self.layers`` offers (SparseMLP, LeNet5, AlfordLeNet5)."""
+
+  def dense_weights(self) -> dict[str, np.ndarray]:
+    """``layer_<l>_weight`` float32[n_in, n_out] (zeros off the topology) and
+    ``layer_<l>_bias`` for every layer of ``self.layers``: the format of
+    :func:`save_dense_weights` / :func:`load_dense_weights`."""
+    return dense_weights_of(self.layers)
+
+  @property
+  def nnz(self) -> int:
+    """Nonzero weights (biases and norm parameters excluded)."""
+    return sum(layer.nnz for layer in self.layers)
+
+  @property
+  def dense_equivalent(self) -> int:
+    return sum(layer.n_in * layer.n_out for layer in self.layers)
+
+
+class SparseMLP(SparseLayerStack, nnx.Module):
   """A stack of ``SparseDense`` layers with activation, optional
   normalisation and dropout between them (none after the last layer).
 
@@ -259,21 +279,6 @@ class SparseMLP(nnx.Module):
 
   def topologies(self) -> list[Topology]:
     return [layer.topology() for layer in self.layers]
-
-  def dense_weights(self) -> dict[str, np.ndarray]:
-    """``layer_<l>_weight`` float32[n_in, n_out] (zeros off the topology) and
-    ``layer_<l>_bias`` for every layer: the format of
-    :func:`save_dense_weights` / :func:`load_dense_weights`."""
-    return dense_weights_of(self.layers)
-
-  @property
-  def nnz(self) -> int:
-    """Nonzero weights (biases and norm parameters excluded)."""
-    return sum(layer.nnz for layer in self.layers)
-
-  @property
-  def dense_equivalent(self) -> int:
-    return sum(layer.n_in * layer.n_out for layer in self.layers)
 
   def __repr__(self) -> str:
     lines = [f"SparseMLP({self.activation_name}, nnz={self.nnz:,} of "
