@@ -29,7 +29,6 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from snn_jax.nn._layers import SparseDense, SparseLayerStack
