@@ -32,7 +32,8 @@ import numpy as np
 from snn_jax import data as data_lib
 from snn_jax import topology as topology_lib
 from snn_jax.nn import LeNet5
-from snn_jax.training import TrainConfig, train_and_evaluate
+from snn_jax.training import (TrainConfig, finished_summary,
+                              train_and_evaluate)
 
 ACCURACY = "final_test_acc"
 
@@ -76,17 +77,6 @@ def reporting_only(enabled: bool = True):
     yield
   finally:
     _REPORT_ONLY.reset(token)
-
-
-def finished_summary(workdir: str, epochs: int) -> dict[str, Any] | None:
-  """The summary of a ``train_and_evaluate`` run in ``workdir`` that
-  completed ``epochs`` epochs, or None."""
-  path = os.path.join(workdir, "summary.json")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    s = json.load(f)
-  return s if s.get("epochs_completed") == epochs == s.get("epochs") else None
 
 
 def train(config: TrainConfig, workdir: str, dataset, *,

@@ -627,7 +627,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
 
   summary_path = os.path.join(workdir, "summary.json")
-  finished = _finished_summary(summary_path, config)
+  # The workdir holds this config and data (_prepare_workdir checked).
+  finished = finished_summary(workdir, config.epochs)
   if finished is not None:
     print(f"{workdir}: already complete ({config.epochs} epochs), nothing to do",
           flush=True)
@@ -832,17 +833,18 @@ def _interrupts_deferred():
     raise KeyboardInterrupt
 
 
-def _finished_summary(path: str, config: TrainConfig) -> dict[str, Any] | None:
-  """The stored summary when ``path`` records this run (same config and
-  data -- ``_prepare_workdir`` checked the workdir) finished at
-  ``config.epochs``; None otherwise. Checkpoints are not needed: a result
-  committed without them is still recognised as complete."""
+def finished_summary(workdir: str, epochs: int) -> dict[str, Any] | None:
+  """The stored summary of the ``train_and_evaluate`` run in ``workdir``
+  when it completed ``epochs`` epochs, else None. Checkpoints are not
+  needed: a result committed without them is still recognised as complete.
+  (Summaries from before ``epochs_completed`` existed give None; resuming
+  decides those by their checkpoint.)"""
+  path = os.path.join(workdir, "summary.json")
   if not os.path.exists(path):
     return None
   with open(path) as f:
     summary = json.load(f)
-  # Summaries from before epochs_completed existed: decided by checkpoint.
-  if summary.get("epochs_completed") == config.epochs == summary.get("epochs"):
+  if summary.get("epochs_completed") == epochs == summary.get("epochs"):
     return summary
   return None
 
