@@ -112,14 +112,36 @@ def test_corrupt_idx_file_names_itself(tmp_path, rng, damage):
     data.load_idx_dir(str(tmp_path), split="test_only")
 
 
-def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
+_KILL_ARGS = ["--hidden=64", "--epochs=6", "--density=0.3"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory):
+  """The metrics rows of a run of ``_KILL_ARGS`` that nothing interrupted."""
+  wd = tmp_path_factory.mktemp("ref") / "run"
+  ref = _binary("train", f"--workdir={wd}", *_KILL_ARGS)
+  assert ref.returncode == 0, ref.stderr[-2000:]
+  return _metric_rows(wd)
+
+
+def _metric_rows(workdir):
+  import json
+  return [json.loads(l) for l in (workdir / "metrics.jsonl").read_text(
+      ).splitlines() if l.strip()]
+
+
+def _assert_same_run(got, want):
+  assert [r["epoch"] for r in got] == list(range(1, 7))
+  for g, w in zip(got, want):
+    assert g["train_loss"] == w["train_loss"] and g["test_acc"] == w["test_acc"]
+
+
+def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(
+    tmp_path, uninterrupted_run):
   """SIGKILL (no handler can run) during training: the rerun resumes from
   the last complete epoch and ends with the same metrics as a run that was
   never interrupted (seeded data order, deterministic kernels)."""
-  import json
-  args = ["--hidden=64", "--epochs=6", "--density=0.3"]
-  ref = _binary("train", f"--workdir={tmp_path / 'ref'}", *args)
-  assert ref.returncode == 0, ref.stderr[-2000:]
+  args = _KILL_ARGS
   wd = tmp_path / "killed"
   metrics = wd / "metrics.jsonl"
   proc = subprocess.Popen(
@@ -139,9 +161,55 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
   assert 2 <= done < 6, "the run was not killed mid-way"
   out = _binary("train", f"--workdir={wd}", *args)
   assert out.returncode == 0, out.stderr[-2000:]
-  rows = lambda d: [json.loads(l) for l in (d / "metrics.jsonl").read_text(
-      ).splitlines() if l.strip()]
-  got, want = rows(wd), rows(tmp_path / "ref")
-  assert [r["epoch"] for r in got] == list(range(1, 7))
-  for g, w in zip(got, want):
-    assert g["train_loss"] == w["train_loss"] and g["test_acc"] == w["test_acc"]
+  _assert_same_run(_metric_rows(wd), uninterrupted_run)
+
+
+_KILL_IN_CHECKPOINT = """
+import os, runpy, signal, sys
+from orbax.checkpoint._src.path import async_path
+rename = async_path.rename
+
+async def killing_rename(src, dst):  # the commit of epoch 3's checkpoint
+  if os.path.basename(str(dst).rstrip("/")) == "3":
+    os.kill(os.getpid(), signal.SIGKILL)
+  return await rename(src, dst)
+
+async_path.rename = killing_rename
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_kill_9_during_a_checkpoint_write_then_resume(tmp_path,
+                                                      uninterrupted_run):
+  """SIGKILL while orbax writes epoch 3's checkpoint (its files written,
+  the directory not yet renamed into place): the rerun resumes from epoch 2
+  -- epoch 3's metrics row, already written, is dropped and the epoch
+  redone -- and ends equal to a run that was never interrupted."""
+  wd = tmp_path / "killed"
+  proc = subprocess.run(
+      [sys.executable, "-c", _KILL_IN_CHECKPOINT,
+       os.path.join(ROOT, "experiments", "train.py"), f"--workdir={wd}",
+       *_KILL_ARGS], capture_output=True, text=True, timeout=300)
+  assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+  assert [r["epoch"] for r in _metric_rows(wd)] == [1, 2, 3]
+  ckpts = sorted(os.listdir(wd / "checkpoints"))
+  assert "3" not in ckpts and any(c.startswith("3.") for c in ckpts), ckpts
+  out = _binary("train", f"--workdir={wd}", *_KILL_ARGS)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "resuming" in out.stdout and "from epoch 2" in out.stdout
+  _assert_same_run(_metric_rows(wd), uninterrupted_run)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_full_disk_is_one_line_and_exit_1(tmp_path):
+  wd = tmp_path / "run"
+  wd.mkdir()
+  (wd / "metrics.csv").symlink_to("/dev/full")  # every write: ENOSPC
+  out = _binary("train", f"--workdir={wd}", "--hidden=16", "--epochs=1")
+  assert out.returncode == 1
+  lines = out.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: cannot write the "
+                                                 "metrics"), out.stderr
+  assert "No space left on device" in lines[0]

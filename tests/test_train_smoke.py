@@ -305,3 +305,95 @@ def test_tensorboard_events_per_step_and_per_epoch(tmp_path):
   tags = {t for t, _, _ in ev}
   assert {"loss/train", "train/lr", "topology/nnz_params",
           "epoch/samples_per_s"} <= tags
+
+
+@pytest.mark.parametrize("errno_name", ["ENOSPC", "EROFS", "EACCES"])
+def test_unwritable_workdir_mid_run_says_what_is_saved_and_resumes(
+    tmp_path, monkeypatch, errno_name):
+  """A checkpoint write that fails (disk full, file system remounted
+  read-only, permissions) stops the run with a message naming the saved
+  epochs; once the workdir is writable again the same call resumes and
+  ends as an uninterrupted run does."""
+  import errno as errno_lib
+  from snn_jax.training import Checkpointer, WorkdirWriteError
+  cfg = TrainConfig(**{**SMALL, "epochs": 4})
+  ref = train_and_evaluate(cfg, str(tmp_path / "ref"))
+  wd = str(tmp_path / "run")
+  save = Checkpointer.save
+  code = getattr(errno_lib, errno_name)
+
+  def failing_save(self, epoch, state):
+    if epoch == 3:
+      raise OSError(code, os.strerror(code), os.path.join(self.directory, "3"))
+    return save(self, epoch, state)
+  monkeypatch.setattr(Checkpointer, "save", failing_save)
+  with pytest.raises(WorkdirWriteError, match=(
+      "could not save epoch 3 .*" + os.strerror(code) + ".*epochs 1-2 are "
+      "saved.*resume from epoch 3")) as e:
+    train_and_evaluate(cfg, wd)
+  assert e.value.errno == code
+  # The row of epoch 3 was written before its checkpoint failed; it is
+  # dropped and the epoch redone.
+  assert sorted(os.listdir(os.path.join(wd, "checkpoints"))) == ["1", "2"]
+  monkeypatch.setattr(Checkpointer, "save", save)
+  s = train_and_evaluate(cfg, wd)
+  assert [r["epoch"] for r in _rows(wd)] == [1, 2, 3, 4]
+  assert s["final_test_acc"] == ref["final_test_acc"]
+  assert _rows(wd)[-1]["train_loss"] == _rows(str(tmp_path / "ref"))[-1]["train_loss"]
+
+
+def test_full_disk_on_the_metrics_loses_nothing(tmp_path):
+  """A real ENOSPC from the kernel (the metrics file points at /dev/full):
+  the run stops with one clear error before training and the finished
+  epochs' rows and checkpoints are untouched."""
+  if not os.path.exists("/dev/full"):
+    pytest.skip("needs /dev/full (Linux)")
+  from snn_jax.training import WorkdirWriteError
+  wd = tmp_path / "run"
+  cfg = TrainConfig(**{**SMALL, "epochs": 3})
+  train_and_evaluate(cfg, str(wd), stop_after_epoch=2)
+  rows = (wd / "metrics.jsonl").read_text()
+  (wd / "metrics.csv").unlink()
+  (wd / "metrics.csv").symlink_to("/dev/full")
+  with pytest.raises(WorkdirWriteError, match="cannot write the metrics.*No "
+                     "space left on device.*nothing was changed"):
+    train_and_evaluate(cfg, str(wd))
+  assert (wd / "metrics.jsonl").read_text() == rows
+  assert sorted(os.listdir(wd / "checkpoints")) == ["1", "2"]
+  (wd / "metrics.csv").unlink()
+  s = train_and_evaluate(cfg, str(wd))
+  assert s["epochs_completed"] == 3 and s["resumed_from_epoch"] == 2
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root writes through file permissions; the "
+                    "injected EROFS/EACCES test covers the message")
+def test_read_only_workdir_is_a_clear_error(tmp_path):
+  from snn_jax.training import WorkdirWriteError
+  ro = tmp_path / "ro"
+  ro.mkdir()
+  ro.chmod(0o555)
+  try:
+    with pytest.raises(WorkdirWriteError, match="cannot write to workdir"):
+      train_and_evaluate(TrainConfig(**SMALL), str(ro / "run"))
+  finally:
+    ro.chmod(0o755)
+
+
+def test_metric_files_are_replaced_whole(tmp_path):
+  """atomic_write: an exception inside the block leaves the old file."""
+  from snn_jax.utils import atomic_write
+  path = tmp_path / "m.jsonl"
+  path.write_text("old\n")
+  with pytest.raises(RuntimeError):
+    with atomic_write(str(path)) as f:
+      f.write("half a row")
+      raise RuntimeError("killed mid-write")
+  assert path.read_text() == "old\n"
+  assert os.listdir(tmp_path) == ["m.jsonl"]
+  with atomic_write(str(path)) as f:
+    f.write("new\n")
+  assert path.read_text() == "new\n"
+  with pytest.raises(ValueError, match="needs 'w'"):
+    with atomic_write(str(path), mode="a"):
+      pass

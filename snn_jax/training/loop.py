@@ -31,7 +31,11 @@ summary come from the epochs' own measurements (``train_seconds``,
 that ran every epoch itself, and a finished run rerun as it is returns its
 stored summary untouched.
 A non-finite loss stops training with ``FloatingPointError`` before anything
-is checkpointed, so the last good checkpoint survives.
+is checkpointed, so the last good checkpoint survives. Every file is
+written whole or not at all (metrics rows, summary and config through
+``utils.atomic_write``; checkpoints by orbax's temporary-directory rename);
+a workdir that cannot be written (full disk, read-only) stops the run with
+``WorkdirWriteError`` saying which epochs are saved.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ from snn_jax.sparse_training import Rewirer, SparseTrainingConfig
 from snn_jax.training import parallel
 from snn_jax.training.checkpoint import Checkpointer
 from snn_jax.training.metrics import MetricWriter
-from snn_jax.utils import device_info, versions
+from snn_jax.utils import atomic_write, device_info, versions
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "step", "piecewise")
@@ -583,10 +587,15 @@ def _prepare_workdir(config: TrainConfig, workdir: str, overwrite: bool,
           "--overwrite to discard it")
     if diff or data_problem:
       _discard_run(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(path, "w") as f:
-      json.dump({**new, "data_fingerprint": fingerprint}, f, indent=1)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+      with atomic_write(path) as f:
+        json.dump({**new, "data_fingerprint": fingerprint}, f, indent=1)
+  except OSError as e:
+    raise WorkdirWriteError(
+        e.errno, f"cannot write to workdir {workdir!r}: {e.strerror or e}; "
+        "choose a writable --workdir (or free disk space)") from e
 
 
 def _snapshot(model: SparseMLP, workdir: str, epoch: int) -> None:
@@ -654,7 +663,15 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
     mesh = parallel.data_mesh()
     parallel.check_batch_size(config.batch_size, mesh)
     parallel.place(mesh, model, optimizer, shard_blocks=config.shard_blocks)
-  writer = MetricWriter(workdir, resume_epoch=start_epoch + 1)
+  try:
+    writer = MetricWriter(workdir, resume_epoch=start_epoch + 1)
+  except OSError as e:
+    ckpt.close()
+    raise WorkdirWriteError(
+        e.errno, f"cannot write the metrics in {workdir}: {e.strerror or e}"
+        f"{f' ({e.filename})' if e.filename else ''}; nothing was changed -- "
+        "free disk space or make the workdir writable, then run the same "
+        "command again") from e
   if config.snapshots_at(0) and start_epoch == 0:
     _snapshot(model, workdir, 0)
 
@@ -733,12 +750,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
            "lr": float(lr_schedule(step)), "rewired_blocks": rewired, **val}
     if config.snapshots_at(epoch):
       _snapshot(model, workdir, epoch)
-    with _interrupts_deferred():  # an epoch is saved whole or not at all
-      ckpt.save(epoch, {"model": nnx.to_pure_dict(nnx.state(model,
-                                                            _ckpt_filter())),
-                        "opt": nnx.to_pure_dict(nnx.state(optimizer)),
-                        "epoch": epoch})
-      writer.write(row, step_losses=losses)
+    _save_epoch(ckpt, writer, workdir, epoch, row, losses,
+                {"model": nnx.to_pure_dict(nnx.state(model, _ckpt_filter())),
+                 "opt": nnx.to_pure_dict(nnx.state(optimizer)),
+                 "epoch": epoch})
     print(f"epoch {epoch:3d}  train loss {row['train_loss']:.4f} acc "
           f"{row['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}"
           + (f"  val acc {val['val_acc']:.4f}" if val else "")
@@ -775,7 +790,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
       **{f"version_{k}": v for k, v in versions().items()},
   }
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
+    with atomic_write(os.path.join(workdir, "summary.json")) as f:
       json.dump(summary, f, indent=1)
     plot_curves(writer.rows, os.path.join(workdir, "curves.png"),
                 title=f"{config.model} {config.topology} on {ds.name}")
@@ -812,6 +827,44 @@ def plot_curves(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=90)
   plt.close(fig)
+
+
+class WorkdirWriteError(OSError):
+  """The workdir could not be written (disk full, read-only, permissions).
+  The message says what was saved and how to resume; ``__cause__`` is the
+  original error."""
+
+  def __str__(self) -> str:
+    return self.strerror or super().__str__()
+
+
+def _save_epoch(ckpt: Checkpointer, writer: MetricWriter, workdir: str,
+                epoch: int, row: dict[str, Any], step_losses: np.ndarray,
+                state: dict[str, Any]) -> None:
+  """Saves one finished epoch: its metrics row, then its checkpoint.
+
+  The row goes first (written atomically), so a crash or kill between the
+  two leaves a row without a checkpoint, which a restart drops and redoes
+  -- never a checkpoint whose row is missing. Ctrl-C waits until both are
+  written. A write that fails (full disk, read-only workdir) raises
+  :class:`WorkdirWriteError` saying which epochs are saved."""
+  try:
+    with _interrupts_deferred():
+      writer.write(row, step_losses=step_losses)
+      ckpt.save(epoch, state)
+  except OSError as e:
+    try:
+      saved = ckpt.latest_epoch()
+    except Exception:  # the checkpoint directory itself may be unreadable
+      saved = None
+    saved = saved if saved is not None and saved < epoch else None
+    what = (f"epochs 1-{saved} are saved" if saved else "no epoch is saved")
+    resume = f"resume from epoch {(saved or 0) + 1}"
+    raise WorkdirWriteError(
+        e.errno, f"could not save epoch {epoch} in {workdir}: "
+        f"{e.strerror or e}{f' ({e.filename})' if e.filename else ''}; "
+        f"{what} -- free disk space or make the workdir writable, then run "
+        f"the same command again to {resume}") from e
 
 
 @contextlib.contextmanager

@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import jax
 
+from snn_jax.utils.files import atomic_write
+
 
 class MetricWriter:
   """Appends one row per call to ``metrics.jsonl`` and ``metrics.csv``.
@@ -41,13 +43,13 @@ class MetricWriter:
   def _rewrite(self) -> None:
     if jax.process_index() != 0:
       return
-    with open(self.jsonl, "w") as f:
+    with atomic_write(self.jsonl) as f:
       for r in self.rows:
         f.write(json.dumps(r) + "\n")
     keys: list[str] = []
     for r in self.rows:
       keys += [k for k in r if k not in keys]
-    with open(self.csv, "w", newline="") as f:
+    with atomic_write(self.csv, newline="") as f:
       w = csv.DictWriter(f, fieldnames=keys)
       w.writeheader()
       w.writerows(self.rows)

@@ -1,6 +1,8 @@
-"""Small shared utilities: timing and environment description."""
+"""Small shared utilities: timing, environment description, atomic file
+writes."""
 
 from snn_jax.utils.env import device_info, versions
+from snn_jax.utils.files import atomic_write
 from snn_jax.utils.timing import time_fn
 
-__all__ = ["device_info", "time_fn", "versions"]
+__all__ = ["atomic_write", "device_info", "time_fn", "versions"]
