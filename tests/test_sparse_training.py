@@ -383,6 +383,9 @@ def test_evolution_binary_one_command(tmp_path):
     assert (out / name).exists(), name
   summary = json.loads((out / "evolution_summary.json").read_text())
   assert 0 < summary["mean_nnstd_between_runs"] <= 1
+  # SET rewires after every epoch but the last: the final snapshot repeats
+  # the one before, and the heat maps say so instead of showing it twice.
+  assert summary["final_snapshot_unchanged"] == ["seed_0", "seed_1"]
   # Re-analysing existing runs trains nothing.
   r2 = _run("evolution.py", f"--workdir={tmp_path}/evo2",
             f"--runs={tmp_path}/evo/seed_0,{tmp_path}/evo/seed_1", cwd=tmp_path)

@@ -140,7 +140,12 @@ def evolution_report(workdirs: Sequence[str], output_dir: str, *,
       "mean_nnstd_between_runs": float(off_diag.mean()) if off_diag.size else None,
       "final_test_acc_mean": float(np.mean(accs)) if accs else None,
       "final_test_acc_std": float(np.std(accs)) if accs else None,
-      "degree_layer": degree_layer, "output_dir": output_dir}
+      "degree_layer": degree_layer, "output_dir": output_dir,
+      # Runs whose final snapshot repeats the one before (no rewiring after
+      # the last epoch); the heat maps leave that snapshot out and say so.
+      "final_snapshot_unchanged": [
+          name for name, e, m in zip(names, per_run_epochs, epoch_mats)
+          if _unchanged_last(e, m)]}
   with open(os.path.join(output_dir, "evolution_summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
   if plots:
@@ -164,63 +169,91 @@ def _write_rows(path, rows):
     w.writerows(rows)
 
 
+def _unchanged_last(epochs: list[int], mat: np.ndarray) -> bool:
+  """Whether the last snapshot's topology equals the one before it (NNSTD
+  exactly 0): no rewiring follows the final epoch, so with end-of-epoch
+  updates the final two snapshots coincide."""
+  return len(epochs) > 1 and mat[-1, -2] == 0.0
+
+
 def _plot(output_dir, names, snaps, metrics, per_run_epochs, epoch_mats,
           run_mat, degree_layer):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
   n = len(names)
-  fig, axes = plt.subplots(1, n + 1, figsize=(4.2 * (n + 1), 3.8), squeeze=False)
+  fig, axes = plt.subplots(1, n + 1, figsize=(3.0 * (n + 1) + 1.0, 3.6),
+                           squeeze=False, layout="constrained")
+  dropped = []
   for ax, name, epochs, mat in zip(axes[0], names, per_run_epochs, epoch_mats):
+    if _unchanged_last(epochs, mat):
+      dropped.append(epochs[-1])
+      epochs, mat = epochs[:-1], mat[:-1, :-1]
     im = ax.imshow(mat, vmin=0, vmax=1, cmap="viridis")
     ax.set_xticks(range(len(epochs)), epochs, fontsize=7)
     ax.set_yticks(range(len(epochs)), epochs, fontsize=7)
-    ax.set_title(f"{name}: NNSTD between epochs", fontsize=9)
+    ax.set_xlabel("epoch", fontsize=8)
+    ax.set_title(f"run {name}: between epochs", fontsize=9)
+  axes[0][0].set_ylabel("epoch", fontsize=8)
   ax = axes[0][n]
   im = ax.imshow(run_mat, vmin=0, vmax=1, cmap="viridis")
-  ax.set_xticks(range(n), names, rotation=45, fontsize=7)
-  ax.set_yticks(range(n), names, fontsize=7)
-  ax.set_title("NNSTD between runs (final)", fontsize=9)
-  fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+  ax.set_xticks(range(n), range(n), fontsize=7)
+  ax.set_yticks(range(n), [f"{i}: {nm}" for i, nm in enumerate(names)],
+                fontsize=7)
+  ax.set_xlabel("run", fontsize=8)
+  ax.set_title("between runs (final topologies)", fontsize=9)
+  fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="NNSTD")
+  if dropped:
+    fig.text(0.01, 0.01, f"Final snapshot (epoch {max(dropped)}) not shown: "
+             "no rewiring follows the last epoch, so it equals the snapshot "
+             "before it.", fontsize=7)
   fig.savefig(os.path.join(output_dir, "nnstd_heatmaps.png"), dpi=110)
   plt.close(fig)
 
-  fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+  fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
   for name, epochs, mat, m in zip(names, per_run_epochs, epoch_mats, metrics):
     xs = [mat[0, k] for k, e in enumerate(epochs) if e in m]
     ys = [m[e]["test_acc"] for e in epochs if e in m]
     a1.plot(xs, ys, "o-", label=name, ms=3)
   a1.set_xlabel("NNSTD to the run's initial topology")
   a1.set_ylabel("test accuracy")
-  a1.set_title("along training")
+  a1.set_title("along training (points: snapshot epochs)", fontsize=10)
   a1.legend(fontsize=7)
   finals = [m.get(max(s), {}).get("test_acc") for m, s in zip(metrics, snaps)]
   for i, name in enumerate(names):
     others = [run_mat[i, j] for j in range(n) if j != i]
     if others and finals[i] is not None:
       a2.scatter(np.mean(others), finals[i])
-      a2.annotate(name, (np.mean(others), finals[i]), fontsize=7)
+      a2.annotate(name, (np.mean(others), finals[i]), fontsize=7,
+                  xytext=(4, 4), textcoords="offset points")
   a2.set_xlabel("mean NNSTD to the other runs' final topologies")
   a2.set_ylabel("final test accuracy")
-  a2.set_title("between runs")
+  a2.set_title("between runs", fontsize=10)
+  a2.margins(x=0.2, y=0.15)
   for ax in (a1, a2):
     ax.ticklabel_format(useOffset=False)
-  fig.tight_layout()
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+  a2.xaxis.set_major_formatter(FormatStrFormatter("%.4f"))
   fig.savefig(os.path.join(output_dir, "accuracy_vs_nnstd.png"), dpi=110)
   plt.close(fig)
 
-  fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.8), squeeze=False)
+  fig, axes = plt.subplots(1, n, figsize=(3.8 * n, 3.4), squeeze=False,
+                           sharey=True, layout="constrained")
   for ax, name, snap in zip(axes[0], names, snaps):
     epochs = list(snap)
     shown = sorted({epochs[0], epochs[len(epochs) // 2], epochs[-1]})
+    degrees = {e: input_degrees(snap[e], degree_layer) for e in shown}
+    lo = min(int(d.min()) for d in degrees.values())
+    hi = max(int(d.max()) for d in degrees.values())
+    bins = np.arange(lo, hi + 2) - 0.5  # one bin per integer degree
     for e in shown:
-      deg = input_degrees(snap[e], degree_layer)
-      ax.hist(deg, bins=40, histtype="step", label=f"epoch {e}", log=True)
+      ax.hist(degrees[e], bins=bins, histtype="step", label=f"epoch {e}")
     ax.set_xlabel(f"layer {degree_layer} input-unit degree")
-    ax.set_ylabel("units")
-    ax.set_title(name, fontsize=9)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(f"run {name}", fontsize=9)
     ax.legend(fontsize=7)
-  fig.tight_layout()
+  axes[0][0].set_ylabel("units")
   fig.savefig(os.path.join(output_dir, "degree_evolution.png"), dpi=110)
   plt.close(fig)

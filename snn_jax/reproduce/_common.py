@@ -283,12 +283,17 @@ def group_stats(rows: Sequence[dict[str, Any]], keys: Sequence[str],
   return out
 
 
-def errorbar_ci(ax, x, stats: Sequence[dict[str, Any]], **kwargs) -> None:
-  """Plots :func:`group_stats` rows at ``x``: means with their intervals."""
+def errorbar_ci(ax, x, stats: Sequence[dict[str, Any]], *,
+                clip: tuple[float, float] | None = None, **kwargs) -> None:
+  """Plots :func:`group_stats` rows at ``x``: means with their intervals,
+  drawn clipped to ``clip`` where given (an accuracy interval from two
+  seeds can reach past [0, 1]; the tables keep the unclipped bounds)."""
   y = np.array([s["mean"] for s in stats])
-  ax.errorbar(x, y, yerr=[y - [s["ci_low"] for s in stats],
-                          [s["ci_high"] for s in stats] - y],
-              capsize=3, **kwargs)
+  low = np.array([s["ci_low"] for s in stats])
+  high = np.array([s["ci_high"] for s in stats])
+  if clip is not None:
+    low, high = np.clip(low, *clip), np.clip(high, *clip)
+  ax.errorbar(x, y, yerr=[y - low, high - y], capsize=3, **kwargs)
 
 
 class Provenance:

@@ -495,13 +495,14 @@ def plot(table, out_dir: str) -> None:
           continue
         x = [t["param"] for t in ss]
         _common.errorbar_ci(ax, x, ss, marker="o", color=colours[k],
-                            label=f"{arm} (ours)")
+                            label=f"{arm} (ours)", clip=(0.0, 1.0))
         ax.plot(x, [t["paper"] for t in ss], "x--", color=colours[k],
                 label=f"{arm} (paper)")
       dense = [t for t in mt if t["arm"] == "dense" and t["runs"]]
       if dense:
-        ax.axhspan(dense[0]["ci_low"], dense[0]["ci_high"], color="grey",
-                   alpha=0.3, label="dense (ours, 95% CI)")
+        ax.axhspan(max(dense[0]["ci_low"], 0.0), min(dense[0]["ci_high"], 1.0),
+                   color="grey", alpha=0.3,
+                   label=f"dense (ours, 95% CI, {dense[0]['runs']} seeds)")
         ax.axhline(dense[0]["paper"], color="grey", ls=":", label="dense (paper)")
       for t in mt:
         if title == "random sparse" and t["arm"] == "radixnet" and t["runs"]:
@@ -518,8 +519,12 @@ def plot(table, out_dir: str) -> None:
         ax.minorticks_off()
       ax.set_title(f"{names[model]}: {title}")
       ax.set_xlabel(xlabel)
-      ax.set_ylabel("final test accuracy")
+      ax.set_ylabel("final test accuracy (mean over seeds)")
+      ax.set_ylim(top=1.0)
       ax.legend(fontsize=6)
+  fig.suptitle("Bars: 95% Student-t intervals over seeds, drawn clipped to "
+               "[0, 1]; side_by_side.md has the numbers and seed counts",
+               fontsize=8)
   fig.tight_layout()
   fig.savefig(os.path.join(out_dir, "accuracy_vs_sparsity.png"), dpi=110)
   plt.close(fig)

@@ -255,21 +255,30 @@ def plot(mats, per_epoch, cfg: LiuFigure4Config, out_dir: str) -> None:
   if epochs:
     n_layers = mats[epochs[0]].shape[0]
     fig, axes = plt.subplots(n_layers, len(epochs),
-                             figsize=(2.3 * len(epochs), 2.2 * n_layers),
-                             squeeze=False)
+                             figsize=(1.9 * len(epochs) + 1.2,
+                                      1.9 * n_layers + 0.8),
+                             squeeze=False, layout="constrained")
+    nets = mats[epochs[0]].shape[-1]
+    ticks = [0, nets - 1]
     for c, e in enumerate(epochs):
       for l in range(n_layers):
         ax = axes[l][c]
         im = ax.imshow(mats[e][l], vmin=0, vmax=1, cmap="viridis")
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set_xticks(ticks if l == n_layers - 1 else [])
+        ax.set_yticks(ticks if c == 0 else [])
+        ax.tick_params(labelsize=7)
         if l == 0:
           ax.set_title(f"epoch {e}", fontsize=9)
+        if l == n_layers - 1:
+          ax.set_xlabel("network", fontsize=8)
         if c == 0:
           dense = l == n_layers - 1
-          ax.set_ylabel(f"layer {l}" + ("\n(dense output)" if dense else ""),
-                        fontsize=9)
+          ax.set_ylabel(f"layer {l}" + ("\n(dense output:\nsame in all)"
+                                        if dense else "") + "\nnetwork",
+                        fontsize=8)
     fig.colorbar(im, ax=axes, shrink=0.6, label="NNSTD (authors' convention)")
+    fig.suptitle(f"NNSTD between the {nets} networks, per layer and epoch",
+                 fontsize=10)
     fig.savefig(os.path.join(out_dir, "nnstd_heatmaps.png"), dpi=100)
     plt.close(fig)
   if per_epoch:
