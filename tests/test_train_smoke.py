@@ -305,6 +305,26 @@ def test_tensorboard_events_per_step_and_per_epoch(tmp_path):
   tags = {t for t, _, _ in ev}
   assert {"loss/train", "train/lr", "topology/nnz_params",
           "epoch/samples_per_s"} <= tags
+  assert not any(t.startswith("topology/layer") for t in tags)  # static run
+
+
+def test_dynamic_runs_log_topology_statistics(tmp_path):
+  """SET runs add per-layer fan-in spread and starved units to the metrics
+  rows and TensorBoard (topology/layer<l>/...), measured on the topology
+  after the epoch's rewiring."""
+  from snn_jax import topology as topology_lib
+  wd = str(tmp_path / "run")
+  cfg = TrainConfig(**{**SMALL, "hidden": (64, 64), "epochs": 2,
+                       "sparse_training": "set", "snapshot_topologies": True})
+  train_and_evaluate(cfg, wd)
+  rows = _rows(wd)
+  stack = topology_lib.load_stack(os.path.join(wd, "topologies", "epoch_001"))
+  for l, t in enumerate(stack):
+    assert rows[0][f"layer{l}_fan_in_std"] == pytest.approx(t.fan_in().std())
+    assert rows[0][f"layer{l}_zero_fan_in"] == int((t.fan_in() == 0).sum())
+  tags = {t for t, _, _ in _events(os.path.join(wd, "tensorboard"))}
+  assert {"topology/layer0/fan_in_std", "topology/layer2/zero_fan_in",
+          "topology/rewired_blocks"} <= tags
 
 
 @pytest.mark.parametrize("errno_name", ["ENOSPC", "EROFS", "EACCES"])

@@ -747,7 +747,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
            "epoch_s": epoch_s, "wall_s": train_s,
            "samples_per_s": steps_per_epoch * config.batch_size / epoch_s,
            "nnz_params": model.nnz, "dense_params": model.dense_equivalent,
-           "lr": float(lr_schedule(step)), "rewired_blocks": rewired, **val}
+           "lr": float(lr_schedule(step)), "rewired_blocks": rewired, **val,
+           **(topology_stats(model.topologies()) if rewirer.active else {})}
     if config.snapshots_at(epoch):
       _snapshot(model, workdir, epoch)
     _save_epoch(ckpt, writer, workdir, epoch, row, losses,
@@ -827,6 +828,20 @@ def plot_curves(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=90)
   plt.close(fig)
+
+
+def topology_stats(stack: list[Topology]) -> dict[str, float]:
+  """Per-layer statistics of a dynamic run's topology after an epoch's
+  updates (metrics row and TensorBoard): the spread of the output units'
+  fan-in (``layer<l>_fan_in_std``; SET/RigL concentrate connections on
+  useful inputs, Liu et al. 2020) and how many output units have no input
+  left (``layer<l>_zero_fan_in``)."""
+  out = {}
+  for l, t in enumerate(stack):
+    fan_in = t.fan_in()
+    out[f"layer{l}_fan_in_std"] = float(fan_in.std())
+    out[f"layer{l}_zero_fan_in"] = int((fan_in == 0).sum())
+  return out
 
 
 class WorkdirWriteError(OSError):

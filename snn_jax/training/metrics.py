@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from typing import Any, Sequence
 
 import jax
@@ -71,7 +72,7 @@ class MetricWriter:
     for key, value in row.items():
       if key not in ("epoch", "step") and isinstance(value, (int, float)) \
           and not isinstance(value, bool):
-        self._tb.add_scalar(_TB_NAMES.get(key, f"epoch/{key}"), value, step)
+        self._tb.add_scalar(_tb_name(key), value, step)
     self._tb.flush()
 
   def close(self) -> None:
@@ -85,3 +86,14 @@ _TB_NAMES = {"train_loss": "loss/train", "test_loss": "loss/test",
              "test_acc": "accuracy/test", "val_acc": "accuracy/validation",
              "lr": "train/lr", "nnz_params": "topology/nnz_params",
              "rewired_blocks": "topology/rewired_blocks"}
+
+
+def _tb_name(key: str) -> str:
+  """TensorBoard tag of a metrics-row field: grouped by kind, per-layer
+  topology statistics under ``topology/layer<l>/``."""
+  if key in _TB_NAMES:
+    return _TB_NAMES[key]
+  m = re.fullmatch(r"layer(\d+)_(.+)", key)
+  if m:
+    return f"topology/layer{m.group(1)}/{m.group(2)}"
+  return f"epoch/{key}"
