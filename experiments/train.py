@@ -23,6 +23,7 @@ import os
 import sys
 
 from absl import app, flags, logging
+import jax
 
 try:
   from experiments import cli
@@ -75,6 +76,18 @@ def main(argv):
     sys.exit(1)
   except KeyboardInterrupt:
     raise cli.Interrupted(resume_hint(workdir)) from None
+  except jax.errors.JaxRuntimeError as e:
+    if jax.process_count() == 1:
+      raise
+    # A peer process is gone (its collectives fail). Exit at once: JAX's
+    # shutdown barrier would wait for the dead peer and then abort.
+    first = str(e).strip().splitlines()[0][:300]
+    print(f"error: process {jax.process_index()} of {jax.process_count()}: "
+          f"a collective failed, so another process has failed or was killed "
+          f"({first}); stop every process and start them all again to "
+          f"resume: {resume_hint(workdir)}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)
   print(f"final test accuracy {summary['final_test_acc']:.4f} (best "
         f"{summary['best_test_acc']:.4f}), {summary['nnz_params']:,} weights of "
         f"{summary['dense_params']:,} dense, {summary['train_seconds']:.1f} s "

@@ -167,8 +167,19 @@ def layer_inputs_and_output_grads(model, x: jax.Array, y: jax.Array
   ``SparseMLP``) on the batch ``x``, ``y`` (int labels), on the host:
   everything RigL's growth rule needs, O(batch · width) per layer."""
   inputs, dys = _inputs_and_output_grads(model, x, y)
-  return [(np.asarray(a, np.float32), np.asarray(d, np.float32))
-          for a, d in zip(inputs, dys)]
+  return [(host_array(a), host_array(d)) for a, d in zip(inputs, dys)]
+
+
+def host_array(a: jax.Array) -> np.ndarray:
+  """float32 NumPy copy of a device array, whole. In a multi-process run an
+  array split over other processes' devices (a data-parallel batch, block
+  values sharded along nnzb) is all-gathered first, so every process sees
+  the same whole array and rewires identically."""
+  if isinstance(a, jax.Array) and not a.is_fully_addressable and (
+      not a.is_fully_replicated):
+    from jax.experimental import multihost_utils
+    a = multihost_utils.process_allgather(a, tiled=True)
+  return np.asarray(jax.device_get(a), np.float32)
 
 
 def gradient_block_scores(model, x: jax.Array, y: jax.Array) -> list[np.ndarray]:
@@ -316,7 +327,7 @@ class Rewirer:
     stats, sources = [], {}
     for l, layer in enumerate(model.layers):
       values_dev = layer.values.get_value()
-      values = np.asarray(jax.device_get(values_dev), np.float32)
+      values = host_array(values_dev)
       topo = layer.topology()
       total = topo.n_row_blocks * topo.n_col_blocks
       keep = total - int(round(sparsity * total))
@@ -339,7 +350,7 @@ class Rewirer:
     """Rewires one layer; returns its statistics and the new blocks'
     sources (None when nothing moved)."""
     values_dev = layer.values.get_value()
-    values = np.asarray(jax.device_get(values_dev), np.float32)
+    values = host_array(values_dev)
     topo = layer.topology()
     grid = (topo.n_row_blocks, topo.n_col_blocks)
     n_empty = grid[0] * grid[1] - topo.nnzb

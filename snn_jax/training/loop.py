@@ -658,11 +658,12 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
       return json.load(f)
   if start_epoch:
     print(f"resuming {workdir} from epoch {start_epoch}", flush=True)
-  mesh = None
+  mesh, sharded_arrays = None, 0
   if config.data_parallel:
     mesh = parallel.data_mesh()
     parallel.check_batch_size(config.batch_size, mesh)
-    parallel.place(mesh, model, optimizer, shard_blocks=config.shard_blocks)
+    sharded_arrays = parallel.place(mesh, model, optimizer,
+                                    shard_blocks=config.shard_blocks)
   try:
     writer = MetricWriter(workdir, resume_epoch=start_epoch + 1)
   except OSError as e:
@@ -700,6 +701,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
       n = sum(s["dropped"] for s in rewirer.update(model, optimizer, step,
                                                    xb, yb))
       if mesh is not None:  # rewired arrays come back on one device
+        parallel.check_same_topology(model.topologies(), step=step)
         parallel.place(mesh, model, optimizer, shard_blocks=config.shard_blocks)
       return n
     for i, (xb, yb) in enumerate(it):
@@ -781,6 +783,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
       "resumed_from_epoch": start_epoch, "epochs_this_process": epochs_here,
       "process_seconds": process_s,
       "devices": 1 if mesh is None else int(mesh.devices.size),
+      "processes": jax.process_count(),
+      # Block-value arrays (and optimizer moments) stored split over the
+      # devices at the start (--shard_blocks).
+      "sharded_arrays": sharded_arrays,
       "nnz_params": model.nnz, "dense_params": model.dense_equivalent,
       "density": model.nnz / model.dense_equivalent,
       "widths": [topologies[0].n_in] + [t.n_out for t in topologies],

@@ -1,0 +1,195 @@
+"""Multi-process training on JAX's distributed runtime (CPU collectives over
+gloo): 2 processes x 2 CPU devices each must train exactly as 1 process x 4
+devices does; a killed process stops the job with a clear error and a
+rerun resumes. Processes are started by experiments/launch_local.py (free
+port at run time); every test is bounded by subprocess timeouts, and the
+launcher stops all processes when one fails."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from snn_jax.training import launch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(ROOT, "experiments", "train.py")
+LAUNCH = os.path.join(ROOT, "experiments", "launch_local.py")
+
+BASE = ["--hidden=64,64", "--epochs=2", "--density=0.3", "--data_parallel",
+        "--batch_size=64", "--noprogress"]
+CASES = {
+    "static": [],
+    "set": ["--sparse_training=set"],
+    "rigl": ["--sparse_training=rigl", "--update_every=5"],
+    # fan-in 8 on widths divisible by 4: every layer's nnzb splits over the
+    # 4 devices, so the block values really are sharded.
+    "set_sharded": ["--sparse_training=set", "--shard_blocks",
+                    "--topology=fixed_fan_in", "--fan_in=8", "--density=-1"],
+}
+
+
+def _flags(case):
+  flags = BASE + CASES[case]
+  if "--density=-1" in flags:  # fan-in given instead of density
+    flags = [f for f in flags if not f.startswith("--density")]
+  return flags
+
+
+def _single_process(workdir, flags, devices=4):
+  env = launch.process_env(devices)
+  out = subprocess.run([sys.executable, TRAIN, f"--workdir={workdir}", *flags],
+                       env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+
+
+def _launch(workdir, flags, *, processes=2, devices=2, timeout=300):
+  return subprocess.run(
+      [sys.executable, LAUNCH, f"--num_processes={processes}",
+       f"--devices_per_process={devices}",
+       f"--process_log_dir={workdir}_logs", "--", TRAIN,
+       f"--workdir={workdir}", *flags],
+      capture_output=True, text=True, timeout=timeout)
+
+
+def _rows(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(l) for l in f if l.strip()]
+
+
+def _summary(workdir):
+  with open(os.path.join(workdir, "summary.json")) as f:
+    return json.load(f)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_two_processes_train_as_one(tmp_path, case):
+  one, two = str(tmp_path / "one"), str(tmp_path / "two")
+  _single_process(one, _flags(case))
+  out = _launch(two, _flags(case))
+  assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])
+  a, b = _rows(one), _rows(two)
+  assert [r["epoch"] for r in b] == [1, 2]
+  for x, y in zip(a, b):
+    np.testing.assert_allclose(y["train_loss"], x["train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(y["test_loss"], x["test_loss"], rtol=1e-5)
+    assert y["rewired_blocks"] == x["rewired_blocks"]
+    assert y["nnz_params"] == x["nnz_params"]
+  s = _summary(two)
+  assert s["processes"] == 2 and s["devices"] == 4
+  if "--shard_blocks" in CASES[case]:
+    assert s["sharded_arrays"] > 0 and s["sharded_arrays"] == _summary(one)[
+        "sharded_arrays"]
+  # The process that wrote nothing logged its own training.
+  assert "epoch   2" in (tmp_path / "two_logs" / "process_1.log").read_text()
+
+
+def _children(pid):
+  path = f"/proc/{pid}/task/{pid}/children"
+  with open(path) as f:
+    return [int(c) for c in f.read().split()]
+
+
+def _cmdline(pid):
+  with open(f"/proc/{pid}/cmdline", "rb") as f:
+    return f.read().replace(b"\0", b" ").decode()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"),
+                    reason="finds the launched processes through /proc")
+def test_killed_process_stops_the_job_and_a_rerun_resumes(tmp_path):
+  flags = [f for f in _flags("set") if f != "--epochs=2"] + ["--epochs=6"]
+  ref = str(tmp_path / "ref")
+  _single_process(ref, flags)
+  wd = str(tmp_path / "run")
+  proc = subprocess.Popen(
+      [sys.executable, LAUNCH, "--num_processes=2", "--devices_per_process=2",
+       f"--process_log_dir={wd}_logs", "--grace_s=20", "--", TRAIN,
+       f"--workdir={wd}", *flags],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    metrics = os.path.join(wd, "metrics.jsonl")
+    deadline = time.time() + 240
+    while time.time() < deadline and not (
+        os.path.exists(metrics) and len(_rows(wd)) >= 2):
+      time.sleep(0.1)
+    victim = [c for c in _children(proc.pid) if "--process_id=1" in _cmdline(c)]
+    assert victim, "process 1 not found"
+    os.kill(victim[0], signal.SIGKILL)
+    t0 = time.time()
+    _, err = proc.communicate(timeout=120)
+    stopped_after = time.time() - t0
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode != 0
+  assert "process 1 of 2 was killed by SIGKILL" in err, err[-2000:]
+  assert "Run the same command again to resume" in err
+  assert stopped_after < 60, stopped_after
+  done = len(_rows(wd))
+  assert 2 <= done < 6, done
+  out = _launch(wd, flags)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "resuming" in out.stdout
+  got, want = _rows(wd), _rows(ref)
+  assert [r["epoch"] for r in got] == list(range(1, 7))
+  for x, y in zip(want, got):
+    np.testing.assert_allclose(y["train_loss"], x["train_loss"], rtol=1e-5)
+    assert y["rewired_blocks"] == x["rewired_blocks"]
+
+
+def test_divergent_topologies_fail_loudly(tmp_path):
+  """check_same_topology compares a fingerprint of every process's topology
+  after a rewiring; processes holding different graphs stop with a message."""
+  script = tmp_path / "diverge.py"
+  script.write_text(f"""
+import sys
+sys.path.insert(0, {ROOT!r})
+from absl import app, flags
+flags.DEFINE_string("coordinator_address", None, "")
+flags.DEFINE_integer("num_processes", 1, "")
+flags.DEFINE_integer("process_id", 0, "")
+F = flags.FLAGS
+
+def main(argv):
+  from snn_jax.training import parallel
+  parallel.initialize_distributed(F.coordinator_address, F.num_processes,
+                                  F.process_id)
+  from snn_jax import topology
+  stack = topology.make_stack("erdos_renyi", [32, 32], density=0.2,
+                              seed=F.process_id)  # differs per process
+  parallel.check_same_topology(stack, step=7)
+
+app.run(main)
+""")
+  out = subprocess.run(
+      [sys.executable, LAUNCH, "--num_processes=2", "--devices_per_process=1",
+       f"--process_log_dir={tmp_path}/logs", "--", str(script)],
+      capture_output=True, text=True, timeout=180)
+  assert out.returncode != 0
+  assert "topologies diverged across processes after the rewiring at step 7" \
+      in out.stderr + out.stdout
+
+
+def test_launcher_usage_errors(tmp_path):
+  out = subprocess.run([sys.executable, LAUNCH, "--num_processes=2"],
+                       capture_output=True, text=True, timeout=60)
+  assert out.returncode == 2 and "give the binary" in out.stderr
+  out = subprocess.run([sys.executable, LAUNCH, "--", "nowhere.py"],
+                       capture_output=True, text=True, timeout=60)
+  assert out.returncode == 2 and "'nowhere.py' does not exist" in out.stderr
+  with pytest.raises(ValueError, match="together"):
+    from snn_jax.training import parallel
+    parallel.initialize_distributed("localhost:1", None, 0)
+
+
+def test_process_env_sets_the_device_count():
+  env = launch.process_env(3, {"XLA_FLAGS": "--xla_foo=1 "
+                               "--xla_force_host_platform_device_count=8"})
+  assert env["XLA_FLAGS"].split() == [
+      "--xla_foo=1", "--xla_force_host_platform_device_count=3"]
