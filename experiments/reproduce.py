@@ -8,7 +8,10 @@ default) runs the reduced configuration (documented per paper; under 30
 minutes on a 2-core CPU); --scale=paper the paper's own setup where one is
 written (alford2019: LeNet-300-100 and LeNet-5 on full MNIST, every
 configuration of the authors' sheet; liu2020: the Figure-4 experiment on
-Fashion-MNIST; --data_dir holds that dataset's IDX files. bourely2017 and
+Fashion-MNIST; --data_dir holds that dataset's IDX files; liu2020
+--part=sparse_vs_dense: static and SET-evolved sparse MLPs against dense
+over three densities on full MNIST and Fashion-MNIST, --data_dir as for
+bourely2017. bourely2017 and
 isakov2020: the studies on full MNIST and Fashion-MNIST; --data_dir is the
 folder holding mnist/ and fashion_mnist/, e.g. ../shared/datasets). Hours
 each: every run resumes, finished runs are skipped, and --report_only writes
@@ -31,7 +34,7 @@ except ImportError:  # run as a script: experiments/ is on sys.path
   import cli
 
 from snn_jax import data
-from snn_jax.reproduce import PAPER_SCALE, PAPERS
+from snn_jax.reproduce import PAPER_SCALE, PAPER_SCALE_PARTS, PAPERS
 from snn_jax.training import TrainConfig
 
 try:
@@ -57,6 +60,10 @@ _REPORT_ONLY = flags.DEFINE_bool(
     "report_only", False, "--scale=paper: train nothing; write the result "
     "files from the runs that have finished (while, or between sessions in "
     "which, the others continue).")
+_PART = flags.DEFINE_string(
+    "part", None, "--scale=paper: which part of a paper-scale study with "
+    "several (" + "; ".join(f"{p}: {', '.join(parts)}" for p, parts in
+                           PAPER_SCALE_PARTS.items()) + "; default the first).")
 _SET = flags.DEFINE_multi_string("set", [], "field=JSON value of the paper's "
                                  "config, e.g. --set='hidden=[64, 64]'.")
 
@@ -64,6 +71,9 @@ flags.mark_flags_as_required(["paper", "workdir"])
 
 
 def _with_overrides(cfg):
+  if hasattr(cfg, "configs"):  # one study config per dataset: each one
+    return dataclasses.replace(cfg, configs=tuple(
+        (name, _with_overrides(inner)) for name, inner in cfg.configs))
   fields = {f.name for f in dataclasses.fields(cfg)} - {"base"}
   changes = {}
   for item in _SET.value:
@@ -96,6 +106,15 @@ def main(argv):
           f"no paper-scale configuration for {_PAPER.value} yet (have: "
           f"{sorted(PAPER_SCALE)}); --scale=full runs its longer one")
     module = PAPER_SCALE[_PAPER.value]
+    if _PART.value is not None:
+      parts = PAPER_SCALE_PARTS.get(_PAPER.value, {})
+      if _PART.value not in parts:
+        raise app.UsageError(
+            f"--part={_PART.value}: {_PAPER.value} has "
+            + (f"the parts {', '.join(parts)}" if parts else "one part only"))
+      module = parts[_PART.value]
+  elif _PART.value is not None:
+    raise app.UsageError("--part applies to --scale=paper")
   try:
     base = TrainConfig(
         dataset=_DATASET.value, data_dir=data_flags.DATA_DIR.value,

@@ -1,5 +1,6 @@
 """Reproduction grids at tiny sizes."""
 
+import csv
 import dataclasses
 import json
 import os
@@ -634,11 +635,15 @@ def test_alford2019_paper_lenet5_arms(tmp_path, rng):
 
 # -- Bourely 2017 and Isakov 2020 on full data (configuration, no training) ----
 
-@pytest.mark.parametrize("paper", ["bourely2017", "isakov2020"])
+@pytest.mark.parametrize("paper", ["bourely2017", "isakov2020",
+                                   "liu2020_sparse_vs_dense"])
 def test_per_dataset_paper_configs(tmp_path, paper):
+  from snn_jax.reproduce import PAPER_SCALE_PARTS
   for name in ("mnist", "fashion_mnist"):
     (tmp_path / name).mkdir()
-  cfg = PAPER_SCALE[paper].paper_config(TrainConfig(data_dir=str(tmp_path)))
+  module = (PAPER_SCALE_PARTS["liu2020"]["sparse_vs_dense"]
+            if paper == "liu2020_sparse_vs_dense" else PAPER_SCALE[paper])
+  cfg = module.paper_config(TrainConfig(data_dir=str(tmp_path)))
   assert [n for n, _ in cfg.configs] == ["mnist", "fashion_mnist"]
   for name, inner in cfg.configs:
     assert inner.base.dataset == name and inner.base.data_split == "canonical"
@@ -646,7 +651,54 @@ def test_per_dataset_paper_configs(tmp_path, paper):
     assert len(inner.seeds) >= 3
   assert cfg.choices
   with pytest.raises(ValueError, match="--data_dir"):
-    PAPER_SCALE[paper].paper_config(TrainConfig())
+    module.paper_config(TrainConfig())
+
+
+def test_liu2020_sparse_vs_dense_tiny(tmp_path, rng):
+  """Dense, static and SET per seed and epsilon; paired differences by
+  seed; the flattening check; a report-only pass trains nothing and gives
+  the same table."""
+  from snn_jax.reproduce import liu2020_sparse_vs_dense as svd
+  ds = _mnist_like(rng, n_train=400, n_test=100)
+  base = dataclasses.replace(TrainConfig(), epochs=2, batch_size=50,
+                             progress=False, lr=0.05)
+  cfg = svd.SparseVsDenseConfig(base=base, hidden=(32, 32), epsilons=(3.0,),
+                                seeds=(0, 1), window=1)
+  s = svd.run_one(cfg, str(tmp_path), dataset=ds)
+  assert s["failed"] == [] and s["runs_finished"] == s["runs_planned"] == 6
+  table = {(t["method"], t["epsilon"]): t for t in s["table"]}
+  assert set(table) == {("dense", None), ("static", 3.0), ("set", 3.0)}
+  assert table[("dense", None)]["density"] == 1.0
+  assert 0 < table[("set", 3.0)]["density"] < 1
+  rows = list(csv.DictReader(open(tmp_path / "runs.csv")))
+  by = {(r["method"], r["seed"]): float(r["final_test_acc"]) for r in rows}
+  want = np.mean([by[("set", s_)] - by[("dense", s_)] for s_ in ("0", "1")])
+  assert table[("set", 3.0)]["minus_dense"] == pytest.approx(100 * want)
+  assert all(r["flattened"] in ("True", "False") for r in rows)
+  for name in ("sparse_vs_dense.md", "accuracy_vs_density.png",
+               "provenance.json"):
+    assert (tmp_path / name).exists()
+  from snn_jax.reproduce import _common
+  with _common.reporting_only():
+    again = svd.run_one(cfg, str(tmp_path), dataset=ds)
+  assert again["table"] == s["table"]
+  assert _read(tmp_path / "provenance.json")["report_only"] is True
+  with pytest.raises(ValueError, match="two windows"):
+    svd.SparseVsDenseConfig(base=base, window=5)
+
+
+def test_reproduce_binary_part_flag(tmp_path):
+  import subprocess
+  import sys
+  run = lambda *a: subprocess.run(
+      [sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"),
+       f"--workdir={tmp_path}", *a], capture_output=True, text=True, timeout=120)
+  out = run("--paper=bourely2017", "--scale=paper", "--part=x")
+  assert out.returncode == 2 and "one part only" in out.stderr
+  out = run("--paper=liu2020", "--part=sparse_vs_dense")
+  assert out.returncode == 2 and "--part applies to --scale=paper" in out.stderr
+  out = run("--paper=liu2020", "--scale=paper", "--part=nope")
+  assert out.returncode == 2 and "figure4, sparse_vs_dense" in out.stderr
 
 
 def test_per_dataset_report_only_reaches_every_run(tmp_path):

@@ -79,6 +79,11 @@ def reporting_only(enabled: bool = True):
     _REPORT_ONLY.reset(token)
 
 
+def report_only_now() -> bool:
+  """Whether the current pass only reports (:func:`reporting_only`)."""
+  return _REPORT_ONLY.get()
+
+
 def train(config: TrainConfig, workdir: str, dataset, *,
           report_only: bool | None = None) -> dict[str, Any]:
   """``train_and_evaluate``, or with ``report_only`` the finished run's
