@@ -20,7 +20,7 @@ except ImportError:  # run as a script: experiments/ is on sys.path
   import cli
 
 from snn_jax import data
-from snn_jax.sparse_training import PruneConfig, SCOPES, prune_and_retrain
+from snn_jax.studies import PruneConfig, SCOPES, prune_and_retrain
 
 try:
   from experiments import common_flags

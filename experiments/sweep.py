@@ -20,7 +20,7 @@ except ImportError:  # run as a script: experiments/ is on sys.path
   import cli
 
 from snn_jax import topology
-from snn_jax.training import SweepConfig, correlations, run_sweep
+from snn_jax.studies import SweepConfig, correlations, run_sweep
 
 try:  # defines the training flags
   from experiments import common_flags

@@ -15,12 +15,13 @@ from flax import nnx
 
 from snn_jax import analysis, topology
 from snn_jax.nn import SparseMLP, load_dense_weights, save_dense_weights
-from snn_jax.sparse_training import (PruneConfig, Rewirer, SparseTrainingConfig,
+from snn_jax.sparse_training import (Rewirer, SparseTrainingConfig,
                                      gradient_block_scores,
                                      grow_by_score, grow_random, magnitude_drop,
-                                     merge, prune_and_retrain, prune_stack,
+                                     merge, prune_stack,
                                      remap_optimizer_state, rewire_layers,
                                      set_drop)
+from snn_jax.studies import PruneConfig, prune_and_retrain
 from snn_jax.training import TrainConfig, restore_model, train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

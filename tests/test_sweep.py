@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from snn_jax.training import SweepConfig, TrainConfig, correlations, run_sweep
+from snn_jax.studies import SweepConfig, correlations, run_sweep
+from snn_jax.training import TrainConfig
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,8 @@
-"""Topologies that change: dynamic sparse training (SET, RigL) at fixed nnzb
-and pruning-derived topologies (Alford et al. 2019)."""
+"""Topologies that change: the mechanisms of dynamic sparse training (SET,
+RigL) at fixed nnzb, gradual magnitude pruning, and pruning-derived
+topologies (Alford et al. 2019). Nothing here trains a network: the
+training loop calls these, and the multi-run pipelines that use them
+(train dense -> prune -> retrain) are in :mod:`snn_jax.studies`."""
 
 from snn_jax.sparse_training._dynamic import (
     METHODS, REGROW_INITS, ZETA_SCHEDULES, Rewirer, SparseTrainingConfig,
@@ -9,12 +12,22 @@ from snn_jax.sparse_training._rewire import (
     Rewiring, block_norms, carry_over, grow_by_gradient, grow_by_score,
     grow_random,
     magnitude_drop, merge, set_drop)
-from snn_jax.sparse_training._prune import (SCOPES, PruneConfig, prune_and_retrain,
-                                            prune_stack)
+from snn_jax.sparse_training._prune import prune_stack
 
-__all__ = ["METHODS", "REGROW_INITS", "SCOPES", "ZETA_SCHEDULES", "PruneConfig",
+__all__ = ["METHODS", "REGROW_INITS", "ZETA_SCHEDULES",
            "Rewirer", "Rewiring", "SparseTrainingConfig", "block_norms",
            "carry_over", "gradient_block_scores", "grow_by_gradient",
            "grow_by_score", "layer_inputs_and_output_grads",
-           "grow_random", "magnitude_drop", "merge", "prune_and_retrain",
+           "grow_random", "magnitude_drop", "merge",
            "prune_stack", "remap_optimizer_state", "rewire_layers", "set_drop"]
+
+
+_MOVED = {"PruneConfig", "SCOPES", "prune_and_retrain"}
+
+
+def __getattr__(name):  # names that moved up to the studies tier
+  if name in _MOVED:
+    raise AttributeError(
+        f"{__name__}.{name} moved to snn_jax.studies.{name} (multi-run "
+        "studies live above training; see ARCHITECTURE.md)")
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from snn_jax import analysis
-from snn_jax.training.loop import TrainConfig, build_topologies, train_and_evaluate
+from snn_jax.training import TrainConfig, build_topologies, train_and_evaluate
 
 
 @dataclasses.dataclass(frozen=True)

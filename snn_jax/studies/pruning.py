@@ -1,0 +1,151 @@
+"""Pruning-derived topologies: train dense, magnitude-prune, retrain.
+
+Alford, Robinett, Milechin & Kepner, "Training Behavior of Sparse Neural
+Network Topologies" (arXiv:1810.00299) compare such topologies with
+RadiX-Nets; Frankle & Carbin's lottery tickets are the ``rewind`` variant
+(retrain the pruned topology from the dense network's initial weights).
+
+Pipeline (:func:`prune_and_retrain`), all under one workdir::
+
+  init_weights.npz       the dense network's initial weights (θ0)
+  dense/                 a train_and_evaluate run of the dense network
+  round_<i>/topology/    the mask after pruning round i (layer_<l>.npz)
+  round_<i>/start.npz    the weights round i retrains from (θ0 if rewind,
+                         else the previous stage's trained weights)
+  round_<i>/train/       a train_and_evaluate run of that topology
+  pruned_topology/       the final mask: ``train.py --topology_dir=...``
+  prune_summary.json/csv one row per stage (density, accuracy, nnz, time)
+
+Round i keeps density ``d_i = d_final ** (i / iterations)`` of every layer
+(``scope="layer"``) or of all weights together (``"global"``), ranking the
+weights of the previous stage by magnitude (block Frobenius norm at block
+size > 1). Pruned weights are exactly zero in the next ranking, so the
+masks are nested: each round's topology is a subset of the previous one.
+Every stage is a resumable train_and_evaluate run; a killed pipeline
+started again with the same arguments skips finished stages.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from typing import Any
+
+import numpy as np
+from flax import nnx
+
+from snn_jax import nn, topology, training
+from snn_jax.sparse_training import prune_stack
+
+SCOPES = ("layer", "global")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneConfig:
+  """Attributes:
+    density: final fraction of weights kept, in (0, 1).
+    iterations: pruning rounds (1 = one-shot, more = iterative magnitude
+      pruning with a geometric density schedule).
+    scope: ``"layer"`` (every layer to the round's density) or ``"global"``
+      (one magnitude threshold over all layers).
+    rewind: retrain every round from the dense initial weights (lottery
+      ticket) instead of from the previous stage's trained weights.
+    dense_epochs, retrain_epochs: epochs of the dense run and of each
+      retraining round (default: the training config's epochs).
+  """
+  density: float
+  iterations: int = 1
+  scope: str = "layer"
+  rewind: bool = False
+  dense_epochs: int | None = None
+  retrain_epochs: int | None = None
+
+  def __post_init__(self):
+    if not 0.0 < self.density < 1.0:
+      raise ValueError(f"prune density must be in (0, 1), got {self.density}")
+    if self.iterations < 1:
+      raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+    if self.scope not in SCOPES:
+      raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
+    for name in ("dense_epochs", "retrain_epochs"):
+      v = getattr(self, name)
+      if v is not None and v < 1:
+        raise ValueError(f"{name} must be >= 1, got {v}")
+
+  def densities(self) -> list[float]:
+    """The kept density after each round."""
+    return [self.density ** ((i + 1) / self.iterations)
+            for i in range(self.iterations)]
+
+
+def prune_and_retrain(config, prune: PruneConfig, workdir: str, *,
+                      dataset=None) -> dict[str, Any]:
+  """Runs the pipeline (module docstring) for ``config`` (a
+  ``snn_jax.training.TrainConfig``; its topology fields are ignored for the
+  dense run, its ``block_size`` is the pruning granularity). ``dataset``
+  overrides loading. Returns the summary (also in ``prune_summary.json``)."""
+
+  os.makedirs(workdir, exist_ok=True)
+  ds = (dataset or config.load_dataset()).flattened()
+  common = dict(sparse_training="static", snapshot_topologies=False,
+                fan_in=None, topology_params={})
+  dense_cfg = dataclasses.replace(
+      config, topology="dense", density=None, topology_dir=None,
+      epochs=prune.dense_epochs or config.epochs, **common)
+  init_path = os.path.join(workdir, "init_weights.npz")
+  if not os.path.exists(init_path):
+    topos = training.build_topologies(dense_cfg, ds.input_dim, ds.num_classes)
+    theta0 = training.build_model(dense_cfg, topos, nnx.Rngs(
+        params=config.seed, dropout=config.seed + 1))
+    nn.save_dense_weights(theta0, init_path)
+  dense_cfg = dataclasses.replace(dense_cfg, init_weights=init_path)
+  rows = []
+  dense_dir = os.path.join(workdir, "dense")
+  s = training.train_and_evaluate(dense_cfg, dense_dir, dataset=ds)
+  rows.append(_row("dense", 0, 1.0, s))
+  weights = training.restore_model(dense_dir).dense_weights()
+  for i, d in enumerate(prune.densities(), start=1):
+    rdir = os.path.join(workdir, f"round_{i}")
+    tdir = os.path.join(rdir, "topology")
+    start = os.path.join(rdir, "start.npz")
+    if not os.path.isdir(tdir):
+      stack = prune_stack(weights, d, scope=prune.scope,
+                          block_size=config.block_size)
+      os.makedirs(rdir, exist_ok=True)
+      np.savez_compressed(start, **weights)
+      topology.save_stack(stack, tdir)
+    stack = topology.load_stack(tdir)
+    round_cfg = dataclasses.replace(
+        config, topology="pruned", density=d, topology_dir=tdir,
+        init_weights=init_path if prune.rewind else start,
+        epochs=prune.retrain_epochs or config.epochs, **common)
+    train_dir = os.path.join(rdir, "train")
+    s = training.train_and_evaluate(round_cfg, train_dir, dataset=ds)
+    model = training.restore_model(train_dir)
+    if model.topologies() != stack:
+      raise AssertionError(f"round {i}: the retrained network's mask differs "
+                           "from the pruned topology")
+    weights = model.dense_weights()
+    rows.append(_row(f"round_{i}", i, d, s))
+  final_dir = os.path.join(workdir, "pruned_topology")
+  topology.save_stack(stack, final_dir)
+  summary = {"stages": rows, "pruned_topology": final_dir,
+             "prune_config": dataclasses.asdict(prune),
+             "train_config": config.to_dict(), "data_source": ds.source}
+  with open(os.path.join(workdir, "prune_summary.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+  with open(os.path.join(workdir, "prune_summary.csv"), "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+  return summary
+
+
+def _row(stage: str, round_: int, target: float, s: dict) -> dict[str, Any]:
+  return {"stage": stage, "round": round_, "target_density": target,
+          "density": s["density"], "nnz_params": s["nnz_params"],
+          "final_test_acc": s["final_test_acc"],
+          "best_test_acc": s["best_test_acc"],
+          "train_seconds": s["train_seconds"]}
