@@ -45,6 +45,15 @@ TPU_BATCH_TILE = 128  # Untuned default.
 
 XLA_CHUNK_ROWS = 2048
 
+# Density from which ``impl="auto"`` on CPU multiplies densely instead of
+# with the native kernel: where the native kernel's fwd+dX+dW speedup over
+# dense ``jnp.dot`` crosses 1 in the committed benchmark
+# (benchmarks/cpu/bench_cpu_20261202_034557.json; n = 4096, batch 256, f32;
+# speedups 1.30/0.25 at bs 1, 2.48/0.54 at bs 8, 4.85/0.97 at bs 32,
+# 6.49/1.21 at bs 128 for densities 0.1/0.5, interpolated log-log; bs 128
+# extrapolated past 0.5). Between block sizes: log-log interpolation.
+CPU_DENSE_FROM_DENSITY = {1: 0.13, 8: 0.26, 32: 0.49, 128: 0.6}
+
 
 def xla_strategy(block_size: int, nnzb: int) -> str:
   """The XLA kernel strategy for a block size and block count (see above)."""
@@ -58,3 +67,21 @@ def xla_chunk(block_size: int, nnzb: int) -> int:
 
 def gpu_tiles(device_kind: str, block_size: int, dtype_name: str) -> GpuTiles:
   return GPU_TILES.get(device_kind, {}).get((block_size, dtype_name), DEFAULT_GPU)
+
+
+def cpu_dense_threshold(block_size: int) -> float:
+  """The density from which dense beats the native CPU kernel at this block
+  size (``CPU_DENSE_FROM_DENSITY``, interpolated in log block size)."""
+  import math
+  sizes = sorted(CPU_DENSE_FROM_DENSITY)
+  if block_size <= sizes[0]:
+    return CPU_DENSE_FROM_DENSITY[sizes[0]]
+  if block_size >= sizes[-1]:
+    return CPU_DENSE_FROM_DENSITY[sizes[-1]]
+  hi = next(b for b in sizes if b >= block_size)
+  lo = max(b for b in sizes if b <= block_size)
+  if lo == hi:
+    return CPU_DENSE_FROM_DENSITY[lo]
+  t = (math.log(block_size) - math.log(lo)) / (math.log(hi) - math.log(lo))
+  return math.exp((1 - t) * math.log(CPU_DENSE_FROM_DENSITY[lo])
+                  + t * math.log(CPU_DENSE_FROM_DENSITY[hi]))

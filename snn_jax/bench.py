@@ -78,7 +78,8 @@ def _bsmm_fns(w, impl) -> dict[str, Callable]:
   fwd_bwd; the kernel entry points for the single ops)."""
   backend = jax.default_backend()
   # csr_cpu is a baseline outside bsmm: its fwd_bwd composes its kernels.
-  kind = impl if impl == "csr_cpu" else resolve_impl(impl, w.block_size, backend)
+  kind = impl if impl == "csr_cpu" else resolve_impl(
+      impl, w.block_size, backend, w.nnzb / (w.n_row_blocks * w.n_col_blocks))
   n_in, n_out = w.shape
   bs = w.block_size
   if kind in ("xla", "csr_cpu"):

@@ -17,12 +17,18 @@ Implementations (``impl``):
                    for testing);
   ``"pallas_gpu"``, ``"pallas_tpu"``  a specific Pallas kernel (interpret mode
                    off its hardware);
-  ``"dense"``      masked dense matmul (tests and benchmarks only);
+  ``"dense"``      masked dense matmul (the weights laid out densely, one
+                   ``jnp.dot``; dW sampled at the stored blocks);
   ``"auto"``       A *fully stored* matrix (every block present, e.g. the
                    ``dense`` topology) is one dense ``jnp.dot`` on the
                    values laid out as [n_in, n_out] -- block kernels would
-                   only add overhead there. Otherwise CPU: native_cpu where
-                   it was built (else xla, with one warning saying why).
+                   only add overhead there. Otherwise CPU: dense from the
+                   block density where the committed benchmark measured it
+                   faster for a training step
+                   (``kernels.tuning.cpu_dense_threshold``: 0.13 at block
+                   size 1, 0.26 at 8, 0.49 at 32, 0.6 at 128), below it
+                   native_cpu where it was built (else xla, with one
+                   warning saying why).
                    GPU: pallas_gpu for block_size >= 16, else xla. TPU:
                    pallas_tpu for block sizes that are multiples of 128,
                    else xla. (Measurements behind these: BUILD_NOTES.md.)
@@ -66,9 +72,16 @@ class _Static:
   device_kind: str
 
 
-def resolve_impl(impl: str, block_size: int, backend: str | None = None) -> str:
+def resolve_impl(impl: str, block_size: int, backend: str | None = None,
+                 density: float | None = None) -> str:
   """The concrete kernel family ``impl`` means on ``backend`` (default: JAX's
-  default backend): one of xla, native_cpu, pallas_gpu, pallas_tpu, dense."""
+  default backend): one of xla, native_cpu, pallas_gpu, pallas_tpu, dense.
+
+  ``auto`` on CPU picks ``dense`` when the block density (stored blocks /
+  all blocks) is at least ``kernels.tuning.cpu_dense_threshold(block_size)``
+  -- where the committed benchmark measured dense ``jnp.dot`` faster than
+  the native kernel for a training step (e.g. 0.13 at block size 1, 0.49
+  at 32) -- and the native kernel below it."""
   global _warned_no_native
   if impl == "csr_cpu":
     raise ValueError("impl 'csr_cpu' is gone: it ran on jax.experimental."
@@ -83,6 +96,9 @@ def resolve_impl(impl: str, block_size: int, backend: str | None = None) -> str:
     if backend == "tpu" and block_size % pallas_tpu.LANE == 0:
       return "pallas_tpu"
     if backend == "cpu":
+      if density is not None and density >= tuning.cpu_dense_threshold(
+          block_size):
+        return "dense"
       if native_cpu.AVAILABLE:
         return "native_cpu"
       if not _warned_no_native:
@@ -238,9 +254,11 @@ def bsmm(x: jax.Array, w: BlockCSR, *, impl: str = "auto",
       w.nnzb == w.n_row_blocks * w.n_col_blocks):
     return _full_matmul(x, w)
   backend = jax.default_backend()
-  fwd = resolve_impl(impl, w.block_size, backend)
+  density = w.nnzb / (w.n_row_blocks * w.n_col_blocks)
+  fwd = resolve_impl(impl, w.block_size, backend, density)
   bwd = fwd if backward_impl is None else resolve_impl(backward_impl,
-                                                       w.block_size, backend)
+                                                       w.block_size, backend,
+                                                       density)
   if interpret is None:
     on_hw = {"pallas_gpu": "gpu", "pallas_tpu": "tpu"}
     interpret = any(on_hw.get(i, backend) != backend for i in (fwd, bwd))
