@@ -13,9 +13,10 @@ from snn_jax.sparse_training import METHODS, REGROW_INITS
 from snn_jax.training import MODELS, OPTIMIZERS, SCHEDULES, TrainConfig
 
 try:
-  from experiments import data_flags
+  from experiments import data_flags, distributed_flags
 except ImportError:
   import data_flags
+  import distributed_flags
 
 _DATASET = data_flags.define_dataset_flags(default="digits")
 _DATA_DIR, _TFDS_DATA_DIR, _TFDS_MANUAL_DIR, _TFDS_DOWNLOAD = (
@@ -112,21 +113,6 @@ _DATA_PARALLEL = flags.DEFINE_bool(
 _SHARD_BLOCKS = flags.DEFINE_bool(
     "shard_blocks", False, "With --data_parallel, store large layers' blocks "
     "(and their optimizer state) split over the devices.")
-_COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "Multi-process: host:port of process 0 "
-    "(jax.distributed.initialize); with --num_processes and --process_id. "
-    "experiments/launch_local.py sets all three for processes on one machine.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1,
-                                      "Multi-process: how many processes.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", 0,
-                                   "Multi-process: this process (0-based).")
-_DISTRIBUTED_AUTO = flags.DEFINE_bool(
-    "distributed_auto", False, "Multi-process on a cluster: let JAX detect the "
-    "processes from the environment (SLURM srun, Open MPI mpirun, Kubernetes) "
-    "instead of --coordinator_address.")
-_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
-    "heartbeat_timeout_s", 30, "Multi-process: a process whose peers stop "
-    "answering for this long fails instead of waiting.", lower_bound=5)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False,
                                "Discard a workdir that holds a different run.")
@@ -186,21 +172,6 @@ def config_from_flags(pruning_during_training: bool = True) -> TrainConfig:
 
 
 def maybe_initialize_distributed() -> None:
-  """Joins a multi-process job when --coordinator_address or
-  --distributed_auto is given."""
-  from snn_jax.training import parallel
-  if _COORDINATOR.value and _DISTRIBUTED_AUTO.value:
-    raise ValueError("--coordinator_address and --distributed_auto exclude "
-                     "each other: give the processes yourself or let JAX "
-                     "detect them")
-  if _COORDINATOR.value:
-    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
-                                    _PROCESS_ID.value,
-                                    heartbeat_timeout_s=_HEARTBEAT_TIMEOUT.value)
-  elif _DISTRIBUTED_AUTO.value:
-    parallel.initialize_distributed(heartbeat_timeout_s=_HEARTBEAT_TIMEOUT.value)
-  elif _NUM_PROCESSES.value != 1 or _PROCESS_ID.value != 0:
-    raise ValueError("--num_processes/--process_id need --coordinator_address "
-                     "(host:port of process 0)")
-
-
+  """Joins a multi-process job when the flags ask for one
+  (``distributed_flags``)."""
+  distributed_flags.maybe_initialize()

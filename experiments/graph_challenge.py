@@ -17,17 +17,25 @@ and writes it to --output_dir (default out/graph_challenge; pass
 our kernels' categories differ from the reference (the official truth, or
 scipy for look-alike networks); a disagreeing dense baseline is reported in
 its row and does not fail the run. See snn_jax/graph_challenge.py.
+
+Across processes (inputs split over them, categories gathered and checked,
+the rate of the whole job reported):
+
+  python experiments/launch_local.py --num_processes=2 -- \
+      experiments/graph_challenge.py --official_dir=../shared/datasets/graph_challenge
 """
 
 import datetime
 import os
 
 from absl import app, flags
+import jax
 
 try:
-  from experiments import cli
+  from experiments import cli, distributed_flags
 except ImportError:  # run as a script: experiments/ is on sys.path
   import cli
+  import distributed_flags
 
 from snn_jax import graph_challenge as gc
 from snn_jax.analysis import write_rows
@@ -54,6 +62,7 @@ _BATCH = flags.DEFINE_integer("batch_size", 4096, "Inputs streamed through "
 _REPEATS = flags.DEFINE_integer("repeats", 1, "Timed runs (best kept).")
 _OUT = flags.DEFINE_string("output_dir", "out/graph_challenge",
                            "Where the CSV/JSON table goes.")
+flags.adopt_module_key_flags(distributed_flags)
 
 
 def _images(data_dir: str):
@@ -80,6 +89,7 @@ def main(argv):
                 repeats=_REPEATS.value, batch_size=_BATCH.value)
   rows = []
   try:
+    distributed_flags.maybe_initialize()
     if _DATA_DIR.value is not None:
       images, source = _images(_DATA_DIR.value)
       images = images[:_INPUTS.value] if _INPUTS.value else images
@@ -97,6 +107,11 @@ def main(argv):
               n, n_layers, images, **common)]
   except (ValueError, FileNotFoundError) as e:
     raise app.UsageError(str(e)) from None
+  if jax.process_index() != 0:  # process 0 reports for the whole job
+    failed = gc.kernel_failures(rows)
+    if failed:
+      raise SystemExit(1)
+    return
   env = {**{f"device_{k}": v for k, v in device_info().items()},
          **{f"version_{k}": v for k, v in versions().items()}}
   for r in rows:
@@ -104,12 +119,17 @@ def main(argv):
   print(f"{'network':>10} {'n':>6} {'layers':>6} {'method':>10} {'seconds':>9} "
         f"{'edges/s':>10} {'vs scipy':>8} {'categories':>10} {'match':>5} reference")
   for r in rows:
-    ref = next(q for q in rows if q["method"] == "scipy" and
-               (q["n_neurons"], q["n_layers"]) == (r["n_neurons"], r["n_layers"]))
+    ref = next((q for q in rows if q["method"] == "scipy" and
+                (q["n_neurons"], q["n_layers"]) == (r["n_neurons"], r["n_layers"])),
+               None)
+    vs = (f"{r['edges_per_second'] / ref['edges_per_second']:8.2f}" if ref
+          else f"{'-':>8}")
     print(f"{r['network']:>10} {r['n_neurons']:6d} {r['n_layers']:6d} "
           f"{r['method']:>10} {r['seconds']:9.3f} {r['edges_per_second']:10.3g} "
-          f"{r['edges_per_second'] / ref['edges_per_second']:8.2f} "
-          f"{r['categories']:10d} {str(r['categories_match']):>5} {r['reference']}")
+          f"{vs} {r['categories']:10d} {str(r['categories_match']):>5} "
+          f"{r['reference']}"
+          + (f"  ({r['processes']} processes, inputs "
+             f"{r['inputs_per_process']})" if "processes" in r else ""))
   os.makedirs(_OUT.value, exist_ok=True)
   stem = "graph_challenge_" + datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
   write_rows(rows, _OUT.value, stem)

@@ -40,6 +40,7 @@ except ImportError:  # run as a script: experiments/ is on sys.path
 
 flags.mark_flag_as_required("workdir")
 flags.adopt_module_key_flags(common_flags)  # --helpshort lists them
+flags.adopt_module_key_flags(common_flags.distributed_flags)
 
 
 def resume_hint(workdir: str) -> str:

@@ -359,6 +359,42 @@ def categories(y: np.ndarray | sp.spmatrix) -> np.ndarray:
   return np.flatnonzero((np.asarray(y) != 0).any(axis=1))
 
 
+def distributed_categories(run: Callable[[np.ndarray], np.ndarray],
+                           inputs: np.ndarray | sp.spmatrix, batch_size: int
+                           ) -> tuple[np.ndarray, dict[str, Any]]:
+  """Categories of all ``inputs`` computed by the processes of a JAX
+  multi-process job together: process i streams only its contiguous share
+  of the rows (after a warm-up on the same rows that compiles every
+  shape), and the categories are gathered so that every process returns
+  all of them. With one process this is :func:`streamed_categories`.
+
+  Returns the categories and timings: ``seconds`` (the slowest process,
+  i.e. the job's time), ``seconds_per_process``, ``inputs_per_process``."""
+  procs, me = jax.process_count(), jax.process_index()
+  n = inputs.shape[0]
+  lo, hi = me * n // procs, (me + 1) * n // procs
+  inputs = inputs.tocsr() if sp.issparse(inputs) else inputs
+  local = inputs[lo:hi]
+  streamed_categories(run, local, batch_size)  # compiles every bucket
+  t0 = time.perf_counter()
+  found = streamed_categories(run, local, batch_size) + lo
+  seconds = time.perf_counter() - t0
+  hits = np.zeros(n, np.uint8)
+  hits[found] = 1
+  if procs > 1:
+    from jax.experimental import multihost_utils
+    hits = np.asarray(multihost_utils.process_allgather(hits)).reshape(
+        procs, n).max(axis=0)
+    every = np.asarray(multihost_utils.process_allgather(
+        np.asarray([seconds, hi - lo], np.float64))).reshape(procs, 2)
+  else:
+    every = np.asarray([[seconds, hi - lo]])
+  return np.flatnonzero(hits), {
+      "seconds": float(every[:, 0].max()),
+      "seconds_per_process": [float(v) for v in every[:, 0]],
+      "inputs_per_process": [int(v) for v in every[:, 1]]}
+
+
 def benchmark(weights: Sequence[sp.spmatrix], inputs: np.ndarray | sp.spmatrix,
               *, network: str, truth: np.ndarray | None = None,
               block_sizes: tuple[int, ...] = (1,), impl: str = "auto",
@@ -376,7 +412,13 @@ def benchmark(weights: Sequence[sp.spmatrix], inputs: np.ndarray | sp.spmatrix,
   shape); scipy needs none and runs on all inputs at once (sparse). All
   three drop finished (all-zero) inputs as they go. Weights are built
   outside the timings. Dense runs only where every layer's dense matrix
-  fits in ``dense_budget_bytes``."""
+  fits in ``dense_budget_bytes``.
+
+  In a multi-process job (``jax.process_count() > 1``) the inputs are
+  split over the processes for our kernel (:func:`distributed_categories`;
+  its row gives the rate of the whole job and each process's share), dense
+  is not run, and scipy runs only where there is no truth to check
+  against (on every process, as the reference)."""
   weights = [_as_weights(w) for w in weights]
   n, n_layers = weights[0].shape[0], len(weights)
   _check_size(n)
@@ -402,6 +444,21 @@ def benchmark(weights: Sequence[sp.spmatrix], inputs: np.ndarray | sp.spmatrix,
     return best, out
 
   sparse_inputs = sp.csr_matrix(inputs, dtype=np.float32)
+  procs = jax.process_count()
+  if procs > 1:
+    if truth is None:
+      reference = categories(infer_scipy(weights, sparse_inputs))
+    else:
+      reference = np.asarray(truth)
+    reference_name = "scipy" if truth is None else "official truth"
+    for bs in block_sizes:
+      net = stack_network(weights, bs)
+      run = lambda y, net=net: infer(net, y, impl=impl, segment=segment)
+      cats, t = distributed_categories(run, sparse_inputs, batch_size)
+      record(f"bsmm_bs{bs}", t["seconds"], cats,
+             f"impl={impl}, {procs} processes, batches of {batch_size}")
+      rows[-1].update(processes=procs, **t)
+    return rows
   seconds, scipy_cats = best_of(lambda: categories(infer_scipy(weights, sparse_inputs)))
   reference = scipy_cats if truth is None else np.asarray(truth)
   reference_name = "scipy" if truth is None else "official truth"

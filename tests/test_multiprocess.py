@@ -193,3 +193,28 @@ def test_process_env_sets_the_device_count():
                                "--xla_force_host_platform_device_count=8"})
   assert env["XLA_FLAGS"].split() == [
       "--xla_foo=1", "--xla_force_host_platform_device_count=3"]
+
+
+SHARED_GC = os.path.join(ROOT, "..", "shared", "datasets", "graph_challenge")
+
+
+@pytest.mark.skipif(not os.path.isdir(SHARED_GC),
+                    reason="../shared/datasets/graph_challenge is absent "
+                    "(a user's clone)")
+def test_graph_challenge_across_two_processes(tmp_path):
+  """The official 1,024 x 120 network, its 1,200 inputs split over two
+  processes (600 each): the gathered categories equal the official truth,
+  and the row reports the whole job's rate."""
+  out = subprocess.run(
+      [sys.executable, LAUNCH, "--num_processes=2",
+       f"--process_log_dir={tmp_path}/logs", "--",
+       os.path.join(ROOT, "experiments", "graph_challenge.py"),
+       f"--official_dir={SHARED_GC}", f"--output_dir={tmp_path}/out"],
+      capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  [table] = [f for f in os.listdir(tmp_path / "out") if f.endswith(".json")]
+  [row] = json.loads((tmp_path / "out" / table).read_text())
+  assert row["method"] == "bsmm_bs1" and row["categories_match"]
+  assert row["categories"] == 19 and row["reference"] == "official truth"
+  assert row["processes"] == 2 and row["inputs_per_process"] == [600, 600]
+  assert row["seconds"] == max(row["seconds_per_process"])
