@@ -89,6 +89,19 @@ def test_two_processes_train_as_one(tmp_path, case):
   assert "epoch   2" in (tmp_path / "two_logs" / "process_1.log").read_text()
 
 
+def test_one_device_per_process_with_rewiring(tmp_path):
+  """2 processes x 1 device against 1 process x 2 devices, SET: arrays
+  the rewiring rebuilt must be re-placed over processes that each hold a
+  single device (device_put failed there; parallel._to_sharding)."""
+  one, two = str(tmp_path / "one"), str(tmp_path / "two")
+  _single_process(one, _flags("set"), devices=2)
+  out = _launch(two, _flags("set"), devices=1)
+  assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])
+  for x, y in zip(_rows(one), _rows(two)):
+    np.testing.assert_allclose(y["train_loss"], x["train_loss"], rtol=1e-5)
+    assert y["rewired_blocks"] == x["rewired_blocks"]
+
+
 def _children(pid):
   path = f"/proc/{pid}/task/{pid}/children"
   with open(path) as f:

@@ -97,6 +97,26 @@ def _block_counts(model) -> set[int]:
   return {layer.values.get_value().shape[0] for layer in model.layers}
 
 
+def _to_sharding(x: jax.Array, sharding: NamedSharding) -> jax.Array:
+  """``x`` laid out as ``sharding``. With several processes the array is
+  rebuilt from its whole host value on every process
+  (``make_array_from_callback``): arrays that rewiring produced from
+  global arrays by eager ops cannot always be re-placed with
+  ``device_put`` across processes (seen with one device per process)."""
+  if jax.process_count() == 1:
+    return jax.device_put(x, sharding)
+  if not x.is_fully_addressable:
+    if x.is_fully_replicated:
+      host = np.asarray(x.addressable_data(0))
+    else:
+      from jax.experimental import multihost_utils
+      host = np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  else:
+    host = np.asarray(x)
+  return jax.make_array_from_callback(host.shape, sharding,
+                                      lambda index: host[index])
+
+
 def place(mesh: Mesh, model, optimizer: nnx.Optimizer | None = None, *,
           shard_blocks: bool = False) -> int:
   """Puts model (and optimizer) state on the mesh: replicated, or with
@@ -115,8 +135,8 @@ def place(mesh: Mesh, model, optimizer: nnx.Optimizer | None = None, *,
     if (shard_blocks and x.ndim == 3 and x.shape[0] in counts
         and x.shape[0] % n == 0):
       split_count[0] += 1
-      return jax.device_put(x, split)
-    return jax.device_put(x, replicated)
+      return _to_sharding(x, split)
+    return _to_sharding(x, replicated)
 
   for obj in (model, optimizer):
     if obj is None:
