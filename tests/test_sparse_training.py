@@ -464,11 +464,17 @@ def test_epoch_end_rewiring_comes_after_the_epochs_evaluation(tmp_path,
   assert events == ["eval", "rewire", "eval", "rewire", "eval"]
 
 
-@pytest.mark.parametrize("bs,chunk", [(1, 64), (1, 1 << 24), (4, 200), (4, 16)])
-def test_grow_by_gradient_chooses_as_the_dense_scores_do(rng, bs, chunk):
+@pytest.mark.parametrize("bs,chunk,dead_inputs", [
+    (1, 64, 0), (1, 1 << 24, 0), (4, 200, 0), (4, 16, 0),
+    # Inputs that are zero on the batch give whole rows of zero scores: the
+    # k-th best is a tie shared by many positions, decided by position.
+    (1, 64, 40), (4, 16, 40), (1, 200, 63)])
+def test_grow_by_gradient_chooses_as_the_dense_scores_do(rng, bs, chunk,
+                                                         dead_inputs):
   from snn_jax.sparse_training import grow_by_gradient
   t = topology.make("erdos_renyi", 64, 96, density=0.2, block_size=bs, seed=3)
   x = rng.normal(size=(12, 64)).astype(np.float32)
+  x[:, rng.permutation(64)[:dead_inputs]] = 0.0
   dy = rng.normal(size=(12, 96)).astype(np.float32)
   g = (x.T @ dy).astype(np.float64).reshape(64 // bs, bs, 96 // bs, bs)
   scores = np.sqrt((g ** 2).sum(axis=(1, 3)))

@@ -168,6 +168,7 @@ def grow_by_gradient(rows: np.ndarray, cols: np.ndarray, x: np.ndarray,
   occ_sorted = occupied[order]
   best_score = np.zeros(0)
   best_flat = np.zeros(0, np.int64)
+  threshold = -np.inf  # the k-th best score so far, once k are held
   for c0 in range(0, n_cb, per_chunk):
     c1 = min(n_cb, c0 + per_chunk)
     g = x.T @ dy[:, c0 * bs:c1 * bs]  # [n_in, (c1-c0)*bs]
@@ -177,16 +178,33 @@ def grow_by_gradient(rows: np.ndarray, cols: np.ndarray, x: np.ndarray,
     score = score.ravel()
     lo, hi = np.searchsorted(occ_sorted, [flat.min(), flat.max() + 1])
     taken = np.isin(flat, occ_sorted[lo:hi], assume_unique=False)
-    score, flat = score[~taken], flat[~taken]
-    score = np.concatenate([best_score, score])
-    flat = np.concatenate([best_flat, flat])
-    if len(score) > k:
-      # (-score, flat) order: largest first, ties to the lower position
-      keep = np.lexsort((flat, -score))[:k]
-      score, flat = score[keep], flat[keep]
-    best_score, best_flat = score, flat
+    # Below the k-th best so far a position can never be chosen.
+    keep = ~taken & (score >= threshold)
+    score = np.concatenate([best_score, score[keep]])
+    flat = np.concatenate([best_flat, flat[keep]])
+    best_score, best_flat = _top_k(score, flat, k)
+    if len(best_score) == k:
+      threshold = best_score.min()
   picked = np.sort(best_flat)
   return np.divmod(picked, n_cb)
+
+
+def _top_k(score: np.ndarray, flat: np.ndarray, k: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+  """The ``k`` entries first in (-score, flat) order -- largest score
+  first, ties to the lower position -- in no particular order, in linear
+  time (a partition on the score, then on the position among the entries
+  tied at the cut)."""
+  if len(score) <= k:
+    return score, flat
+  cut = np.partition(score, len(score) - k)[len(score) - k]  # k-th largest
+  above = np.flatnonzero(score > cut)
+  tied = np.flatnonzero(score == cut)
+  need = k - len(above)
+  if need < len(tied):
+    tied = tied[np.argpartition(flat[tied], need - 1)[:need]]
+  keep = np.concatenate([above, tied])
+  return score[keep], flat[keep]
 
 
 @dataclasses.dataclass(frozen=True)
