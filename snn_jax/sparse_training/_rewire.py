@@ -164,8 +164,9 @@ def grow_by_gradient(rows: np.ndarray, cols: np.ndarray, x: np.ndarray,
   if k == 0:
     return np.zeros(0, np.int64), np.zeros(0, np.int64)
   per_chunk = max(1, chunk_floats // (x.shape[1] * bs))
-  order = np.argsort(occupied, kind="stable")
-  occ_sorted = occupied[order]
+  rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+  by_col = np.argsort(cols, kind="stable")
+  col_starts = np.searchsorted(cols[by_col], np.arange(n_cb + 1))
   best_score = np.zeros(0)
   best_flat = np.zeros(0, np.int64)
   threshold = -np.inf  # the k-th best score so far, once k are held
@@ -174,14 +175,12 @@ def grow_by_gradient(rows: np.ndarray, cols: np.ndarray, x: np.ndarray,
     g = x.T @ dy[:, c0 * bs:c1 * bs]  # [n_in, (c1-c0)*bs]
     score = np.sqrt((g.reshape(n_rb, bs, c1 - c0, bs) ** 2).sum(axis=(1, 3),
                                                                 dtype=np.float64))
-    flat = (np.arange(n_rb)[:, None] * n_cb + np.arange(c0, c1)[None, :]).ravel()
-    score = score.ravel()
-    lo, hi = np.searchsorted(occ_sorted, [flat.min(), flat.max() + 1])
-    taken = np.isin(flat, occ_sorted[lo:hi], assume_unique=False)
+    stored = by_col[col_starts[c0]:col_starts[c1]]
+    score[rows[stored], cols[stored] - c0] = -np.inf  # occupied: never grown
     # Below the k-th best so far a position can never be chosen.
-    keep = ~taken & (score >= threshold)
-    score = np.concatenate([best_score, score[keep]])
-    flat = np.concatenate([best_flat, flat[keep]])
+    r, c = np.nonzero(score >= max(threshold, -np.finfo(np.float64).max))
+    score = np.concatenate([best_score, score[r, c]])
+    flat = np.concatenate([best_flat, r * n_cb + c + c0])
     best_score, best_flat = _top_k(score, flat, k)
     if len(best_score) == k:
       threshold = best_score.min()
