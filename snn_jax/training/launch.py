@@ -97,7 +97,9 @@ def run_local(command: Sequence[str], num_processes: int, *,
       codes = [p.poll() for p in procs]
       bad = [i for i, c in enumerate(codes) if c not in (None, 0)]
       if bad:
-        failed = bad[0]
+        # A process killed by a signal is the cause; peers that then exit
+        # with an error (their collectives failed) are the consequence.
+        failed = min(bad, key=lambda i: (codes[i] >= 0, i))
         break
       if all(c == 0 for c in codes):
         break
