@@ -177,14 +177,8 @@ def analyse(rows, cfg: SparseVsDenseConfig) -> dict[str, Any]:
   ok = _common.ok_rows(rows)
   out: dict[str, Any] = {"choices": list(CHOICES)}
   out["accuracy"] = _common.group_stats(ok, ["method", "epsilon"])
-  claims = {}
-  for eps in cfg.epsilons:
-    for method in ("static", "set"):
-      pairs = [{**r, "arm": r["method"]} for r in ok
-               if r["method"] == "dense" or (r["method"] == method
-                                             and r["epsilon"] == eps)]
-      d = _common.paired_difference(pairs, "arm", method, "dense")
-      claims[f"{method}_eps{eps:g}_minus_dense"] = d
+  claims = {f"{method}_eps{eps:g}_minus_dense": minus_dense(ok, method, eps)
+            for eps in cfg.epsilons for method in ("static", "set")}
   out["paired_differences"] = claims
   out["sparse_beats_dense_at"] = sorted(
       k.replace("_minus_dense", "") for k, d in claims.items()
@@ -192,6 +186,13 @@ def analyse(rows, cfg: SparseVsDenseConfig) -> dict[str, Any]:
   out["not_flattened"] = [f"{r['method']} eps {r['epsilon']} seed {r['seed']}"
                           for r in ok if r.get("flattened") is False]
   return out
+
+
+def minus_dense(ok_rows, method: str, eps: float) -> dict[str, float]:
+  """``method`` at ``eps`` minus dense, paired by seed (mean, t interval)."""
+  pairs = [r for r in ok_rows if r["method"] == "dense"
+           or (r["method"] == method and r["epsilon"] == eps)]
+  return _common.paired_difference(pairs, "method", method, "dense")
 
 
 def side_by_side(rows) -> list[dict[str, Any]]:
@@ -209,10 +210,7 @@ def side_by_side(rows) -> list[dict[str, Any]]:
            "flattened": f"{sum(bool(r.get('flattened')) for r in mine)}/"
                         f"{len(mine)}"}
     if method != "dense":
-      pairs = [{**r, "arm": r["method"]} for r in ok
-               if r["method"] == "dense" or (r["method"] == method
-                                             and r["epsilon"] == eps)]
-      d = _common.paired_difference(pairs, "arm", method, "dense")
+      d = minus_dense(ok, method, eps)
       row.update(minus_dense=100 * d["mean"], minus_dense_low=100 * d["low"],
                  minus_dense_high=100 * d["high"])
     out.append(row)

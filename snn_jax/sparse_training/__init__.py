@@ -14,6 +14,8 @@ from snn_jax.sparse_training._rewire import (
     magnitude_drop, merge, set_drop)
 from snn_jax.sparse_training._prune import prune_stack
 
+from snn_jax.utils.moved import moved_to
+
 __all__ = ["METHODS", "REGROW_INITS", "ZETA_SCHEDULES",
            "Rewirer", "Rewiring", "SparseTrainingConfig", "block_norms",
            "carry_over", "gradient_block_scores", "grow_by_gradient",
@@ -22,12 +24,7 @@ __all__ = ["METHODS", "REGROW_INITS", "ZETA_SCHEDULES",
            "prune_stack", "remap_optimizer_state", "rewire_layers", "set_drop"]
 
 
-_MOVED = {"PruneConfig", "SCOPES", "prune_and_retrain"}
-
-
-def __getattr__(name):  # names that moved up to the studies tier
-  if name in _MOVED:
-    raise AttributeError(
-        f"{__name__}.{name} moved to snn_jax.studies.{name} (multi-run "
-        "studies live above training; see ARCHITECTURE.md)")
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_to(
+    __name__, ("PruneConfig", "SCOPES", "prune_and_retrain"),
+    "snn_jax.studies", "multi-run studies live above training; see "
+    "ARCHITECTURE.md")
