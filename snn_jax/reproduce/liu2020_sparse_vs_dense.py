@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from snn_jax import analysis
 from snn_jax import topology as topology_lib
 from snn_jax.reproduce import _common, _per_dataset
 from snn_jax.reproduce.liu2020 import SET_SETTING
@@ -153,7 +154,7 @@ def run_one(cfg: SparseVsDenseConfig, workdir: str, *,
   summary["runs_planned"] = len(rows)
   summary["runs_finished"] = len(_common.ok_rows(rows))
   summary["failed"] = _common.failed_rows(rows)
-  _write_rows(rows, workdir)
+  analysis.write_rows(rows, workdir, "runs")  # runs.csv, runs.json
   table = side_by_side(rows)
   _common.write_markdown_table(
       table, [("method", "method"), ("epsilon", "epsilon"),
@@ -215,17 +216,6 @@ def side_by_side(rows) -> list[dict[str, Any]]:
                  minus_dense_high=100 * d["high"])
     out.append(row)
   return out
-
-
-def _write_rows(rows, workdir: str) -> None:
-  import csv
-  keys: list[str] = []
-  for r in rows:
-    keys += [k for k in r if k not in keys]
-  with open(os.path.join(workdir, "runs.csv"), "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=keys)
-    w.writeheader()
-    w.writerows(rows)
 
 
 def plot(table, dataset: str, path: str) -> None:
