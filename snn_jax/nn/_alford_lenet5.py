@@ -109,7 +109,7 @@ class AlfordLeNet5(SparseLayerStack, nnx.Module):
     # convolution with a 25*C-wide identity kernel -- 4.9 GMAC per batch of
     # 100 for the second layer, ten times the dense convolution.
     c_in = layer.n_in // (KERNEL[0] * KERNEL[1])
-    kernel = layer.weight().to_dense().reshape(c_in, *KERNEL, layer.n_out)
+    kernel = layer.dense_kernel().reshape(c_in, *KERNEL, layer.n_out)
     y = jax.lax.conv_general_dilated(
         x, jnp.transpose(kernel, (1, 2, 0, 3)), (1, 1), "SAME",
         dimension_numbers=("NHWC", "HWIO", "NHWC"))

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from snn_jax.nn import _taps
 from snn_jax.nn._init import get_initializer, live_units
 from snn_jax.ops import bsmm
 from snn_jax.sparse import BlockCSR, block_metadata
@@ -114,6 +115,12 @@ class SparseDense(nnx.Module):
   def nnz(self) -> int:
     return int(self.values.get_value().size)
 
+  def dense_kernel(self) -> jax.Array:
+    """The weight as a dense ``[n_in, n_out]`` array, traceable -- for layers
+    used as a dense kernel (a convolution's); growth taps see it
+    (:mod:`snn_jax.nn._taps`), so RigL can grow such a layer too."""
+    return _taps.tap_dense(self, self.weight().to_dense())
+
   def dense_weight(self) -> np.ndarray:
     """float32[n_in, n_out] on the host, zeros off the topology."""
     return np.asarray(jax.device_get(self.weight().to_dense()), np.float32)
@@ -146,7 +153,7 @@ class SparseDense(nnx.Module):
              impl=self.impl)
     if self.bias is not None:
       y = y + self.bias.get_value().reshape((1,) * (y.ndim - 1) + (-1,))
-    return y
+    return _taps.tap_output(self, x, y)
 
   def __repr__(self) -> str:
     dense = self.n_in * self.n_out

@@ -1,0 +1,366 @@
+"""Dynamic sparsity as an optimizer wrapper (``sparse_training.set/rigl/
+prune(...).wrap(tx)`` + ``SparseOptimizer``): device rules equal to the host
+rules, the same choices as the training loop's ``Rewirer`` where both are
+deterministic, no retrace, and any model -- LeNet-5, Alford's LeNet-5, a
+model written here."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from snn_jax import sparse_training, topology
+from snn_jax.nn import AlfordLeNet5, LeNet5, SparseDense, SparseMLP
+from snn_jax.sparse import block_metadata
+from snn_jax.sparse_training import (Rewirer, SparseOptimizer,
+                                     SparseTrainingConfig, _device, _rewire)
+
+
+@pytest.fixture(autouse=True)
+def _standard_promotion():
+  # optax mixes int32 step counts with Python floats (see test_train_smoke).
+  with jax.numpy_dtype_promotion("standard"):
+    yield
+
+
+def _layer_arrays(rng, n_rb, n_cb, nnzb, bs):
+  flat = np.sort(rng.choice(n_rb * n_cb, nnzb, replace=False))
+  rows, cols = np.divmod(flat, n_cb)
+  values = rng.normal(size=(nnzb, bs, bs)).astype(np.float32)
+  return rows.astype(np.int32), cols.astype(np.int32), values
+
+
+# --- the device rules against the host rules --------------------------------
+
+@pytest.mark.parametrize("bs", [1, 4])
+@pytest.mark.parametrize("zeta", [0.1, 0.3, 0.5])
+def test_drop_rules_equal_host(bs, zeta):
+  rng = np.random.default_rng(int(zeta * 10) + bs)
+  _, _, values = _layer_arrays(rng, 20, 30, 150, bs)
+  values[::7] = values[3]  # ties, broken by storage position
+  np.testing.assert_array_equal(
+      np.asarray(_device.set_drop(jnp.asarray(values), zeta)),
+      _rewire.set_drop(values, zeta))
+  k = int(round(zeta * 150))
+  np.testing.assert_array_equal(
+      np.asarray(_device.magnitude_drop(jnp.asarray(values), k)),
+      _rewire.magnitude_drop(values, k))
+
+
+@pytest.mark.parametrize("bs,chunk_floats", [(1, 1 << 24), (1, 40), (2, 100),
+                                             (4, 1)])
+def test_gradient_growth_equals_host(bs, chunk_floats):
+  rng = np.random.default_rng(bs)
+  n_rb, n_cb = 24, 18
+  rows, cols, _ = _layer_arrays(rng, n_rb, n_cb, 90, bs)
+  x = rng.normal(size=(16, n_rb * bs)).astype(np.float32)
+  dy = rng.normal(size=(16, n_cb * bs)).astype(np.float32)
+  x[:, :3 * bs] = 0.0  # dead inputs: tied zero scores, lower position first
+  k = 40
+  meta = block_metadata(rows, cols, n_rb, n_cb)
+  gr, gc = jax.jit(_device.grow_by_gradient, static_argnums=(5, 6),
+                   static_argnames="chunk_floats")(
+      x, dy, meta["row_idx"], meta["col_idx"], meta["row_ptr"], bs, k,
+      chunk_floats=chunk_floats)
+  want_r, want_c = _rewire.grow_by_gradient(rows, cols, x, dy, k, bs)
+  got = sorted(zip(np.asarray(gr).tolist(), np.asarray(gc).tolist()))
+  assert got == sorted(zip(want_r.tolist(), want_c.tolist()))
+
+
+def test_random_growth_draws_distinct_empty_positions_uniformly():
+  rng = np.random.default_rng(0)
+  n_rb, n_cb, nnzb, k = 6, 5, 12, 8
+  rows, cols, _ = _layer_arrays(rng, n_rb, n_cb, nnzb, 1)
+  meta = {k: jnp.asarray(v) for k, v in
+          block_metadata(rows, cols, n_rb, n_cb).items()}
+  stored = set(zip(rows.tolist(), cols.tolist()))
+  grow = jax.jit(jax.vmap(
+      lambda key: _device.grow_random(
+          jax.random.bits(key, (2, 200), jnp.uint32), meta["row_idx"],
+          meta["col_idx"], (n_rb, n_cb), k, jnp.int32(k))))
+  gr, gc, found = grow(jax.random.split(jax.random.key(1), 3000))
+  assert (np.asarray(found) == k).all()
+  counts = np.zeros((n_rb, n_cb))
+  for r, c in zip(np.asarray(gr), np.asarray(gc)):
+    picked = set(zip(r.tolist(), c.tolist()))
+    assert len(picked) == k and not picked & stored
+    for p in picked:
+      counts[p] += 1
+  empty = [(r, c) for r in range(n_rb) for c in range(n_cb)
+           if (r, c) not in stored]
+  expected = 3000 * k / len(empty)  # 1333 draws each
+  freq = np.array([counts[p] for p in empty])
+  assert np.abs(freq - expected).max() < 5 * np.sqrt(expected)
+
+
+def test_merge_and_metadata_equal_host():
+  rng = np.random.default_rng(3)
+  n_rb, n_cb = 9, 11
+  rows, cols, values = _layer_arrays(rng, n_rb, n_cb, 40, 1)
+  drop = _rewire.magnitude_drop(values, 10)
+  gr, gc = _rewire.grow_random(rows, cols, (n_rb, n_cb), 10, rng)
+  want = _rewire.merge(rows, cols, drop, gr, gc, n_cb)
+  perm = rng.permutation(10)  # the device pairs drops and growths in any order
+  r, c, src = _device.merge(jnp.asarray(rows), jnp.asarray(cols),
+                            jnp.asarray(drop), jnp.asarray(gr[perm], jnp.int32),
+                            jnp.asarray(gc[perm], jnp.int32))
+  np.testing.assert_array_equal(np.asarray(r), want.rows)
+  np.testing.assert_array_equal(np.asarray(c), want.cols)
+  np.testing.assert_array_equal(np.asarray(src), want.source)
+  meta = _device.csr_metadata(r, c, (n_rb, n_cb))
+  for name, expected in block_metadata(want.rows, want.cols, n_rb,
+                                       n_cb).items():
+    np.testing.assert_array_equal(np.asarray(meta[name]), expected, name)
+
+
+# --- the optimizer against the training loop's Rewirer ----------------------
+
+def _mlp(bs=1, seed=0):
+  topos = topology.make_stack("erdos_renyi", [48, 32, 16], density=0.25,
+                              block_size=bs, seed=seed)
+  return SparseMLP(topos, rngs=nnx.Rngs(params=seed))
+
+
+def _ce(model, x, y):
+  return optax.softmax_cross_entropy_with_integer_labels(
+      model(x).astype(jnp.float32), y).mean()
+
+
+def _batches(n, in_dim, seed=0, batch=32):
+  rng = np.random.default_rng(seed)
+  return [(jnp.asarray(rng.normal(size=(batch, in_dim)), jnp.float32),
+           jnp.asarray(rng.integers(0, 10, batch), jnp.int32))
+          for _ in range(n)]
+
+
+def _train(model, optimizer, batches, loss=_ce, rigl=False, after_step=None):
+  """Trains on ``batches`` with one jitted step; returns the losses and how
+  many times the step was traced."""
+  traces = []
+
+  @nnx.jit
+  def step(model, optimizer, x, y):
+    traces.append(1)
+    value, grads = nnx.value_and_grad(loss)(model, x, y)
+    extra = {"grow_loss": lambda m: loss(m, x, y)} if rigl else {}
+    optimizer.update(model, grads, **extra)
+    return value
+
+  losses = []
+  for x, y in batches:
+    losses.append(float(step(model, optimizer, x, y)))
+    if after_step is not None:
+      after_step()
+  return losses, len(traces)
+
+
+def _momentum(optimizer, layer):
+  for path, v in nnx.to_flat_state(nnx.state(optimizer.opt_state)):
+    if tuple(path[-3:]) == ("layers", layer, "values"):
+      return np.asarray(v.get_value())
+  raise AssertionError("no momentum found")
+
+
+@pytest.mark.parametrize("method,bs", [("rigl", 1), ("rigl", 2), ("prune", 1),
+                                       ("prune", 4)])
+def test_same_choices_as_the_loop_rewirer(method, bs):
+  """Three optimizer steps, then one update at step 3: the topology, the
+  values and the moments equal those of the host Rewirer on a copy."""
+  if method == "rigl":
+    dynamic = sparse_training.rigl(total_steps=4, update_every=3, zeta=0.4)
+  else:
+    dynamic = sparse_training.prune(density=0.1, begin_step=3, end_step=9,
+                                    update_every=3)
+  tx = optax.sgd(0.05, momentum=0.9)
+  batches = _batches(3, 48)
+  host_model, device_model = _mlp(bs), _mlp(bs)
+  host_opt = nnx.Optimizer(host_model, tx, wrt=nnx.Param)
+  device_opt = SparseOptimizer(device_model, dynamic.wrap(tx))
+  _train(host_model, host_opt, batches)
+  _train(device_model, device_opt, batches, rigl=method == "rigl")
+  x, y = batches[-1]
+  Rewirer(dynamic.loop_config(), total_steps=dynamic.total_steps).update(
+      host_model, host_opt, 3, x, y)
+  assert int(device_opt.rewirings.get_value()) == 1
+  for l, (h, d) in enumerate(zip(host_model.layers, device_model.layers)):
+    if method == "rigl":
+      assert h.topology() == d.topology()
+      np.testing.assert_allclose(np.asarray(d.values.get_value()),
+                                 np.asarray(h.values.get_value()), atol=1e-6)
+      np.testing.assert_allclose(_momentum(device_opt, l),
+                                 _momentum(host_opt, l), atol=1e-6)
+    else:  # pruned blocks stay stored at zero on device; the host drops them
+      t = d.topology()
+      alive = np.asarray(device_opt.alive[l].get_value())
+      kept = set(zip(t.rows[alive].tolist(), t.cols[alive].tolist()))
+      ht = h.topology()
+      assert kept == set(zip(ht.rows.tolist(), ht.cols.tolist()))
+      assert not np.asarray(d.values.get_value())[~alive].any()
+      assert not _momentum(device_opt, l)[~alive].any()
+      assert int(device_opt.moved.get_value()[l]) == (~alive).sum()
+
+
+@pytest.mark.parametrize("bs", [1, 4])
+def test_set_drops_as_the_loop_and_grows_into_empty_positions(bs):
+  dynamic = sparse_training.set(total_steps=10, update_every=2, zeta=0.3)
+  model = _mlp(bs, seed=1)
+  # A zero learning rate leaves the values as initialised, so the drop can
+  # be checked against SET's host rule on them; Adam still fills its moments.
+  optimizer = SparseOptimizer(model, dynamic.wrap(optax.adam(0.0)))
+  initial = [np.asarray(layer.values.get_value()) for layer in model.layers]
+  before = []
+  _, traces = _train(model, optimizer, _batches(2, 48, seed=1),
+                     after_step=lambda: before.append(
+                         [layer.topology() for layer in model.layers]))
+  before = before[0]
+  for l, layer in enumerate(model.layers):
+    old, new = before[l], layer.topology()
+    assert new.nnzb == old.nnzb
+    old_set = set(zip(old.rows.tolist(), old.cols.tolist()))
+    new_set = set(zip(new.rows.tolist(), new.cols.tolist()))
+    moved = int(optimizer.moved.get_value()[l])
+    assert moved > 0 and len(new_set - old_set) == moved
+    dropped = _rewire.set_drop(initial[l], 0.3)
+    assert old_set - new_set == set(zip(old.rows[dropped].tolist(),
+                                        old.cols[dropped].tolist()))
+    step2 = np.asarray(layer.values.get_value())
+    grown = np.array([(r, c) not in old_set for r, c in
+                      zip(new.rows.tolist(), new.cols.tolist())])
+    assert np.all(step2[grown] != 0)  # regrown from N(0, 0.1^2)
+    assert abs(np.std(step2[grown]) - 0.1) < 0.05
+    for name in ("mu", "nu"):
+      for path, v in nnx.to_flat_state(nnx.state(optimizer.opt_state)):
+        if name in path and tuple(path[-3:]) == ("layers", l, "values"):
+          assert not np.asarray(v.get_value())[grown].any()
+  np.testing.assert_array_equal(
+      np.asarray(block_metadata(new.rows, new.cols, new.n_row_blocks,
+                                new.n_col_blocks)["col_order"]),
+      np.asarray(model.layers[-1].col_order.get_value()))
+
+
+@pytest.mark.parametrize("method", ["set", "rigl", "prune"])
+def test_trains_without_retracing(method):
+  steps = 12
+  if method == "prune":
+    dynamic = sparse_training.prune(density=0.05, begin_step=2, end_step=10,
+                                    update_every=2)
+  else:
+    dynamic = getattr(sparse_training, method)(total_steps=steps,
+                                               update_every=2)
+  model = _mlp(seed=2)
+  optimizer = SparseOptimizer(model, dynamic.wrap(optax.sgd(0.1,
+                                                            momentum=0.9)))
+  losses, traces = _train(model, optimizer, _batches(steps, 48, seed=2) * 1,
+                          rigl=method == "rigl")
+  assert traces == 1
+  assert int(optimizer.rewirings.get_value()) == len(dynamic.schedule()[0])
+  assert np.isfinite(losses).all()
+
+
+# --- any model ------------------------------------------------------------
+
+class _UserModel(nnx.Module):
+  """Written here, as a notebook would: a dense layer, a sparse layer used
+  twice (weight sharing) and a sparse head."""
+
+  def __init__(self, rngs):
+    self.embed = nnx.Linear(20, 32, rngs=rngs)
+    self.shared = SparseDense(topology.make("erdos_renyi", 32, 32, density=0.2,
+                                            seed=4), rngs=rngs)
+    self.head = SparseDense(topology.make("erdos_renyi", 32, 10, density=0.5,
+                                          seed=5), rngs=rngs)
+
+  def __call__(self, x):
+    h = jax.nn.relu(self.embed(x))
+    h = jax.nn.relu(self.shared(h))
+    h = jax.nn.relu(self.shared(h))
+    return self.head(h)
+
+
+def _images(n, seed):
+  rng = np.random.default_rng(seed)
+  return [(jnp.asarray(rng.normal(size=(8, 28, 28, 1)), jnp.float32),
+           jnp.asarray(rng.integers(0, 10, 8), jnp.int32)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("name,method", [
+    ("user", "set"), ("user", "rigl"), ("lenet5", "set"), ("lenet5", "rigl"),
+    ("alford_lenet5", "rigl"), ("alford_lenet5", "prune")])
+def test_any_model(name, method):
+  if name == "user":
+    model, batches = _UserModel(nnx.Rngs(0)), _batches(6, 20, seed=3,
+                                                       batch=16)
+  elif name == "lenet5":
+    conv = [topology.make("erdos_renyi", 1, 6, density=1.0),
+            topology.make("erdos_renyi", 6, 16, density=0.5, seed=1)]
+    fc = topology.make_stack("erdos_renyi", [400, 60, 10], density=0.2,
+                             seed=2)
+    model, batches = LeNet5(conv + fc, rngs=nnx.Rngs(0)), _images(6, 4)
+  else:
+    model = AlfordLeNet5([topology.make("erdos_renyi", a, b, density=0.5,
+                                        seed=a)
+                          for a, b in AlfordLeNet5.layer_shapes([16, 32],
+                                                                10)],
+                         rngs=nnx.Rngs(0))
+    batches = _images(6, 5)
+  if method == "prune":
+    dynamic = sparse_training.prune(density=0.2, begin_step=2, end_step=6,
+                                    update_every=2)
+  else:
+    dynamic = getattr(sparse_training, method)(total_steps=8, update_every=3,
+                                               zeta=0.3)
+  optimizer = SparseOptimizer(model, dynamic.wrap(optax.sgd(0.05,
+                                                            momentum=0.9)))
+  layers = optimizer._layers(model)
+  before = [l.topology() for l in layers]
+  losses, traces = _train(model, optimizer, batches, rigl=method == "rigl")
+  assert traces == 1 and np.isfinite(losses).all()
+  assert int(optimizer.rewirings.get_value()) == len(dynamic.schedule()[0]) > 1
+  changed = 0
+  for old, layer in zip(before, layers):
+    new = layer.topology()
+    assert new.nnzb == old.nnzb
+    meta = block_metadata(new.rows, new.cols, new.n_row_blocks,
+                          new.n_col_blocks)
+    for field, want in meta.items():
+      np.testing.assert_array_equal(np.asarray(getattr(layer,
+                                                       field).get_value()),
+                                    want)
+    changed += new != old
+  if method == "prune":
+    assert sum(int((~a.get_value()).sum()) for a in optimizer.alive) > 0
+  else:
+    assert changed >= len(layers) - 1  # a dense layer has nowhere to grow
+
+
+# --- errors ------------------------------------------------------------------
+
+def test_errors_say_what_to_do():
+  model = _mlp()
+  with pytest.raises(TypeError, match="wrap the optax"):
+    SparseOptimizer(model, optax.sgd(0.1))
+  with pytest.raises(TypeError, match="GradientTransformation"):
+    sparse_training.set(total_steps=10).wrap("sgd")
+  with pytest.raises(ValueError, match="total_steps"):
+    sparse_training.set(total_steps=0)
+  with pytest.raises(ValueError, match="update_every"):
+    sparse_training.rigl(total_steps=10, update_every=0)
+  with pytest.raises(ValueError, match="zeta"):
+    sparse_training.set(total_steps=10, zeta=1.5)
+  with pytest.raises(ValueError, match="prune_begin_step"):
+    sparse_training.prune(density=0.1, begin_step=5, end_step=5)
+  with pytest.raises(ValueError, match="no SparseDense"):
+    SparseOptimizer(nnx.Linear(3, 4, rngs=nnx.Rngs(0)),
+                    sparse_training.set(total_steps=5).wrap(optax.sgd(0.1)))
+  optimizer = SparseOptimizer(
+      model, sparse_training.rigl(total_steps=5).wrap(optax.sgd(0.1)))
+  x, y = _batches(1, 48)[0]
+  grads = nnx.grad(_ce)(model, x, y)
+  with pytest.raises(ValueError, match="grow_loss"):
+    optimizer.update(model, grads)
+  with pytest.raises(ValueError, match="not used by the growth loss"):
+    bad = SparseOptimizer(model, sparse_training.rigl(
+        total_steps=4, update_every=1).wrap(optax.sgd(0.1)))
+    bad.update(model, grads, grow_loss=lambda m: m.layers[0](x).sum())
