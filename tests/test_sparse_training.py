@@ -464,18 +464,24 @@ def test_epoch_end_rewiring_comes_after_the_epochs_evaluation(tmp_path,
   assert events == ["eval", "rewire", "eval", "rewire", "eval"]
 
 
-@pytest.mark.parametrize("bs,chunk,dead_inputs", [
-    (1, 64, 0), (1, 1 << 24, 0), (4, 200, 0), (4, 16, 0),
+@pytest.mark.parametrize("bs,chunk,dead_inputs,dead_outputs", [
+    (1, 64, 0, 0), (1, 1 << 24, 0, 0), (4, 200, 0, 0), (4, 16, 0, 0),
     # Inputs that are zero on the batch give whole rows of zero scores: the
     # k-th best is a tie shared by many positions, decided by position.
-    (1, 64, 40), (4, 16, 40), (1, 200, 63)])
+    (1, 64, 40, 0), (4, 16, 40, 0), (1, 200, 63, 0),
+    # Outputs without gradient (units that feed nothing, as in a sparse
+    # layer before a sparse head) give zero columns: whole chunks tie at
+    # zero, and only the first of them by position may be kept.
+    (1, 64, 0, 90), (1, 1 << 24, 30, 80), (4, 16, 0, 88)])
 def test_grow_by_gradient_chooses_as_the_dense_scores_do(rng, bs, chunk,
-                                                         dead_inputs):
+                                                         dead_inputs,
+                                                         dead_outputs):
   from snn_jax.sparse_training import grow_by_gradient
   t = topology.make("erdos_renyi", 64, 96, density=0.2, block_size=bs, seed=3)
   x = rng.normal(size=(12, 64)).astype(np.float32)
   x[:, rng.permutation(64)[:dead_inputs]] = 0.0
   dy = rng.normal(size=(12, 96)).astype(np.float32)
+  dy[:, rng.permutation(96)[:dead_outputs]] = 0.0
   g = (x.T @ dy).astype(np.float64).reshape(64 // bs, bs, 96 // bs, bs)
   scores = np.sqrt((g ** 2).sum(axis=(1, 3)))
   k = 37 // bs + 3

@@ -417,3 +417,17 @@ def test_metric_files_are_replaced_whole(tmp_path):
   with pytest.raises(ValueError, match="needs 'w'"):
     with atomic_write(str(path), mode="a"):
       pass
+
+
+@pytest.mark.parametrize("widths,batch,expected", [
+    ((784, 256, 10), 128, 1024),           # small nets: 1024 per batch
+    ((784, 65536, 65536, 10), 128, 256),   # 2**24 floats / 65,536 wide
+    ((784, 65536, 10), 512, 512),          # never below the training batch
+    ((784, 30000, 10), 100, 559),          # Alford's 100x-wide LeNet-300-100
+])
+def test_eval_batch_bounds_the_widest_activation(widths, batch, expected):
+  from types import SimpleNamespace
+  from snn_jax.training.loop import eval_batch_size
+  model = SimpleNamespace(layers=[SimpleNamespace(n_in=a, n_out=b)
+                                  for a, b in zip(widths[:-1], widths[1:])])
+  assert eval_batch_size(model, batch) == expected

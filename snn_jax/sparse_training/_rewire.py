@@ -173,19 +173,55 @@ def grow_by_gradient(rows: np.ndarray, cols: np.ndarray, x: np.ndarray,
   for c0 in range(0, n_cb, per_chunk):
     c1 = min(n_cb, c0 + per_chunk)
     g = x.T @ dy[:, c0 * bs:c1 * bs]  # [n_in, (c1-c0)*bs]
-    score = np.sqrt((g.reshape(n_rb, bs, c1 - c0, bs) ** 2).sum(axis=(1, 3),
-                                                                dtype=np.float64))
+    if bs == 1:  # |g| in float32 orders exactly as sqrt(g**2) in float64
+      score = np.abs(g, out=g)
+    else:
+      score = np.sqrt((g.reshape(n_rb, bs, c1 - c0, bs) ** 2).sum(
+          axis=(1, 3), dtype=np.float64))
     stored = by_col[col_starts[c0]:col_starts[c1]]
     score[rows[stored], cols[stored] - c0] = -np.inf  # occupied: never grown
-    # Below the k-th best so far a position can never be chosen.
-    r, c = np.nonzero(score >= max(threshold, -np.finfo(np.float64).max))
-    score = np.concatenate([best_score, score[r, c]])
+    r, c = _chunk_candidates(score, k, threshold)
+    score = np.concatenate([best_score, score[r, c].astype(np.float64)])
     flat = np.concatenate([best_flat, r * n_cb + c + c0])
     best_score, best_flat = _top_k(score, flat, k)
     if len(best_score) == k:
       threshold = best_score.min()
   picked = np.sort(best_flat)
   return np.divmod(picked, n_cb)
+
+
+def _chunk_candidates(score: np.ndarray, k: int, threshold: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+  """``(r, c)`` of the entries of one chunk's ``score[n_rb, cols]`` that
+  can still be among the ``k`` best (largest score, ties to the lower
+  row-major position) given the k-th best ``threshold`` so far: at most
+  about ``k`` of them, so memory stays O(k) even when most scores tie (a
+  layer whose outputs mostly get no gradient scores zero nearly
+  everywhere; taking every tied zero of a 2**24-entry chunk cost ~1 GB)."""
+  cut = max(threshold, -np.finfo(np.float64).max)
+  above = score > cut
+  if np.count_nonzero(above) > k:  # the chunk's own k-th best cuts deeper
+    flat_score = score.reshape(-1)
+    cut = float(np.partition(flat_score, flat_score.size - k)[
+        flat_score.size - k])
+    above = score > cut
+  r, c = np.nonzero(above)
+  need = k - len(r)
+  if need > 0 and cut > -np.finfo(np.float64).max:
+    # Of the entries tied at the cut only the first ``need`` in row-major
+    # order can be chosen; found a slab of rows at a time.
+    tied = score == cut
+    slab = max(1, (1 << 20) // max(1, score.shape[1]))
+    parts_r, parts_c = [r], [c]
+    for r0 in range(0, score.shape[0], slab):
+      tr, tc = np.nonzero(tied[r0:r0 + slab])
+      parts_r.append(tr[:need] + r0)
+      parts_c.append(tc[:need])
+      need -= len(parts_r[-1])
+      if need == 0:
+        break
+    r, c = np.concatenate(parts_r), np.concatenate(parts_c)
+  return r, c
 
 
 def _top_k(score: np.ndarray, flat: np.ndarray, k: int

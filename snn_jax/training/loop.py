@@ -436,6 +436,20 @@ def eval_step(model: SparseMLP, x, y):
   return loss * x.shape[0], acc * x.shape[0]
 
 
+# Evaluation batches hold at most this many floats in the widest layer's
+# activations (64 MiB of float32): 1024 examples up to width 16,384, fewer
+# beyond (a 65,536-wide layer at 1024 examples held 1.3 GB more, measured).
+EVAL_ACTIVATION_FLOATS = 1 << 24
+
+
+def eval_batch_size(model, train_batch_size: int) -> int:
+  """Examples per evaluation batch: 1024, fewer where the widest layer
+  would hold more than ``EVAL_ACTIVATION_FLOATS`` activations, never fewer
+  than the training batch (whose activations fit already)."""
+  widest = max(max(layer.n_in, layer.n_out) for layer in model.layers)
+  return max(train_batch_size, min(1024, EVAL_ACTIVATION_FLOATS // widest))
+
+
 def evaluate(model: SparseMLP, x: np.ndarray, y: np.ndarray,
              batch_size: int) -> tuple[float, float]:
   """Mean loss and accuracy over all of (x, y) (last partial batch included)."""
@@ -683,6 +697,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
   best_acc = max([r["test_acc"] for r in writer.rows] or [0.0])
   train_s = sum(r.get("epoch_s", 0.0) for r in writer.rows)
   step = start_epoch * steps_per_epoch
+  eval_batch = eval_batch_size(model, config.batch_size)
   model.train()
   last_epoch = config.epochs if stop_after_epoch is None else min(
       config.epochs, stop_after_epoch)
@@ -734,11 +749,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
           f"({kept}). Lower --lr or change --init/--optimizer.")
     epoch_s = time.perf_counter() - t0
     train_s += epoch_s
-    test_loss, test_acc = evaluate(model, ds.x_test, ds.y_test, 1024)
+    test_loss, test_acc = evaluate(model, ds.x_test, ds.y_test, eval_batch)
     best_acc = max(best_acc, test_acc)
     val = {}
     if ds.x_val is not None:
-      val_loss, val_acc = evaluate(model, ds.x_val, ds.y_val, 1024)
+      val_loss, val_acc = evaluate(model, ds.x_val, ds.y_val, eval_batch)
       val = {"val_loss": val_loss, "val_acc": val_acc}
     if rewire_after_eval is not None:
       rewired += rewire(*rewire_after_eval)
