@@ -191,6 +191,43 @@ plt.figure(figsize=(5, 3)); plt.plot(losses); plt.yscale('log')
 plt.xlabel('step'); plt.ylabel('training loss'); plt.title('hand-written loop', fontsize=9);
 """),
     md("""
+### 3b. Dynamic sparsity in your own loop
+
+The same model can rewire itself while it trains: wrap the optax
+optimiser with a dynamic-sparsity method (`sparse_training.set`, `.rigl`,
+`.prune`) and use `SparseOptimizer` in place of `nnx.Optimizer`. It finds
+the model's `SparseDense` layers by type and rewires them on device inside
+the jitted step on the scheduled steps (no retrace). RigL grows where the
+loss gradient is largest, so its `update` takes the loss on the batch.
+"""),
+    code("""
+from snn_jax import sparse_training
+
+model = MyNet(nnx.Rngs(0))
+before = model.hidden.topology()
+sparse_tx = sparse_training.rigl(total_steps=300, update_every=25, zeta=0.3).wrap(optax.adam(3e-3))
+optimizer = sparse_training.SparseOptimizer(model, sparse_tx)
+
+def loss_fn(model, x, y):
+    return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+
+@nnx.jit
+def rigl_step(model, optimizer, x, y):
+    loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
+    optimizer.update(model, grads, grow_loss=lambda m: loss_fn(m, x, y))
+    return loss
+
+rng = np.random.default_rng(0)
+for step in range(300):
+    idx = rng.integers(0, len(digits.x_train), 64)
+    rigl_step(model, optimizer, digits.x_train[idx], digits.y_train[idx])
+after = model.hidden.topology()
+moved = len(set(zip(after.rows.tolist(), after.cols.tolist())) - set(zip(before.rows.tolist(), before.cols.tolist())))
+acc = float((model(digits.x_test).argmax(-1) == digits.y_test).mean())
+print(f'{int(optimizer.rewirings.get_value())} RigL updates moved {moved} of {after.nnzb} connections '
+      f'(nnz fixed at {model.hidden.nnz}); test accuracy {acc:.3f}')
+"""),
+    md("""
 ## 4. `train_and_evaluate`: the training loop with everything around it
 
 `TrainConfig` describes a run (data, model, topology, optimiser, sparse

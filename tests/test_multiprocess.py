@@ -102,6 +102,56 @@ def test_one_device_per_process_with_rewiring(tmp_path):
     assert y["rewired_blocks"] == x["rewired_blocks"]
 
 
+def _slurm_port():
+  """A free port in the range JAX's SLURM detection derives from the job id
+  (61440 + SLURM_JOB_ID % 4096); returns (port, job id)."""
+  import random
+  import socket
+  start = random.randrange(4096)
+  for i in range(4096):
+    port = 61440 + (start + i) % 4096
+    with socket.socket() as s:
+      try:
+        s.bind(("localhost", port))
+      except OSError:
+        continue
+    return port, port - 61440
+  pytest.skip("no free port in 61440-65535 for the emulated SLURM job")
+
+
+def test_distributed_auto_under_an_emulated_slurm_step(tmp_path):
+  """``--distributed_auto`` as under ``srun -n 2``: each process gets only
+  SLURM's variables (job id, step node list, task count, its rank) and JAX
+  finds the coordinator, the process count and its id from them; the job
+  trains as one process with the same devices does."""
+  one, two = str(tmp_path / "one"), str(tmp_path / "two")
+  flags = _flags("set")
+  _single_process(one, flags, devices=2)
+  _, job_id = _slurm_port()
+  procs = []
+  for rank in range(2):
+    env = launch.process_env(1)
+    env.update(SLURM_JOB_ID=str(job_id), SLURM_STEP_NODELIST="localhost",
+               SLURM_NTASKS="2", SLURM_PROCID=str(rank),
+               SLURM_LOCALID=str(rank), SLURM_STEP_NUM_NODES="1")
+    log = open(tmp_path / f"rank{rank}.log", "w")  # files: no pipe to fill
+    procs.append(subprocess.Popen(
+        [sys.executable, TRAIN, f"--workdir={two}", "--distributed_auto",
+         *flags], env=env, stdout=log, stderr=subprocess.STDOUT))
+  try:
+    codes = [p.wait(timeout=300) for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  assert codes == [0, 0], [(tmp_path / f"rank{r}.log").read_text()[-2000:]
+                           for r in range(2)]
+  for x, y in zip(_rows(one), _rows(two)):
+    np.testing.assert_allclose(y["train_loss"], x["train_loss"], rtol=1e-5)
+    assert y["rewired_blocks"] == x["rewired_blocks"]
+  s = _summary(two)
+  assert s["processes"] == 2 and s["devices"] == 2
+
+
 def _children(pid):
   path = f"/proc/{pid}/task/{pid}/children"
   with open(path) as f:
