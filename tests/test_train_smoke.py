@@ -431,3 +431,31 @@ def test_eval_batch_bounds_the_widest_activation(widths, batch, expected):
   model = SimpleNamespace(layers=[SimpleNamespace(n_in=a, n_out=b)
                                   for a, b in zip(widths[:-1], widths[1:])])
   assert eval_batch_size(model, batch) == expected
+
+
+def test_topologies_given_as_objects(tmp_path):
+  """train_and_evaluate takes the topologies themselves (no files): they are
+  trained, fingerprinted into config.json, a resume with other topologies is
+  refused, and restore_model rebuilds the run from its checkpoint."""
+  from snn_jax import topology
+  from snn_jax.training import restore_model
+  cfg = TrainConfig(dataset="digits", hidden=(48,), epochs=1, batch_size=64,
+                    progress=False)
+  stack = [topology.make("fixed_fan_in", 64, 48, fan_in=5, seed=3),
+           topology.make("erdos_renyi", 48, 10, density=0.6, seed=4)]
+  workdir = str(tmp_path / "run")
+  s = train_and_evaluate(cfg, workdir, topologies=stack)
+  assert s["nnz_params"] == sum(t.nnz for t in stack)
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert len(json.load(f)["given_topologies"]) == 64
+  restored = restore_model(workdir)
+  assert restored.topologies() == stack
+  other = [topology.make("fixed_fan_in", 64, 48, fan_in=5, seed=9), stack[1]]
+  with pytest.raises(FileExistsError, match="given_topologies"):
+    train_and_evaluate(dataclasses.replace(cfg, epochs=2), workdir,
+                       topologies=other)
+  with pytest.raises(ValueError, match=r"needs \[\(64, 32\), \(32, 10\)\]"):
+    train_and_evaluate(dataclasses.replace(cfg, hidden=(32,)),
+                       str(tmp_path / "bad"), topologies=stack)
+  with pytest.raises(TypeError, match="Topology"):
+    train_and_evaluate(cfg, str(tmp_path / "bad"), topologies=["er"])

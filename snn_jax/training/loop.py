@@ -48,7 +48,7 @@ import shutil
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -325,6 +325,41 @@ def build_topologies(config: TrainConfig, input_dim: int,
       seed=config.seed, **config.topology_params)
 
 
+def expected_layer_shapes(config: TrainConfig, input_dim: int,
+                          num_classes: int) -> list[tuple[int, int]]:
+  """``(n_in, n_out)`` of every weight layer the config's model has on data
+  of ``input_dim`` features and ``num_classes`` classes."""
+  if config.model == "lenet5_alford":
+    return AlfordLeNet5.layer_shapes(config.hidden, num_classes)
+  lenet = config.model == "lenet5"
+  widths = [LeNet5.FC_INPUTS if lenet else input_dim, *config.hidden,
+            num_classes]
+  return (list(LeNet5.CONV_CHANNELS) if lenet else []) + list(
+      zip(widths[:-1], widths[1:]))
+
+
+def given_topologies(config: TrainConfig, topologies, input_dim: int,
+                     num_classes: int) -> list[topology_lib.Topology]:
+  """Checks topologies handed to ``train_and_evaluate`` against the model
+  the config builds; returns them as a list."""
+  stack = list(topologies)
+  if not stack or not all(isinstance(t, topology_lib.Topology) for t in stack):
+    raise TypeError("topologies must be a non-empty sequence of "
+                    "snn_jax.topology.Topology")
+  if config.topology_dir is not None:
+    raise ValueError("give the topologies either as objects or as "
+                     "config.topology_dir, not both")
+  got = [(t.n_in, t.n_out) for t in stack]
+  want = expected_layer_shapes(config, input_dim, num_classes)
+  if got != want:
+    raise ValueError(
+        f"the given topologies have layer shapes {got}, but model "
+        f"{config.model!r} with hidden={tuple(config.hidden)} on "
+        f"{config.dataset} needs {want}: set the config's hidden widths to "
+        "the topologies'")
+  return stack
+
+
 def _alford_lenet5_topologies(config: TrainConfig, input_dim: int,
                               num_classes: int) -> list[topology_lib.Topology]:
   """Weight-level topologies of ``AlfordLeNet5`` with ``hidden = (conv2
@@ -511,7 +546,10 @@ def restore_model(workdir: str, epoch: int | None = None) -> SparseMLP:
     epoch = ckpt.latest_epoch() if epoch is None else epoch
     if epoch is None:
       raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
-    if config.sparse_training == "prune":  # layers shrank during training
+    # Layers shrank during training (pruning), or the run was given
+    # topologies that the config alone does not rebuild: take the
+    # checkpoint's block counts (its indices then restore the structure).
+    if config.sparse_training == "prune" or raw.get("given_topologies"):
       _match_checkpoint_shapes(ckpt, epoch, model)
     tx, _ = make_optimizer(config, 1)
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
@@ -534,11 +572,13 @@ def _match_checkpoint_shapes(ckpt: Checkpointer, epoch: int, model) -> None:
     if nnzb == layer.nnz // (layer.block_size ** 2):
       continue
     bs = layer.block_size
-    # Any valid structure with nnzb blocks: the restore overwrites it.
+    # Any valid structure with nnzb blocks (the first nnzb positions in
+    # row-major order): the restore overwrites it.
     topo = layer.topology()
-    placeholder = Topology(topo.n_in, topo.n_out, topo.rows[:nnzb],
-                           topo.cols[:nnzb], block_size=bs, name=topo.name,
-                           assume_sorted=True)
+    rows, cols = np.divmod(np.arange(nnzb, dtype=np.int64), topo.n_col_blocks)
+    placeholder = Topology(topo.n_in, topo.n_out, rows.astype(np.int32),
+                           cols.astype(np.int32), block_size=bs,
+                           name=topo.name, assume_sorted=True)
     layer.set_topology(placeholder, jnp.zeros((nnzb, bs, bs),
                                               layer.values.get_value().dtype),
                        allow_resize=True)
@@ -569,12 +609,17 @@ _NOT_COMPARED = ("epochs", "progress", "data_dir", "tfds_data_dir",
 
 
 def _prepare_workdir(config: TrainConfig, workdir: str, overwrite: bool,
-                     fingerprint: dict[str, Any]) -> None:
+                     fingerprint: dict[str, Any],
+                     given_topologies: str | None = None) -> None:
   """Creates ``workdir`` or checks that the run there is this one: same
-  config (``epochs`` may grow) and same data (fingerprint ``id``). A
-  different run is refused, or discarded with ``overwrite``."""
+  config (``epochs`` may grow), same data (fingerprint ``id``) and, where
+  the topologies were given as objects, the same topologies (their
+  fingerprint, ``given_topologies`` in config.json). A different run is
+  refused, or discarded with ``overwrite``."""
   path = os.path.join(workdir, "config.json")
   new = config.to_dict()
+  if given_topologies is not None:
+    new["given_topologies"] = given_topologies
   if os.path.exists(path):
     with open(path) as f:
       old = json.load(f)
@@ -620,9 +665,13 @@ def _snapshot(model: SparseMLP, workdir: str, epoch: int) -> None:
 def train_and_evaluate(config: TrainConfig, workdir: str, *,
                        overwrite: bool = False,
                        dataset: data_lib.Dataset | None = None,
+                       topologies: Sequence[topology_lib.Topology] | None = None,
                        stop_after_epoch: int | None = None) -> dict[str, Any]:
   """Trains ``config`` into ``workdir`` (module docstring); resumes from the
   last checkpoint there. ``dataset`` overrides loading (tests, notebooks);
+  ``topologies`` (one ``Topology`` per weight layer, shapes as the config's
+  model needs) replace the config's topology fields -- recorded in
+  config.json by fingerprint, so a resume with other topologies is refused;
   ``stop_after_epoch`` returns early after that epoch (a time-sliced or
   preemptible job continues later with the same call). Raising ``epochs`` on
   a finished run continues it, with the schedule recomputed for the new
@@ -637,12 +686,18 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
   if len(ds.x_train) < config.batch_size:
     raise ValueError(f"batch_size {config.batch_size} exceeds the "
                      f"{len(ds.x_train)} training examples")
-  topologies = build_topologies(config, ds.input_dim, ds.num_classes)
+  given = None
+  if topologies is not None:
+    topologies = given_topologies(config, topologies, ds.input_dim,
+                                  ds.num_classes)
+    given = parallel.topology_fingerprint(topologies)
+  else:
+    topologies = build_topologies(config, ds.input_dim, ds.num_classes)
   model = build_model(config, topologies, nnx.Rngs(params=config.seed,
                                                    dropout=config.seed + 1))
   if config.init_weights is not None:
     load_dense_weights(model, config.init_weights)
-  _prepare_workdir(config, workdir, overwrite, ds.fingerprint)
+  _prepare_workdir(config, workdir, overwrite, ds.fingerprint, given)
   steps_per_epoch = data_lib.num_batches(len(ds.x_train), config.batch_size)
   tx, lr_schedule = make_optimizer(config, steps_per_epoch)
   rewirer = Rewirer(config.sparse_training_config(),
