@@ -182,7 +182,7 @@ def test_same_choices_as_the_loop_rewirer(method, bs):
   _train(host_model, host_opt, batches)
   _train(device_model, device_opt, batches, rigl=method == "rigl")
   x, y = batches[-1]
-  Rewirer(dynamic.loop_config(), total_steps=dynamic.total_steps).update(
+  Rewirer(dynamic.rules, total_steps=dynamic.total_steps).update(
       host_model, host_opt, 3, x, y)
   assert int(device_opt.rewirings.get_value()) == 1
   for l, (h, d) in enumerate(zip(host_model.layers, device_model.layers)):

@@ -77,68 +77,50 @@ class DynamicSparsity:
   :func:`set`, :func:`rigl` or :func:`prune`, then ``.wrap(tx)``.
 
   Attributes:
-    method: ``"set"``, ``"rigl"`` or ``"prune"``.
+    rules: the method and its parameters, the training loop's own
+      :class:`~snn_jax.sparse_training.SparseTrainingConfig` (one set of
+      rules and defaults for both ways in; ``update_every >= 1`` here).
     total_steps: optimizer steps in the whole run (the schedules need it).
-    zeta: fraction of each layer's blocks moved per update (set, rigl).
-    update_every: steps between updates (>= 1).
-    zeta_schedule, end_fraction, regrow_init: as
-      :class:`~snn_jax.sparse_training.SparseTrainingConfig` (None: the
-      method's default).
-    seed: seeds random growth and regrown values.
-    prune_density, prune_begin_step, prune_end_step: ``prune`` only.
     chunk_floats: RigL's largest gradient slice formed at once, in floats.
   """
-  method: str
+  rules: SparseTrainingConfig
   total_steps: int
-  zeta: float = 0.3
-  update_every: int = 100
-  zeta_schedule: str | None = None
-  end_fraction: float | None = None
-  regrow_init: str | None = None
-  seed: int = 0
-  prune_density: float | None = None
-  prune_begin_step: int = 0
-  prune_end_step: int | None = None
   chunk_floats: int = _device.GRADIENT_CHUNK_FLOATS
 
   def __post_init__(self):
-    if self.method not in TRANSFORM_METHODS:
+    if self.rules.method not in TRANSFORM_METHODS:
       raise ValueError(f"method must be one of {TRANSFORM_METHODS}, got "
-                       f"{self.method!r}")
+                       f"{self.rules.method!r}")
     if not isinstance(self.total_steps, int) or self.total_steps < 1:
       raise ValueError(f"total_steps must be a positive int (the run's "
                        f"optimizer steps), got {self.total_steps!r}")
-    if self.update_every < 1:
+    if self.rules.update_every < 1:
       raise ValueError(f"update_every must be >= 1 step, got "
-                       f"{self.update_every}")
+                       f"{self.rules.update_every}")
     if self.chunk_floats < 1:
       raise ValueError(f"chunk_floats must be >= 1, got {self.chunk_floats}")
-    self.loop_config()  # validates the shared fields
 
-  def loop_config(self) -> SparseTrainingConfig:
-    """The same choice as the training loop's config (one set of rules)."""
-    prune = self.method == "prune"
-    return SparseTrainingConfig(
-        method=self.method, zeta=0.0 if prune else self.zeta,
-        update_every=self.update_every, regrow_init=self.regrow_init,
-        zeta_schedule=self.zeta_schedule, end_fraction=self.end_fraction,
-        seed=self.seed, prune_density=self.prune_density,
-        prune_begin_step=self.prune_begin_step,
-        prune_end_step=self.prune_end_step)
+  @property
+  def method(self) -> str:
+    return self.rules.method
+
+  @property
+  def seed(self) -> int:
+    return self.rules.seed
 
   def schedule(self) -> tuple[np.ndarray, np.ndarray]:
     """``(steps int64[n], amount float64[n])``: the steps after which an
     update happens (1-based optimizer steps) and ζ_t (set, rigl) or the
     target sparsity s_t (prune) at each, by the loop's ``Rewirer`` rules."""
-    rewirer = Rewirer(self.loop_config(), total_steps=self.total_steps)
+    rewirer = Rewirer(self.rules, total_steps=self.total_steps)
     if self.method == "prune":
-      candidates = builtins.set(range(self.prune_begin_step,
-                                      self.prune_end_step + 1,
-                                      self.update_every))
-      candidates.add(self.prune_end_step)
+      r = self.rules
+      candidates = builtins.set(range(r.prune_begin_step, r.prune_end_step + 1,
+                                      r.update_every))
+      candidates.add(r.prune_end_step)
     else:
-      candidates = range(self.update_every, self.total_steps + 1,
-                         self.update_every)
+      candidates = range(self.rules.update_every, self.total_steps + 1,
+                         self.rules.update_every)
     steps = np.array(sorted(
         s for s in candidates if s >= 1 and rewirer.due(
             s, end_of_epoch=False, last_epoch=False)), np.int64)
@@ -167,8 +149,10 @@ def set(*, total_steps: int, zeta: float = 0.3, update_every: int = 100,
         end_fraction: float | None = None, seed: int = 0) -> DynamicSparsity:
   """SET (Mocanu et al. 2018); block SET at block size > 1. Regrown weights
   from N(0, 0.1²) unless ``regrow_init`` says otherwise."""
-  return DynamicSparsity("set", total_steps, zeta, update_every,
-                         zeta_schedule, end_fraction, regrow_init, seed)
+  return DynamicSparsity(SparseTrainingConfig(
+      method="set", zeta=zeta, update_every=update_every,
+      regrow_init=regrow_init, zeta_schedule=zeta_schedule,
+      end_fraction=end_fraction, seed=seed), total_steps)
 
 
 def rigl(*, total_steps: int, zeta: float = 0.3, update_every: int = 100,
@@ -178,9 +162,10 @@ def rigl(*, total_steps: int, zeta: float = 0.3, update_every: int = 100,
   """RigL (Evci et al. 2020): cosine-decayed ζ, updates until
   ``end_fraction`` (0.75) of training, growth by gradient. The optimizer's
   ``update`` then needs ``grow_loss``."""
-  return DynamicSparsity("rigl", total_steps, zeta, update_every,
-                         zeta_schedule, end_fraction, regrow_init, seed,
-                         chunk_floats=chunk_floats)
+  return DynamicSparsity(SparseTrainingConfig(
+      method="rigl", zeta=zeta, update_every=update_every,
+      regrow_init=regrow_init, zeta_schedule=zeta_schedule,
+      end_fraction=end_fraction, seed=seed), total_steps, chunk_floats)
 
 
 def prune(*, density: float, begin_step: int, end_step: int,
@@ -188,10 +173,11 @@ def prune(*, density: float, begin_step: int, end_step: int,
           ) -> DynamicSparsity:
   """Gradual magnitude pruning (Zhu & Gupta 2017) to ``density`` of every
   layer's dense ``n_in·n_out`` between ``begin_step`` and ``end_step``."""
-  return DynamicSparsity(
-      "prune", total_steps if total_steps is not None else end_step,
-      update_every=update_every, prune_density=density,
-      prune_begin_step=begin_step, prune_end_step=end_step)
+  return DynamicSparsity(SparseTrainingConfig(
+      method="prune", zeta=0.0, update_every=update_every,
+      prune_density=density, prune_begin_step=begin_step,
+      prune_end_step=end_step),
+      total_steps if total_steps is not None else end_step)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,7 +272,7 @@ class SparseOptimizer(nnx.Optimizer):
       # SET at block size 1 splits the count by sign: one more at most.
       k_max = min(int(k.max(initial=0)) + 1, topo.nnzb, n_empty)
     density = topo.nnzb / total
-    init = d.loop_config().resolved_regrow_init
+    init = d.rules.resolved_regrow_init
     bs = topo.block_size
     std = {"zero": 0.0, "set_normal": SET_REGROW_STD,
            "sparse_he": math.sqrt(2.0 / (topo.nnzb * bs * bs / topo.n_out))
