@@ -15,15 +15,12 @@ sorted), ``row_ptr`` (int32[n_row_blocks + 1]) and values
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-# Largest slice of a layer's dense gradient ``Xᵀ·dY`` formed at once by
-# :func:`grow_by_gradient`, in floats (64 MiB of float32), as on the host.
-GRADIENT_CHUNK_FLOATS = 1 << 24
+# The largest slice of ``Xᵀ·dY`` formed at once: the host rule's bound.
+from snn_jax.sparse_training._rewire import GRADIENT_CHUNK_FLOATS
 
 
 def block_norms(values: jax.Array) -> jax.Array:

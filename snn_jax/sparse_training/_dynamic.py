@@ -61,6 +61,14 @@ ZETA_SCHEDULES = ("constant", "cosine")
 SET_REGROW_STD = 0.1  # Mocanu et al.'s reference code: randn() / 10.
 
 
+def blocks_to_prune(nnzb: int, positions: int, sparsity: float) -> int:
+  """How many of a layer's ``nnzb`` blocks gradual pruning removes to reach
+  ``sparsity`` of its ``positions`` (all block positions), at least one
+  block always kept."""
+  keep = positions - int(round(sparsity * positions))
+  return max(nnzb - max(keep, 1), 0)
+
+
 @dataclasses.dataclass(frozen=True)
 class SparseTrainingConfig:
   """How connections evolve during training.
@@ -330,8 +338,7 @@ class Rewirer:
       values = host_array(values_dev)
       topo = layer.topology()
       total = topo.n_row_blocks * topo.n_col_blocks
-      keep = total - int(round(sparsity * total))
-      k = max(topo.nnzb - max(keep, 1), 0)
+      k = blocks_to_prune(topo.nnzb, total, sparsity)
       stats.append({"layer": l, "sparsity": sparsity, "dropped": k, "grown": 0})
       if k == 0:
         continue

@@ -66,7 +66,8 @@ from snn_jax.nn import SparseDense
 from snn_jax.nn._taps import layer_gradient_factors
 from snn_jax.sparse_training import _device
 from snn_jax.sparse_training._dynamic import (SET_REGROW_STD, Rewirer,
-                                              SparseTrainingConfig)
+                                              SparseTrainingConfig,
+                                              blocks_to_prune)
 
 TRANSFORM_METHODS = ("set", "rigl", "prune")
 
@@ -228,12 +229,11 @@ class SparseOptimizer(nnx.Optimizer):
     if not paths:
       raise ValueError(f"{type(model).__name__} has no SparseDense layers: "
                        "nothing for dynamic sparsity to rewire")
-    self.layer_paths = tuple(paths)
     steps, amount = tx.dynamic.schedule()
-    layers = self._layers(model)
+    nodes = dict(nnx.iter_graph(model))
     plans, amounts = [], []
-    for path, layer in zip(paths, layers):
-      plan, k = self._plan(path, layer, amount)
+    for path in paths:
+      plan, k = self._plan(path, nodes[path], amount)
       plans.append(plan)
       amounts.append(k)
     self.plans = tuple(plans)
@@ -241,9 +241,7 @@ class SparseOptimizer(nnx.Optimizer):
         np.concatenate([steps, [np.iinfo(np.int32).max]]), jnp.int32))
     self.schedule_zeta = nnx.OptState(jnp.asarray(
         np.concatenate([amount, [0.0]]), jnp.float32))
-    self.schedule_k = nnx.OptState(jnp.asarray(
-        np.stack(amounts) if amounts[0].size else
-        np.zeros((len(paths), 0), np.int64), jnp.int32))
+    self.schedule_k = nnx.OptState(jnp.asarray(np.stack(amounts), jnp.int32))
     self.rewirings = nnx.OptState(jnp.zeros((), jnp.int32))
     self.moved = nnx.OptState(jnp.zeros(len(paths), jnp.int32))
     if tx.dynamic.method == "prune":
@@ -263,8 +261,8 @@ class SparseOptimizer(nnx.Optimizer):
     total = grid[0] * grid[1]
     n_empty = total - topo.nnzb
     if d.method == "prune":
-      keep = [total - int(round(s * total)) for s in amount]
-      k = np.array([max(topo.nnzb - max(kp, 1), 0) for kp in keep], np.int64)
+      k = np.array([blocks_to_prune(topo.nnzb, total, s) for s in amount],
+                   np.int64)
       k_max = int(k.max(initial=0))
     else:
       k = np.array([min(int(round(z * topo.nnzb)), n_empty) for z in amount],
@@ -280,6 +278,11 @@ class SparseOptimizer(nnx.Optimizer):
     plan = _LayerPlan(path, grid, bs, topo.nnzb, n_empty, k_max,
                       _device.candidate_count(k_max, density), std)
     return plan, k
+
+  @property
+  def layer_paths(self) -> tuple[tuple, ...]:
+    """Where the sparse layers are in the model."""
+    return tuple(plan.path for plan in self.plans)
 
   def _layers(self, model) -> list[SparseDense]:
     nodes = {tuple(p): n for p, n in nnx.iter_graph(model)
@@ -340,7 +343,7 @@ class SparseOptimizer(nnx.Optimizer):
                   if self.alive is not None else None),
         "moved": self.moved.get_value(),
     }
-    context = {"step": step, "at": at, "k": self.schedule_k.get_value()[:, at],
+    context = {"step": step, "k": self.schedule_k.get_value()[:, at],
                "zeta": self.schedule_zeta.get_value()[at]}
     if method == "rigl":
       graphdef, state = nnx.split(model)
@@ -437,14 +440,9 @@ class SparseOptimizer(nnx.Optimizer):
       meta = _device.csr_metadata(rows, cols, plan.grid)
       for name, value in meta.items():
         new[name][l] = value
-      if plan.regrow_std > 0:
-        fill = (plan.regrow_std * normals[l].reshape(values.shape)).astype(
-            values.dtype)
-        new["values"][l] = jnp.where(
-            (source < 0)[:, None, None], fill,
-            jnp.take(values, jnp.maximum(source, 0), axis=0))
-      else:
-        new["values"][l] = _device.carry_over(values, source, 0.0)
+      fill = (plan.regrow_std * normals[l].reshape(values.shape)
+              if plan.regrow_std > 0 else 0.0)
+      new["values"][l] = _device.carry_over(values, source, fill)
       new["moments"][l] = [_device.carry_over(m, source, 0.0)
                            for m in ops["moments"][l]]
       moved.append(jnp.asarray(k, jnp.int32))

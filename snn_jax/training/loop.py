@@ -310,7 +310,7 @@ def build_topologies(config: TrainConfig, input_dim: int,
   if config.topology_dir is not None:
     stack = topology_lib.load_stack(config.topology_dir, chained=not lenet)
     got = [(t.n_in, t.n_out) for t in stack]
-    want = [(t.n_in, t.n_out) for t in convs] + list(zip(widths[:-1], widths[1:]))
+    want = expected_layer_shapes(config, input_dim, num_classes)
     if got != want:
       raise ValueError(f"topology_dir {config.topology_dir!r} holds layers of "
                        f"shapes {got}, but the model, dataset and --hidden "
@@ -370,7 +370,7 @@ def _alford_lenet5_topologies(config: TrainConfig, input_dim: int,
     raise ValueError(f"model lenet5_alford needs 28x28 single-channel images "
                      f"(mnist, fashion_mnist); {config.dataset} has "
                      f"{input_dim} features")
-  want = AlfordLeNet5.layer_shapes(config.hidden, num_classes)
+  want = expected_layer_shapes(config, input_dim, num_classes)
   if config.topology_dir is not None:
     stack = topology_lib.load_stack(config.topology_dir, chained=False)
     got = [(t.n_in, t.n_out) for t in stack]
