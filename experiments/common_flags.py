@@ -7,10 +7,10 @@ import sys
 from absl import app, flags
 
 from snn_jax import data, topology
-from snn_jax.nn import INITIALIZERS
+from snn_jax.nn import INITIALIZERS, MODELS
 from snn_jax.ops import IMPLS
 from snn_jax.sparse_training import METHODS, REGROW_INITS
-from snn_jax.training import MODELS, OPTIMIZERS, SCHEDULES, TrainConfig
+from snn_jax.training import FLAT_NAMES, OPTIMIZERS, SCHEDULES, TrainConfig
 
 try:
   from experiments import data_flags, distributed_flags
@@ -126,9 +126,11 @@ def _progress() -> bool:
 
 
 def config_from_flags(pruning_during_training: bool = True) -> TrainConfig:
-  """The TrainConfig the flags describe. prune.py passes
-  ``pruning_during_training=False``: its --prune_density is the target of
-  its prune-and-retrain pipeline, not of gradual pruning in one run."""
+  """The TrainConfig the flags describe: every training flag sets the
+  config leaf ``FLAT_NAMES`` maps its name to (the one place flags meet the
+  config). prune.py passes ``pruning_during_training=False``: its
+  --prune_density is the target of its prune-and-retrain pipeline, not of
+  gradual pruning in one run."""
   try:
     params = json.loads(_TOPOLOGY_PARAMS.value)
     hidden = tuple(int(h) for h in _HIDDEN.value)
@@ -141,34 +143,25 @@ def config_from_flags(pruning_during_training: bool = True) -> TrainConfig:
                          f"--lr_boundaries, --lr_values or --snapshot_epochs: {e}")
   if not isinstance(params, dict):
     raise app.UsageError("--topology_params must be a JSON object")
-  # epsilon (SET's parametrisation) replaces the density.
-  density = (None if _FAN_IN.value is not None or "epsilon" in params
-             else _DENSITY.value)
-  return TrainConfig(
-      dataset=_DATASET.value, model=_MODEL.value, hidden=hidden, topology=_TOPOLOGY.value,
-      density=density, fan_in=_FAN_IN.value,
-      block_size=bs[0] if len(bs) == 1 else tuple(bs), topology_params=params,
-      impl=_IMPL.value, init=_INIT.value, bias_init=_BIAS_INIT.value,
-      output_activation=_OUTPUT_ACTIVATION.value, activation=_ACTIVATION.value,
-      lr_boundaries=boundaries, lr_values=lr_values,
-      decay_biases=_DECAY_BIASES.value,
-      validation_split=_VALIDATION_SPLIT.value,
-      snapshot_epochs=snapshot_epochs,
-      prune_density=_PRUNE_DENSITY.value if pruning_during_training else None,
-      prune_begin_step=_PRUNE_BEGIN.value, prune_end_step=_PRUNE_END.value,
-      norm=_NORM.value, dropout=_DROPOUT.value, optimizer=_OPTIMIZER.value,
-      lr=_LR.value, schedule=_SCHEDULE.value, warmup_epochs=_WARMUP.value,
-      momentum=_MOMENTUM.value, weight_decay=_WEIGHT_DECAY.value,
-      batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value, seed=_SEED.value,
-      data_dir=_DATA_DIR.value, tfds_data_dir=_TFDS_DATA_DIR.value,
-      tfds_manual_dir=_TFDS_MANUAL_DIR.value, tfds_download=_TFDS_DOWNLOAD.value,
-      normalization=_NORMALIZATION.value, split_seed=_SPLIT_SEED.value,
-      data_split=data_flags.DATA_SPLIT.value,
-      snapshot_topologies=_SNAPSHOTS.value, progress=_progress(),
-      sparse_training=_SPARSE_TRAINING.value, zeta=_ZETA.value,
-      update_every=_UPDATE_EVERY.value, regrow_init=_REGROW_INIT.value,
-      topology_dir=_TOPOLOGY_DIR.value, init_weights=_INIT_WEIGHTS.value,
-      data_parallel=_DATA_PARALLEL.value, shard_blocks=_SHARD_BLOCKS.value)
+  values = {name: flags.FLAGS[name].value for name in FLAT_NAMES
+            if name in flags.FLAGS}
+  values.update(
+      hidden=hidden, block_size=bs[0] if len(bs) == 1 else tuple(bs),
+      topology_params=params, lr_boundaries=boundaries, lr_values=lr_values,
+      snapshot_epochs=snapshot_epochs, progress=_progress(),
+      data_split=data_flags.DATA_SPLIT.value)
+  if not pruning_during_training:
+    values["prune_density"] = None
+  # --density's default applies to families sized by a density: not to
+  # dense, nor where --fan_in or SET's epsilon size the layers.
+  if not flags.FLAGS["density"].present and (
+      _TOPOLOGY.value == "dense" or _FAN_IN.value is not None
+      or "epsilon" in params):
+    values["density"] = None
+  try:
+    return TrainConfig.from_flat(values)
+  except (ValueError, TypeError, FileNotFoundError) as e:
+    raise app.UsageError(str(e)) from e
 
 
 def maybe_initialize_distributed() -> None:

@@ -13,7 +13,6 @@ train.py applies to the runs. Output: ``<workdir>/analysis/`` (CSV, JSON,
 nnstd_heatmaps.png, accuracy_vs_nnstd.png, degree_evolution.png).
 """
 
-import dataclasses
 import os
 
 from absl import app, flags, logging
@@ -50,13 +49,13 @@ def main(argv):
     if _RUNS.value:
       runs = list(_RUNS.value)
     else:
-      base = dataclasses.replace(common_flags.config_from_flags(),
-                                 snapshot_topologies=True)
+      base = common_flags.config_from_flags().override({
+          "run.snapshot_topologies": True})
       runs = []
       for seed in (int(s) for s in _SEEDS.value):
         run_dir = os.path.join(workdir, f"seed_{seed}")
         print(f"training seed {seed} -> {run_dir}", flush=True)
-        train_and_evaluate(dataclasses.replace(base, seed=seed), run_dir,
+        train_and_evaluate(base.override({"run.seed": seed}), run_dir,
                            overwrite=common_flags._OVERWRITE.value)
         runs.append(run_dir)
     summary = analysis.evolution_report(

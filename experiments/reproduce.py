@@ -35,7 +35,8 @@ except ImportError:  # run as a script: experiments/ is on sys.path
 
 from snn_jax import data
 from snn_jax.reproduce import PAPER_SCALE, PAPER_SCALE_PARTS, PAPERS
-from snn_jax.training import TrainConfig
+from snn_jax.data import DataConfig
+from snn_jax.training import RunConfig, TrainConfig
 
 try:
   from experiments import data_flags
@@ -89,7 +90,7 @@ def _with_overrides(cfg):
   if _SEEDS.value is not None:
     changes["seeds"] = tuple(int(s) for s in _SEEDS.value)
   if _EPOCHS.value is not None:
-    changes["base"] = dataclasses.replace(cfg.base, epochs=_EPOCHS.value)
+    changes["base"] = cfg.base.override({"run.epochs": _EPOCHS.value})
   return dataclasses.replace(cfg, **changes)
 
 
@@ -117,12 +118,13 @@ def main(argv):
     raise app.UsageError("--part applies to --scale=paper")
   try:
     base = TrainConfig(
-        dataset=_DATASET.value, data_dir=data_flags.DATA_DIR.value,
-        tfds_data_dir=data_flags.TFDS_DATA_DIR.value,
-        tfds_manual_dir=data_flags.TFDS_MANUAL_DIR.value,
-        tfds_download=data_flags.TFDS_DOWNLOAD.value,
-        split_seed=_SPLIT_SEED.value, data_split=data_flags.DATA_SPLIT.value,
-        progress=False)
+        data=DataConfig(
+            name=_DATASET.value, data_dir=data_flags.DATA_DIR.value,
+            tfds_data_dir=data_flags.TFDS_DATA_DIR.value,
+            tfds_manual_dir=data_flags.TFDS_MANUAL_DIR.value,
+            tfds_download=data_flags.TFDS_DOWNLOAD.value,
+            split_seed=_SPLIT_SEED.value, split=data_flags.DATA_SPLIT.value),
+        run=RunConfig(progress=False))
     make = {"reduced": getattr(module, "reduced_config", None),
             "full": getattr(module, "full_config", None),
             "paper": getattr(module, "paper_config", None)}[scale]

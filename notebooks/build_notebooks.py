@@ -54,7 +54,9 @@ from IPython.display import Image, display
 
 from snn_jax import topology, analysis, nn, ops, data
 from snn_jax.sparse import BlockCSR
-from snn_jax.training import TrainConfig, train_and_evaluate
+from snn_jax.nn import ModelConfig
+from snn_jax.topology import TopologyConfig
+from snn_jax.training import RunConfig, TrainConfig, train_and_evaluate
 print('jax', jax.__version__, 'on', jax.default_backend())
 print('topology families:', ', '.join(topology.names()))
 """),
@@ -230,17 +232,22 @@ print(f'{int(optimizer.rewirings.get_value())} RigL updates moved {moved} of {af
     md("""
 ## 4. `train_and_evaluate`: the training loop with everything around it
 
-`TrainConfig` describes a run (data, model, topology, optimiser, sparse
-training); `train_and_evaluate(config, workdir)` trains it with
-checkpoints every epoch (a killed run resumes), metrics files, TensorBoard
-events, a `summary.json` and a `curves.png`. The same fields are the flags
-of `experiments/train.py`.
+`TrainConfig` describes a run in parts -- `data`, `model` (with its
+`topology`), `optimizer`, `sparse` (training) and `run` -- each a small
+frozen dataclass that checks its own rules; `train_and_evaluate(config,
+workdir)` trains it with checkpoints every epoch (a killed run resumes),
+metrics files, TensorBoard events, a `summary.json` and a `curves.png`.
+`config.override({"run.epochs": 3})` changes leaves by dotted path; the
+flags of `experiments/train.py` keep their flat names
+(`snn_jax.training.FLAT_NAMES` maps each to its leaf).
 """),
     code("""
 static_dir = tempfile.mkdtemp()
 static = train_and_evaluate(
-    TrainConfig(hidden=(128, 128), density=0.1, epochs=8, progress=False,
-                snapshot_topologies=True), static_dir)
+    TrainConfig(model=ModelConfig(hidden=(128, 128),
+                                  topology=TopologyConfig('erdos_renyi', density=0.1)),
+                run=RunConfig(epochs=8, progress=False, snapshot_topologies=True)),
+    static_dir)
 print('test accuracy', round(static['final_test_acc'], 4), '| weights', static['nnz_params'],
       'of', static['dense_params'], f"({static['density']:.1%})")
 display(Image(f'{static_dir}/curves.png'))
@@ -257,8 +264,11 @@ epoch's topology for analysis.
     code("""
 set_dir = tempfile.mkdtemp()
 evolved = train_and_evaluate(
-    TrainConfig(hidden=(128, 128), density=0.1, epochs=8, progress=False,
-                sparse_training='set', zeta=0.3, snapshot_topologies=True), set_dir)
+    TrainConfig(model=ModelConfig(hidden=(128, 128),
+                                  topology=TopologyConfig('erdos_renyi', density=0.1)),
+                sparse=sparse_training.SparseTrainingConfig('set', zeta=0.3),
+                run=RunConfig(epochs=8, progress=False, snapshot_topologies=True)),
+    set_dir)
 print('SET test accuracy', round(evolved['final_test_acc'], 4), 'at the same density',
       f"{evolved['density']:.1%}")
 """),

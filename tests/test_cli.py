@@ -40,7 +40,7 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path, name, args, match):
 def test_non_finite_loss_is_one_line_and_exit_1(tmp_path):
   out = _binary("train", f"--workdir={tmp_path}", "--hidden=32", "--epochs=2",
                 "--lr=1e12", "--optimizer=sgd", "--schedule=constant",
-                "--init=dense_he", "--density=1.0", "--topology=dense")
+                "--init=dense_he", "--topology=dense")
   assert out.returncode == 1, out.stderr[-2000:]
   assert "Traceback" not in out.stderr
   assert "error: non-finite training loss" in out.stderr
@@ -83,7 +83,7 @@ def test_aliases_and_key_flags(tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   import json
   with open(tmp_path / "config.json") as f:
-    assert json.load(f)["lr"] == 0.01
+    assert json.load(f)["optimizer"]["lr"] == 0.01
   assert "\r" not in out.stdout + out.stderr  # no progress bar into a pipe
   short = _binary("train", "--helpshort")
   assert "--hidden" in short.stdout and "--learning_rate" in short.stdout

@@ -21,6 +21,9 @@ from snn_jax.nn import SparseMLP, get_initializer
 from snn_jax.sparse_training import Rewirer, SparseTrainingConfig
 from snn_jax.training import (TrainConfig, make_optimizer, restore_model,
                               train_and_evaluate)
+from snn_jax.data import DataConfig
+from snn_jax.nn import ModelConfig
+from snn_jax.training import OptimizerConfig, RunConfig
 
 
 @pytest.fixture(autouse=True)
@@ -70,9 +73,10 @@ def test_a_dataset_with_another_validation_part_is_refused(rng):
   ds = _arrays_dataset(rng).with_validation("first:50")
   with pytest.raises(ValueError, match="already holds"):
     ds.with_validation("first:60")
-  cfg = TrainConfig(hidden=(8,), validation_split="last:50", progress=False)
+  cfg = TrainConfig(data=DataConfig(validation="last:50"),
+                    model=ModelConfig(hidden=(8,)), run=RunConfig(progress=False))
   with pytest.raises(ValueError, match="holds validation part"):
-    cfg.with_validation(ds)
+    cfg.data.with_validation(ds)
 
 
 def test_minus_one_to_one_uses_the_training_range(rng):
@@ -103,7 +107,7 @@ def test_bad_init_names(name):
   with pytest.raises(ValueError, match="truncated_normal"):
     get_initializer(name)
   with pytest.raises(ValueError):
-    TrainConfig(init=name)
+    TrainConfig(model=ModelConfig(init=name))
 
 
 def test_bias_start_and_relu_logits(rng):
@@ -120,8 +124,7 @@ def test_bias_start_and_relu_logits(rng):
 
 
 def test_piecewise_schedule_takes_absolute_steps():
-  cfg = TrainConfig(optimizer="sgd", lr=0.2, schedule="piecewise",
-                    lr_boundaries=(10, 20), lr_values=(0.1, 0.05))
+  cfg = TrainConfig(optimizer=OptimizerConfig(name="sgd", lr=0.2, schedule="piecewise", lr_boundaries=(10, 20), lr_values=(0.1, 0.05)))
   _, lr = make_optimizer(cfg, steps_per_epoch=7)
   got = [float(lr(s)) for s in (0, 9, 10, 19, 20, 1000)]
   np.testing.assert_allclose(got, [0.2, 0.2, 0.1, 0.1, 0.05, 0.05], rtol=1e-6)
@@ -136,13 +139,12 @@ def test_piecewise_schedule_takes_absolute_steps():
 ])
 def test_piecewise_schedule_validation(kw):
   with pytest.raises(ValueError, match="lr_"):
-    TrainConfig(**kw)
+    TrainConfig.from_flat(dict(**kw))
 
 
 @pytest.mark.parametrize("decay_biases", [True, False])
 def test_weight_decay_on_weights_only(decay_biases):
-  cfg = TrainConfig(optimizer="sgd", lr=1.0, schedule="constant",
-                    weight_decay=0.1, decay_biases=decay_biases)
+  cfg = TrainConfig(optimizer=OptimizerConfig(name="sgd", lr=1.0, schedule="constant", weight_decay=0.1, decay_biases=decay_biases))
   tx, _ = make_optimizer(cfg, 1)
   stack = topology.make_stack("erdos_renyi", [6, 4], density=0.5, seed=0)
   model = SparseMLP(stack, bias_init=0.5, rngs=nnx.Rngs(params=0))
@@ -188,11 +190,11 @@ def test_pruning_config_validation(kw, match):
 
 
 def _prune_config(**kw):
-  return TrainConfig(**{**dict(
+  return TrainConfig.from_flat(dict(**{**dict(
       hidden=(48, 24), topology="dense", density=None, optimizer="momentum",
       lr=0.05, batch_size=64, epochs=4, sparse_training="prune",
       prune_density=0.2, prune_begin_step=4, prune_end_step=30,
-      update_every=4, progress=False), **kw})
+      update_every=4, progress=False), **kw}))
 
 
 def test_gradual_pruning_reaches_the_target_per_layer_and_keeps_largest(tmp_path):
@@ -225,7 +227,8 @@ def test_pruning_run_resumes_to_the_same_result(tmp_path):
 
 def test_a_finished_run_is_recognised_without_its_checkpoints(tmp_path, capsys):
   wd = tmp_path / "run"
-  cfg = TrainConfig(hidden=(16,), epochs=2, batch_size=64, progress=False)
+  cfg = TrainConfig(model=ModelConfig(hidden=(16,)),
+                    run=RunConfig(epochs=2, batch_size=64, progress=False))
   first = train_and_evaluate(cfg, str(wd))
   shutil.rmtree(wd / "checkpoints")
   again = train_and_evaluate(cfg, str(wd))
@@ -235,7 +238,8 @@ def test_a_finished_run_is_recognised_without_its_checkpoints(tmp_path, capsys):
 
 def test_a_run_stopped_early_is_not_taken_for_finished(tmp_path):
   wd = str(tmp_path / "run")
-  cfg = TrainConfig(hidden=(16,), epochs=3, batch_size=64, progress=False)
+  cfg = TrainConfig(model=ModelConfig(hidden=(16,)),
+                    run=RunConfig(epochs=3, batch_size=64, progress=False))
   early = train_and_evaluate(cfg, wd, stop_after_epoch=1)
   assert early["epochs_completed"] == 1
   done = train_and_evaluate(cfg, wd)
@@ -251,17 +255,19 @@ def test_the_data_may_move_but_not_change(tmp_path, rng):
   moved = tmp_path / "b"
   shutil.copytree(src, moved)
   wd = str(tmp_path / "run")
-  cfg = TrainConfig(dataset="mnist", data_dir=str(src / "d.npz"), hidden=(8,),
-                    epochs=2, batch_size=64, progress=False)
+  cfg = TrainConfig(data=DataConfig(name="mnist", data_dir=str(src / "d.npz")),
+                    model=ModelConfig(hidden=(8,)),
+                    run=RunConfig(epochs=2, batch_size=64, progress=False))
   train_and_evaluate(cfg, wd, stop_after_epoch=1)
-  s = train_and_evaluate(dataclasses.replace(cfg, data_dir=str(moved / "d.npz")),
+  s = train_and_evaluate(cfg.override({"data.data_dir": str(moved / "d.npz")}),
                          wd)
   assert s["resumed_from_epoch"] == 1
 
 
 def test_validation_accuracy_is_reported_every_epoch(tmp_path, rng):
-  cfg = TrainConfig(hidden=(16,), epochs=2, batch_size=50, progress=False,
-                    validation_split="last:100")
+  cfg = TrainConfig(data=DataConfig(validation="last:100"),
+                    model=ModelConfig(hidden=(16,)),
+                    run=RunConfig(epochs=2, batch_size=50, progress=False))
   s = train_and_evaluate(cfg, str(tmp_path / "run"),
                          dataset=_arrays_dataset(rng))
   rows = [json.loads(l) for l in open(tmp_path / "run" / "metrics.jsonl")]
@@ -307,11 +313,11 @@ def test_alford_lenet5_convolutions_follow_their_weight_level_masks(rng):
 @pytest.mark.parametrize("kw,match", [
     (dict(hidden=(50,)), "hidden=\\(conv2 channels"),
     (dict(init="dense_he"), "unset \\['init'\\]"),
-    (dict(sparse_training="set"), "unset \\['sparse_training'\\]"),
+    (dict(sparse_training="set"), "unset \\['sparse.method'\\]"),
 ])
 def test_alford_lenet5_config_errors(kw, match):
   with pytest.raises(ValueError, match=match):
-    TrainConfig(**{**dict(model="lenet5_alford", hidden=(50, 384)), **kw})
+    TrainConfig.from_flat({"model": "lenet5_alford", "hidden": (50, 384), **kw})
 
 
 def test_train_binary_takes_the_paper_setup_flags(tmp_path):
@@ -333,7 +339,7 @@ def test_train_binary_takes_the_paper_setup_flags(tmp_path):
   with open(tmp_path / "summary.json") as f:
     s = json.load(f)
   assert s["density"] == pytest.approx(0.25, abs=0.01)
-  assert s["config"]["lr_boundaries"] == [10, 20] and "final_val_acc" in s
+  assert s["config"]["optimizer"]["lr_boundaries"] == [10, 20] and "final_val_acc" in s
   assert sorted(os.listdir(tmp_path / "topologies")) == ["epoch_000", "epoch_003"]
   bad = subprocess.run(
       [sys.executable, os.path.join(root, "experiments", "train.py"),

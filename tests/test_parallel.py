@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from snn_jax.training import TrainConfig, train_and_evaluate
+from snn_jax.training import RunConfig
 
 pytestmark = pytest.mark.skipif(
     jax.device_count() < 4, reason="needs 4 devices (XLA_FLAGS="
@@ -34,8 +35,8 @@ def _losses(wd):
                                    dict(sparse_training="rigl", update_every=7)])
 def test_four_devices_follow_the_one_device_trajectory(tmp_path, extra):
   single = {k: v for k, v in extra.items() if k != "shard_blocks"}
-  one = train_and_evaluate(TrainConfig(**BASE, **single), str(tmp_path / "one"))
-  four = train_and_evaluate(TrainConfig(**BASE, **extra, data_parallel=True),
+  one = train_and_evaluate(TrainConfig.from_flat(dict(**BASE, **single)), str(tmp_path / "one"))
+  four = train_and_evaluate(TrainConfig.from_flat(dict(**BASE, **extra, data_parallel=True)),
                             str(tmp_path / "four"))
   assert (one["devices"], four["devices"]) == (1, 4)
   # Only the order of the batch sums differs (per-device partial sums).
@@ -46,10 +47,10 @@ def test_four_devices_follow_the_one_device_trajectory(tmp_path, extra):
 
 def test_batch_must_split_evenly(tmp_path):
   with pytest.raises(ValueError, match="multiple of the 4 devices"):
-    train_and_evaluate(TrainConfig(**{**BASE, "batch_size": 66},
-                                   data_parallel=True), str(tmp_path / "x"))
+    train_and_evaluate(TrainConfig.from_flat(dict(**{**BASE, "batch_size": 66},
+                                   data_parallel=True)), str(tmp_path / "x"))
   with pytest.raises(ValueError, match="needs data_parallel"):
-    TrainConfig(shard_blocks=True)
+    TrainConfig(run=RunConfig(shard_blocks=True))
 
 
 def test_shard_blocks_splits_values(tmp_path):

@@ -21,7 +21,8 @@ def _standard_promotion():
 
 
 def test_deep_init_grid_rows_and_files(tmp_path):
-  base = TrainConfig(epochs=1, batch_size=64, progress=False, density=0.3)
+  base = TrainConfig(model=ModelConfig(topology=TopologyConfig(density=0.3)),
+                     run=RunConfig(epochs=1, batch_size=64, progress=False))
   cfg = DeepInitConfig(base=base, depths=(2, 3), width=16,
                        inits=("dense_he", "sparse_he"), seeds=(0,))
   rows = run_deep_init(cfg, str(tmp_path))
@@ -32,13 +33,13 @@ def test_deep_init_grid_rows_and_files(tmp_path):
   for name in ("deep_init.csv", "deep_init.json", "accuracy_vs_depth.png"):
     assert os.path.getsize(tmp_path / name) > 100
   with open(tmp_path / "runs" / "depth3_sparse_he_s0" / "config.json") as f:
-    assert json.load(f)["hidden"] == [16, 16, 16]
+    assert json.load(f)["model"]["hidden"] == [16, 16, 16]
 
 
 def test_deep_init_records_divergence(tmp_path):
   good = data.load("digits")
   poisoned = dataclasses.replace(good, x_train=np.full_like(good.x_train, np.nan))
-  base = TrainConfig(epochs=1, batch_size=64, progress=False)
+  base = TrainConfig(run=RunConfig(epochs=1, batch_size=64, progress=False))
   cfg = DeepInitConfig(base=base, depths=(2,), width=16, inits=("dense_he",),
                        seeds=(0,))
   (row,) = run_deep_init(cfg, str(tmp_path), dataset=poisoned)
@@ -136,8 +137,8 @@ def digits():
 
 
 def _base():
-  return TrainConfig(dataset="digits", epochs=1, batch_size=64, progress=False,
-                     split_seed=0)
+  return TrainConfig(data=DataConfig(name="digits", split_seed=0),
+                     run=RunConfig(epochs=1, batch_size=64, progress=False))
 
 
 def _read(path):
@@ -183,7 +184,7 @@ def test_bourely2017_grid_and_correlations(tmp_path, digits):
 
 
 def test_liu2020_methods_and_nnstd(tmp_path, digits):
-  base = dataclasses.replace(_base(), epochs=2)  # SET rewires between epochs
+  base = _base().override({"run.epochs": 2})  # SET rewires between epochs
   cfg = dataclasses.replace(liu2020.reduced_config(base), base=base,
                             hidden=(48, 48), epsilon=4, seeds=(0, 1),
                             evolution_epochs=2)
@@ -376,9 +377,9 @@ def test_alford2019_max_drop():
 @pytest.mark.parametrize("paper", sorted(PAPERS))
 def test_paper_configs_validate(paper):
   module = PAPERS[paper]
-  reduced = module.reduced_config(TrainConfig(dataset="mnist"))
-  full = module.full_config(TrainConfig(dataset="mnist"))
-  assert full.base.epochs >= reduced.base.epochs
+  reduced = module.reduced_config(TrainConfig(data=DataConfig(name="mnist")))
+  full = module.full_config(TrainConfig(data=DataConfig(name="mnist")))
+  assert full.base.run.epochs >= reduced.base.run.epochs
   assert len(full.seeds) >= len(reduced.seeds) >= 2
   with pytest.raises(ValueError, match="seed"):
     dataclasses.replace(reduced, seeds=(0,))
@@ -404,7 +405,7 @@ def test_reproduce_binary_end_to_end(tmp_path):
   assert "alford2019: done" in out.stdout
   prov = _read(tmp_path / "provenance.json")
   assert prov["config"]["hidden"] == [32, 16] and prov["config"]["seeds"] == [0, 1]
-  assert prov["config"]["base"]["epochs"] == 1 and "--paper=alford2019" in prov["command"]
+  assert prov["config"]["base"]["run"]["epochs"] == 1 and "--paper=alford2019" in prov["command"]
   assert prov["versions"]["jax"] and prov["wall_seconds"] > 0
   rows = _read(tmp_path / "alford2019_runs.json")
   assert {r["family"] for r in rows} == {"dense", "radixnet"}
@@ -464,10 +465,10 @@ def _mnist_like(rng, n_train=700, n_test=200):
 
 
 def _tiny_alford(**kw):
-  base = dataclasses.replace(
-      alford2019_paper.paper_base(TrainConfig()), epochs=2, lr=0.05,
-      lr_boundaries=(6, 10), lr_values=(0.02, 0.01),
-      validation_split="first:100")
+  base = alford2019_paper.paper_base(TrainConfig()).override({
+      "run.epochs": 2, "optimizer.lr": 0.05,
+      "optimizer.lr_boundaries": (6, 10), "optimizer.lr_values": (0.02, 0.01),
+      "data.validation": "first:100"})
   return alford2019_paper.AlfordPaperConfig(**{**dict(
       base=base, sparsities=(0.5, 0.9), random_densities=(0.1,), widen=(2,),
       radixnets=("0.1",), prune_begin_step=2, prune_end_step=8, prune_every=2,
@@ -519,11 +520,13 @@ def test_alford2019_paper_verdicts():
 
 
 def test_alford2019_paper_config():
-  cfg = alford2019_paper.paper_config(TrainConfig(data_dir="/nowhere"))
+  cfg = alford2019_paper.paper_config(TrainConfig(data=DataConfig(data_dir="/nowhere")))
   b = cfg.base
-  assert (b.hidden, b.batch_size, b.optimizer, b.lr) == ((300, 100), 100, "sgd", 0.2)
-  assert b.validation_split == "first:5000" and b.normalization == "minus_one_to_one"
-  assert b.data_dir == "/nowhere" and len(cfg.seeds) >= 3
+  assert (b.model.hidden, b.run.batch_size, b.optimizer.name,
+          b.optimizer.lr) == ((300, 100), 100, "sgd", 0.2)
+  assert (b.data.validation, b.data.normalization) == ("first:5000",
+                                                       "minus_one_to_one")
+  assert b.data.data_dir == "/nowhere" and len(cfg.seeds) >= 3
   with pytest.raises(ValueError, match="unknown arms"):
     dataclasses.replace(cfg, arms=("lottery",))
   with pytest.raises(ValueError, match="radixnets"):
@@ -545,6 +548,10 @@ def test_reproduce_binary_scale_errors(tmp_path, args, match):
 # -- Liu et al. 2020, Figure 4 at paper scale (tiny sizes here) ----------------
 
 from snn_jax.reproduce import liu2020_paper  # noqa: E402
+from snn_jax.data import DataConfig
+from snn_jax.nn import ModelConfig
+from snn_jax.topology import TopologyConfig
+from snn_jax.training import RunConfig
 
 
 def test_perturbed_moves_exactly_the_fraction(rng):
@@ -560,9 +567,10 @@ def test_perturbed_moves_exactly_the_fraction(rng):
 
 def test_liu2020_figure4_tiny(tmp_path, rng):
   ds = _mnist_like(rng, n_train=600, n_test=150)
-  base = dataclasses.replace(
-      liu2020_paper.paper_base(TrainConfig()), hidden=(40, 40, 40), epochs=3,
-      validation_split="last:120", snapshot_epochs=(0, 1, 3), batch_size=60)
+  base = liu2020_paper.paper_base(TrainConfig()).override({
+      "model.hidden": (40, 40, 40), "run.epochs": 3,
+      "data.validation": "last:120", "run.snapshot_epochs": (0, 1, 3),
+      "run.batch_size": 60})
   cfg = liu2020_paper.LiuFigure4Config(
       base=base, networks=3, hidden_density=0.2, snapshot_epochs=(0, 1, 3),
       heatmap_epochs=(0, 3))
@@ -643,11 +651,11 @@ def test_per_dataset_paper_configs(tmp_path, paper):
     (tmp_path / name).mkdir()
   module = (PAPER_SCALE_PARTS["liu2020"]["sparse_vs_dense"]
             if paper == "liu2020_sparse_vs_dense" else PAPER_SCALE[paper])
-  cfg = module.paper_config(TrainConfig(data_dir=str(tmp_path)))
+  cfg = module.paper_config(TrainConfig(data=DataConfig(data_dir=str(tmp_path))))
   assert [n for n, _ in cfg.configs] == ["mnist", "fashion_mnist"]
   for name, inner in cfg.configs:
-    assert inner.base.dataset == name and inner.base.data_split == "canonical"
-    assert inner.base.data_dir == str(tmp_path / name)
+    assert inner.base.data.name == name and inner.base.data.split == "canonical"
+    assert inner.base.data.data_dir == str(tmp_path / name)
     assert len(inner.seeds) >= 3
   assert cfg.choices
   with pytest.raises(ValueError, match="--data_dir"):
@@ -660,8 +668,9 @@ def test_liu2020_sparse_vs_dense_tiny(tmp_path, rng):
   the same table."""
   from snn_jax.reproduce import liu2020_sparse_vs_dense as svd
   ds = _mnist_like(rng, n_train=400, n_test=100)
-  base = dataclasses.replace(TrainConfig(), epochs=2, batch_size=50,
-                             progress=False, lr=0.05)
+  base = TrainConfig().override({
+      "run.epochs": 2, "run.batch_size": 50, "run.progress": False,
+      "optimizer.lr": 0.05})
   cfg = svd.SparseVsDenseConfig(base=base, hidden=(32, 32), epsilons=(3.0,),
                                 seeds=(0, 1), window=1)
   s = svd.run_one(cfg, str(tmp_path), dataset=ds)
@@ -707,7 +716,8 @@ def test_per_dataset_report_only_reaches_every_run(tmp_path):
 
   def run_one(inner, wd):
     try:
-      _common.train(TrainConfig(hidden=(8,), epochs=1, progress=False), wd, None)
+      _common.train(TrainConfig(model=ModelConfig(hidden=(8,)),
+                                run=RunConfig(epochs=1, progress=False)), wd, None)
     except _common.NotFinished:
       seen.append(wd)
     return {"failed": [], "provenance": {"wall_seconds": 0.0}}

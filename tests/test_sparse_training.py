@@ -23,6 +23,9 @@ from snn_jax.sparse_training import (Rewirer, SparseTrainingConfig,
                                      set_drop)
 from snn_jax.studies import PruneConfig, prune_and_retrain
 from snn_jax.training import TrainConfig, restore_model, train_and_evaluate
+from snn_jax.nn import ModelConfig
+from snn_jax.topology import TopologyConfig
+from snn_jax.training import OptimizerConfig, RunConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -150,7 +153,7 @@ def test_update_is_deterministic_for_a_seed(rng):
   rewire_layers(b, None, cfg, step=3)
   assert a.topologies() == b.topologies()
   c = _model([32, 48, 10], 1, 0.2, 1)
-  rewire_layers(c, None, dataclasses.replace(cfg, seed=6), step=3)
+  rewire_layers(c, None, cfg.replace(seed=6), step=3)
   assert c.topologies() != a.topologies()
 
 
@@ -235,8 +238,8 @@ SMALL = dict(hidden=(64, 64), density=0.2, epochs=3, batch_size=64,
 
 @pytest.mark.parametrize("method,every", [("set", 0), ("rigl", 5)])
 def test_dynamic_training_evolves_learns_and_resumes(tmp_path, method, every):
-  cfg = TrainConfig(**SMALL, sparse_training=method, update_every=every,
-                    snapshot_topologies=True)
+  cfg = TrainConfig.from_flat(dict(**SMALL, sparse_training=method, update_every=every,
+                    snapshot_topologies=True))
   wd = str(tmp_path / "run")
   train_and_evaluate(cfg, wd, stop_after_epoch=2)
   s = train_and_evaluate(cfg, wd)  # resumed for the last epoch
@@ -257,7 +260,7 @@ def test_dynamic_training_evolves_learns_and_resumes(tmp_path, method, every):
 
 def test_static_training_never_rewires(tmp_path):
   wd = str(tmp_path / "run")
-  train_and_evaluate(TrainConfig(**SMALL, snapshot_topologies=True), wd)
+  train_and_evaluate(TrainConfig.from_flat(dict(**SMALL, snapshot_topologies=True)), wd)
   snaps = analysis.load_snapshots(wd)
   assert snaps[0] == snaps[3]
 
@@ -296,8 +299,9 @@ def test_prune_config_validation(bad):
 
 @pytest.mark.parametrize("rewind,bs", [(False, 1), (True, 1), (False, 2)])
 def test_prune_pipeline_nested_masks_exact_retrained_mask(tmp_path, rewind, bs):
-  cfg = TrainConfig(hidden=(48,), epochs=2, batch_size=64, progress=False,
-                    lr=0.05, seed=2, block_size=bs)
+  cfg = TrainConfig(model=ModelConfig(hidden=(48,), topology=TopologyConfig(block_size=bs, density=0.1)),
+                    optimizer=OptimizerConfig(lr=0.05),
+                    run=RunConfig(epochs=2, batch_size=64, progress=False, seed=2))
   prune = PruneConfig(density=0.2, iterations=2, rewind=rewind)
   wd = str(tmp_path / "prune")
   s = prune_and_retrain(cfg, prune, wd)
@@ -327,7 +331,7 @@ def test_prune_pipeline_nested_masks_exact_retrained_mask(tmp_path, rewind, bs):
   if rewind:  # round 2 started from the dense initial weights on its mask
     start = np.load(os.path.join(wd, "init_weights.npz"))["layer_0_weight"]
     with open(os.path.join(wd, "round_2", "train", "config.json")) as f:
-      assert json.load(f)["init_weights"].endswith("init_weights.npz")
+      assert json.load(f)["model"]["init_weights"].endswith("init_weights.npz")
     assert np.abs(start).sum() > 0
   # Restarting the finished pipeline retrains nothing.
   again = prune_and_retrain(cfg, prune, wd)
@@ -340,15 +344,15 @@ def test_pruned_topology_usable_by_train(tmp_path):
        "layer_1_weight": np.random.default_rng(1).normal(size=(32, 10))}
   tdir = str(tmp_path / "topo")
   topology.save_stack(prune_stack(w, 0.3), tdir)
-  cfg = TrainConfig(hidden=(32,), epochs=1, batch_size=64, progress=False,
-                    topology_dir=tdir)
+  cfg = TrainConfig(model=ModelConfig(hidden=(32,), topology=TopologyConfig(directory=tdir)),
+                    run=RunConfig(epochs=1, batch_size=64, progress=False))
   s = train_and_evaluate(cfg, str(tmp_path / "run"))
   assert s["nnz_params"] == round(0.3 * 64 * 32) + round(0.3 * 32 * 10)
-  bad = dataclasses.replace(cfg, hidden=(48,))
+  bad = cfg.override({"model.hidden": (48,)})
   with pytest.raises(ValueError, match="holds layers of shapes"):
     train_and_evaluate(bad, str(tmp_path / "run2"))
   with pytest.raises(FileNotFoundError):
-    TrainConfig(topology_dir=str(tmp_path / "missing"))
+    TrainConfig(model=ModelConfig(topology=TopologyConfig(directory=str(tmp_path / "missing"))))
 
 
 # -- binaries -----------------------------------------------------------------------
@@ -366,7 +370,8 @@ def test_train_binary_set_flags(tmp_path):
   assert r.returncode == 0, r.stderr[-2000:]
   with open(tmp_path / "run" / "config.json") as f:
     cfg = json.load(f)
-  assert (cfg["sparse_training"], cfg["zeta"], cfg["update_every"]) == ("set", 0.2, 10)
+  assert (cfg["sparse"]["method"], cfg["sparse"]["zeta"],
+          cfg["sparse"]["update_every"]) == ("set", 0.2, 10)
   bad = _run("train.py", f"--workdir={tmp_path}/bad", "--zeta=1.5", cwd=tmp_path)
   assert bad.returncode != 0 and "zeta" in bad.stderr
 
@@ -412,8 +417,8 @@ def test_restore_model_survives_a_deleted_init_file(tmp_path):
   save_dense_weights(m, init)
   tdir = str(tmp_path / "topo")
   topology.save_stack(m.topologies(), tdir)
-  cfg = TrainConfig(hidden=(32,), epochs=1, batch_size=64, progress=False,
-                    topology_dir=tdir, init_weights=init)
+  cfg = TrainConfig(model=ModelConfig(hidden=(32,), init_weights=init, topology=TopologyConfig(directory=tdir)),
+                    run=RunConfig(epochs=1, batch_size=64, progress=False))
   train_and_evaluate(cfg, str(tmp_path / "run"))
   os.remove(init)
   restored = restore_model(str(tmp_path / "run"))
@@ -433,8 +438,8 @@ def test_rewiring_never_retraces_the_training_step(tmp_path, monkeypatch,
     return original(model, x, y)
 
   monkeypatch.setattr(loop, "_loss_and_acc", counting)
-  cfg = TrainConfig(**{**SMALL, "batch_size": batch}, sparse_training=method,
-                    update_every=5)
+  cfg = TrainConfig.from_flat(dict(**{**SMALL, "batch_size": batch}, sparse_training=method,
+                    update_every=5))
   s = train_and_evaluate(cfg, str(tmp_path / "run"))
   with open(tmp_path / "run" / "metrics.jsonl") as f:
     assert sum(json.loads(l)["rewired_blocks"] for l in f) > 0
@@ -457,8 +462,9 @@ def test_epoch_end_rewiring_comes_after_the_epochs_evaluation(tmp_path,
     return real_update(self, *a, **k)
   monkeypatch.setattr(loop, "evaluate", logged_eval)
   monkeypatch.setattr(Rewirer, "update", logged_update)
-  cfg = TrainConfig(hidden=(32,), density=0.3, epochs=3, batch_size=128,
-                    sparse_training="set", progress=False)
+  cfg = TrainConfig(model=ModelConfig(hidden=(32,), topology=TopologyConfig(density=0.3)),
+                    sparse=SparseTrainingConfig(method="set"),
+                    run=RunConfig(epochs=3, batch_size=128, progress=False))
   train_and_evaluate(cfg, str(tmp_path / "run"))
   # SET rewires after every epoch but the last, each time after evaluating
   assert events == ["eval", "rewire", "eval", "rewire", "eval"]

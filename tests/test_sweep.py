@@ -8,6 +8,8 @@ import pytest
 
 from snn_jax.studies import SweepConfig, correlations, run_sweep
 from snn_jax.training import TrainConfig
+from snn_jax.nn import ModelConfig
+from snn_jax.training import RunConfig
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +19,8 @@ def _standard_promotion():
 
 
 def test_sweep_grid(tmp_path):
-  base = TrainConfig(hidden=(64,), epochs=1, batch_size=64, progress=False)
+  base = TrainConfig(model=ModelConfig(hidden=(64,)),
+                     run=RunConfig(epochs=1, batch_size=64, progress=False))
   cfg = SweepConfig(base=base, topologies=("erdos_renyi", "circulant", "ramanujan"),
                     densities=(0.25, 0.02), seeds=(0, 1))
   rows = run_sweep(cfg, str(tmp_path))

@@ -12,6 +12,10 @@ tfds = pytest.importorskip(
 
 from snn_jax import data  # noqa: E402
 from snn_jax.training import TrainConfig, train_and_evaluate  # noqa: E402
+from snn_jax.data import DataConfig
+from snn_jax.nn import ModelConfig
+from snn_jax.topology import TopologyConfig
+from snn_jax.training import RunConfig
 
 
 @pytest.mark.parametrize("name, shape", [("mnist", (28, 28, 1)),
@@ -29,9 +33,7 @@ def test_load_tfds_mocked(name, shape):
 def test_train_on_mocked_tfds(tmp_path):
   with tfds.testing.mock_data(num_examples=128):
     with jax.numpy_dtype_promotion("standard"):
-      s = train_and_evaluate(TrainConfig(dataset="fashion_mnist", hidden=(32,),
-                                         density=0.2, epochs=1, batch_size=32,
-                                         progress=False), str(tmp_path))
+      s = train_and_evaluate(TrainConfig(data=DataConfig(name="fashion_mnist"), model=ModelConfig(hidden=(32,), topology=TopologyConfig(density=0.2)), run=RunConfig(epochs=1, batch_size=32, progress=False)), str(tmp_path))
   assert s["widths"] == [784, 32, 10] and 0.0 <= s["final_test_acc"] <= 1.0
   assert os.path.exists(tmp_path / "summary.json")
 

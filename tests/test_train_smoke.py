@@ -12,7 +12,12 @@ import pytest
 
 from snn_jax import data
 from snn_jax.training import TrainConfig, train_and_evaluate
+from snn_jax.data import DataConfig
+from snn_jax.nn import ModelConfig
+from snn_jax.topology import TopologyConfig
+from snn_jax.training import RunConfig
 from tests.conftest import SHARED_MNIST
+
 
 @pytest.fixture(autouse=True)
 def _standard_promotion():
@@ -34,7 +39,7 @@ def _rows(workdir):
 
 def test_train_writes_everything_and_learns(tmp_path):
   wd = str(tmp_path / "run")
-  cfg = TrainConfig(**{**SMALL, "epochs": 4}, snapshot_topologies=True)
+  cfg = TrainConfig.from_flat(dict(**{**SMALL, "epochs": 4}, snapshot_topologies=True))
   s = train_and_evaluate(cfg, wd)
   assert s["final_test_acc"] > 0.8  # digits, 4 epochs
   rows = _rows(wd)
@@ -50,8 +55,8 @@ def test_train_writes_everything_and_learns(tmp_path):
 
 def test_resume_continues_and_loses_nothing(tmp_path):
   wd = str(tmp_path / "run")
-  full = train_and_evaluate(TrainConfig(**{**SMALL, "epochs": 3}), str(tmp_path / "ref"))
-  cfg = TrainConfig(**{**SMALL, "epochs": 3})
+  full = train_and_evaluate(TrainConfig.from_flat({**SMALL, "epochs": 3}), str(tmp_path / "ref"))
+  cfg = TrainConfig.from_flat({**SMALL, "epochs": 3})
   train_and_evaluate(cfg, wd, stop_after_epoch=2)  # as if killed after epoch 2
   assert [r["epoch"] for r in _rows(wd)] == [1, 2]
   resumed = train_and_evaluate(cfg, wd)  # runs only epoch 3
@@ -64,17 +69,17 @@ def test_resume_continues_and_loses_nothing(tmp_path):
 
 def test_refuses_other_config_unless_overwrite(tmp_path):
   wd = str(tmp_path / "run")
-  train_and_evaluate(TrainConfig(**SMALL), wd)
+  train_and_evaluate(TrainConfig.from_flat(dict(**SMALL)), wd)
   with pytest.raises(FileExistsError, match="different config.*density"):
-    train_and_evaluate(TrainConfig(**{**SMALL, "density": 0.5}), wd)
+    train_and_evaluate(TrainConfig.from_flat({**SMALL, "density": 0.5}), wd)
   assert len(_rows(wd)) == 2  # nothing lost
-  s = train_and_evaluate(TrainConfig(**{**SMALL, "density": 0.5}), wd, overwrite=True)
+  s = train_and_evaluate(TrainConfig.from_flat({**SMALL, "density": 0.5}), wd, overwrite=True)
   assert len(_rows(wd)) == 2 and s["density"] > 0.4
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   wd = str(tmp_path / "run")
-  cfg = TrainConfig(**{**SMALL, "epochs": 3})
+  cfg = TrainConfig.from_flat({**SMALL, "epochs": 3})
   train_and_evaluate(cfg, wd, stop_after_epoch=1)
   good = data.load("digits")
   poisoned = dataclasses.replace(good, x_train=np.full_like(good.x_train, np.nan))
@@ -94,19 +99,19 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 ])
 def test_config_errors(bad, match):
   with pytest.raises(ValueError, match=match):
-    TrainConfig(**{**SMALL, **bad})
+    TrainConfig.from_flat({**SMALL, **bad})
 
 
 def test_block_size_incompatible_widths(tmp_path):
   with pytest.raises(ValueError, match="not divisible by block_size"):
-    train_and_evaluate(TrainConfig(**{**SMALL, "block_size": 16}), str(tmp_path))
+    train_and_evaluate(TrainConfig.from_flat({**SMALL, "block_size": 16}), str(tmp_path))
 
 
 def test_radixnet_incompatible_widths(tmp_path):
   with pytest.raises(ValueError, match="multiple of N'"):
-    train_and_evaluate(TrainConfig(**{**SMALL, "topology": "radixnet",
+    train_and_evaluate(TrainConfig.from_flat(dict(**{**SMALL, "topology": "radixnet",
                                       "density": None,
-                                      "topology_params": {"radices": [[8, 8]]}}),
+                                      "topology_params": {"radices": [[8, 8]]}})),
                        str(tmp_path))
 
 
@@ -129,9 +134,9 @@ def test_binary_end_to_end(tmp_path):
                     reason="../shared/datasets/mnist is not present (user clone)")
 def test_mnist_idx_sparse_mlp(tmp_path):
   # The test-set split reads the same files whatever else the folder holds.
-  cfg = TrainConfig(dataset="mnist", hidden=(300, 100), density=0.1, epochs=2,
-                    batch_size=100, progress=False, data_dir=SHARED_MNIST,
-                    data_split="test_only")
+  cfg = TrainConfig(data=DataConfig(name="mnist", data_dir=SHARED_MNIST, split="test_only"),
+                    model=ModelConfig(hidden=(300, 100), topology=TopologyConfig(density=0.1)),
+                    run=RunConfig(epochs=2, batch_size=100, progress=False))
   s = train_and_evaluate(cfg, str(tmp_path))
   assert s["final_test_acc"] > 0.85
   assert "seeded 8000/2000" in s["data_source"]
@@ -141,7 +146,7 @@ def test_mnist_idx_sparse_mlp(tmp_path):
 
 def test_changed_data_is_refused_and_nothing_is_lost(tmp_path):
   wd = str(tmp_path / "run")
-  cfg = TrainConfig(**SMALL)
+  cfg = TrainConfig.from_flat(dict(**SMALL))
   first = train_and_evaluate(cfg, wd, dataset=data.load("digits", seed=0))
   with open(os.path.join(wd, "summary.json")) as f:
     stored = f.read()
@@ -151,7 +156,7 @@ def test_changed_data_is_refused_and_nothing_is_lost(tmp_path):
       f"{other.fingerprint['id']}.*split")):
     train_and_evaluate(cfg, wd, dataset=other)
   with pytest.raises(FileExistsError, match="trained on data"):  # more epochs too
-    train_and_evaluate(dataclasses.replace(cfg, epochs=3), wd, dataset=other)
+    train_and_evaluate(cfg.override({"run.epochs": 3}), wd, dataset=other)
   with open(os.path.join(wd, "summary.json")) as f:
     assert f.read() == stored  # nothing rewritten under the other data
   with open(os.path.join(wd, "config.json")) as f:
@@ -163,7 +168,7 @@ def test_changed_data_is_refused_and_nothing_is_lost(tmp_path):
 
 def test_finished_run_rerun_returns_its_summary_untouched(tmp_path, capsys):
   wd = str(tmp_path / "run")
-  cfg = TrainConfig(**SMALL)
+  cfg = TrainConfig.from_flat(dict(**SMALL))
   first = train_and_evaluate(cfg, wd)
   assert first["total_seconds"] >= first["train_seconds"] > 0
   assert first["resumed_from_epoch"] == 0 and first["epochs_this_process"] == 2
@@ -177,7 +182,7 @@ def test_finished_run_rerun_returns_its_summary_untouched(tmp_path, capsys):
 
 def test_resumed_summary_times_only_what_was_measured(tmp_path, capsys):
   wd = str(tmp_path / "run")
-  cfg = TrainConfig(**{**SMALL, "epochs": 3})
+  cfg = TrainConfig.from_flat({**SMALL, "epochs": 3})
   train_and_evaluate(cfg, wd, stop_after_epoch=1)
   s = train_and_evaluate(cfg, wd)
   assert "resuming" in capsys.readouterr().out
@@ -186,14 +191,14 @@ def test_resumed_summary_times_only_what_was_measured(tmp_path, capsys):
   assert s["total_seconds"] is None  # no process ran the whole run
   np.testing.assert_allclose(s["train_seconds"], sum(r["epoch_s"] for r in rows))
   n_train = len(data.load("digits").y_train)
-  per_epoch = (n_train // cfg.batch_size) * cfg.batch_size
+  per_epoch = (n_train // cfg.run.batch_size) * cfg.run.batch_size
   np.testing.assert_allclose(s["samples_per_second"],
                              3 * per_epoch / s["train_seconds"])
 
 
 def test_workdir_without_fingerprint_is_not_resumed_blind(tmp_path):
   wd = str(tmp_path / "run")
-  cfg = TrainConfig(**{**SMALL, "epochs": 3})
+  cfg = TrainConfig.from_flat({**SMALL, "epochs": 3})
   train_and_evaluate(cfg, wd, stop_after_epoch=1)
   path = os.path.join(wd, "config.json")
   with open(path) as f:
@@ -208,9 +213,9 @@ def test_workdir_without_fingerprint_is_not_resumed_blind(tmp_path):
 
 def test_split_seed_fixes_the_held_out_set(tmp_path):
   base = dict(hidden=(32,), epochs=1, batch_size=64, progress=False)
-  a = train_and_evaluate(TrainConfig(**base, seed=1, split_seed=7), str(tmp_path / "a"))
-  b = train_and_evaluate(TrainConfig(**base, seed=2, split_seed=7), str(tmp_path / "b"))
-  c = train_and_evaluate(TrainConfig(**base, seed=2), str(tmp_path / "c"))
+  a = train_and_evaluate(TrainConfig.from_flat(dict(**base, seed=1, split_seed=7)), str(tmp_path / "a"))
+  b = train_and_evaluate(TrainConfig.from_flat(dict(**base, seed=2, split_seed=7)), str(tmp_path / "b"))
+  c = train_and_evaluate(TrainConfig.from_flat(dict(**base, seed=2)), str(tmp_path / "c"))
   assert "(seed 7)" in a["data_source"] and "(seed 7)" in b["data_source"]
   assert "(seed 2)" in c["data_source"]
 
@@ -227,8 +232,8 @@ def test_lenet5_trains_restores_and_takes_topology_dir(tmp_path):
   from snn_jax import topology
   from snn_jax.training import restore_model
   ds = _digits_28x28()
-  cfg = TrainConfig(model="lenet5", hidden=(60, 30), topology="erdos_renyi",
-                    density=0.2, epochs=3, batch_size=64, progress=False)
+  cfg = TrainConfig(model=ModelConfig(name="lenet5", hidden=(60, 30), topology=TopologyConfig(name="erdos_renyi", density=0.2)),
+                    run=RunConfig(epochs=3, batch_size=64, progress=False))
   s = train_and_evaluate(cfg, str(tmp_path / "a"), dataset=ds)
   assert s["widths"] == [1, 6, 16, 60, 30, 10] and s["final_test_acc"] > 0.5
   conv = 25 * 6 + 150 * 16
@@ -238,36 +243,38 @@ def test_lenet5_trains_restores_and_takes_topology_dir(tmp_path):
   assert [(t.n_in, t.n_out) for t in tops] == [(1, 6), (6, 16), (400, 60),
                                                (60, 30), (30, 10)]
   topology.save_stack(tops, str(tmp_path / "tops"))
-  cfg_b = dataclasses.replace(cfg, topology_dir=str(tmp_path / "tops"), epochs=1)
+  cfg_b = cfg.override({
+      "model.topology.directory": str(tmp_path / "tops"), "run.epochs": 1})
   assert train_and_evaluate(cfg_b, str(tmp_path / "b"), dataset=ds)["nnz_params"] \
       == s["nnz_params"]
   with pytest.raises(ValueError, match="shapes"):
-    train_and_evaluate(dataclasses.replace(cfg_b, hidden=(60, 20)),
+    train_and_evaluate(cfg_b.override({"model.hidden": (60, 20)}),
                        str(tmp_path / "c"), dataset=ds)
 
 
 @pytest.mark.parametrize("bad, match", [
     (dict(sparse_training="set"), "static topologies"),
-    (dict(dropout=0.1), "static topologies"),
+    (dict(dropout=0.1), "no norm or dropout"),
     (dict(model="resnet"), "unknown model"),
 ])
 def test_lenet5_config_errors(bad, match):
   with pytest.raises(ValueError, match=match):
-    TrainConfig(**{"model": "lenet5", **bad})
+    TrainConfig.from_flat({"model": "lenet5", **bad})
 
 
 def test_lenet5_needs_28x28_images(tmp_path):
   with pytest.raises(ValueError, match="28x28"):
-    train_and_evaluate(TrainConfig(model="lenet5", epochs=1, progress=False),
+    train_and_evaluate(TrainConfig(model=ModelConfig(name="lenet5"),
+                                   run=RunConfig(epochs=1, progress=False)),
                        str(tmp_path))
 
 
 def test_invalid_run_leaves_the_workdir_untouched(tmp_path):
   wd = tmp_path / "run"
   with pytest.raises(ValueError, match="block_size"):
-    train_and_evaluate(TrainConfig(**{**SMALL, "block_size": 7}), str(wd))
+    train_and_evaluate(TrainConfig.from_flat({**SMALL, "block_size": 7}), str(wd))
   assert not wd.exists()  # a corrected rerun into it is not refused
-  train_and_evaluate(TrainConfig(**SMALL), str(wd))
+  train_and_evaluate(TrainConfig.from_flat(dict(**SMALL)), str(wd))
   assert (wd / "config.json").exists()
 
 
@@ -292,7 +299,7 @@ def _events(logdir):
 
 def test_tensorboard_events_per_step_and_per_epoch(tmp_path):
   wd = str(tmp_path / "run")
-  cfg = TrainConfig(**{**SMALL, "epochs": 3})
+  cfg = TrainConfig.from_flat({**SMALL, "epochs": 3})
   train_and_evaluate(cfg, wd, stop_after_epoch=1)
   train_and_evaluate(cfg, wd)
   ev = _events(os.path.join(wd, "tensorboard"))
@@ -314,8 +321,8 @@ def test_dynamic_runs_log_topology_statistics(tmp_path):
   after the epoch's rewiring."""
   from snn_jax import topology as topology_lib
   wd = str(tmp_path / "run")
-  cfg = TrainConfig(**{**SMALL, "hidden": (64, 64), "epochs": 2,
-                       "sparse_training": "set", "snapshot_topologies": True})
+  cfg = TrainConfig.from_flat(dict(**{**SMALL, "hidden": (64, 64), "epochs": 2,
+                       "sparse_training": "set", "snapshot_topologies": True}))
   train_and_evaluate(cfg, wd)
   rows = _rows(wd)
   stack = topology_lib.load_stack(os.path.join(wd, "topologies", "epoch_001"))
@@ -336,7 +343,7 @@ def test_unwritable_workdir_mid_run_says_what_is_saved_and_resumes(
   ends as an uninterrupted run does."""
   import errno as errno_lib
   from snn_jax.training import Checkpointer, WorkdirWriteError
-  cfg = TrainConfig(**{**SMALL, "epochs": 4})
+  cfg = TrainConfig.from_flat({**SMALL, "epochs": 4})
   ref = train_and_evaluate(cfg, str(tmp_path / "ref"))
   wd = str(tmp_path / "run")
   save = Checkpointer.save
@@ -370,7 +377,7 @@ def test_full_disk_on_the_metrics_loses_nothing(tmp_path):
     pytest.skip("needs /dev/full (Linux)")
   from snn_jax.training import WorkdirWriteError
   wd = tmp_path / "run"
-  cfg = TrainConfig(**{**SMALL, "epochs": 3})
+  cfg = TrainConfig.from_flat({**SMALL, "epochs": 3})
   train_and_evaluate(cfg, str(wd), stop_after_epoch=2)
   rows = (wd / "metrics.jsonl").read_text()
   (wd / "metrics.csv").unlink()
@@ -395,7 +402,7 @@ def test_read_only_workdir_is_a_clear_error(tmp_path):
   ro.chmod(0o555)
   try:
     with pytest.raises(WorkdirWriteError, match="cannot write to workdir"):
-      train_and_evaluate(TrainConfig(**SMALL), str(ro / "run"))
+      train_and_evaluate(TrainConfig.from_flat(dict(**SMALL)), str(ro / "run"))
   finally:
     ro.chmod(0o755)
 
@@ -439,8 +446,9 @@ def test_topologies_given_as_objects(tmp_path):
   refused, and restore_model rebuilds the run from its checkpoint."""
   from snn_jax import topology
   from snn_jax.training import restore_model
-  cfg = TrainConfig(dataset="digits", hidden=(48,), epochs=1, batch_size=64,
-                    progress=False)
+  cfg = TrainConfig(data=DataConfig(name="digits"),
+                    model=ModelConfig(hidden=(48,)),
+                    run=RunConfig(epochs=1, batch_size=64, progress=False))
   stack = [topology.make("fixed_fan_in", 64, 48, fan_in=5, seed=3),
            topology.make("erdos_renyi", 48, 10, density=0.6, seed=4)]
   workdir = str(tmp_path / "run")
@@ -452,10 +460,10 @@ def test_topologies_given_as_objects(tmp_path):
   assert restored.topologies() == stack
   other = [topology.make("fixed_fan_in", 64, 48, fan_in=5, seed=9), stack[1]]
   with pytest.raises(FileExistsError, match="given_topologies"):
-    train_and_evaluate(dataclasses.replace(cfg, epochs=2), workdir,
+    train_and_evaluate(cfg.override({"run.epochs": 2}), workdir,
                        topologies=other)
   with pytest.raises(ValueError, match=r"needs \[\(64, 32\), \(32, 10\)\]"):
-    train_and_evaluate(dataclasses.replace(cfg, hidden=(32,)),
+    train_and_evaluate(cfg.override({"model.hidden": (32,)}),
                        str(tmp_path / "bad"), topologies=stack)
   with pytest.raises(TypeError, match="Topology"):
     train_and_evaluate(cfg, str(tmp_path / "bad"), topologies=["er"])

@@ -13,6 +13,7 @@ from snn_jax.data._fingerprint import (arrays_sha256, describe_difference,
                                        file_record, make_fingerprint)
 from snn_jax.data.idx import SPLITS, find_idx, load_idx_dir, load_npz, read_idx
 from snn_jax.data.tfds import TFDS_NAMES, DatasetUnavailableError, load_tfds
+from snn_jax.data._config import DataConfig
 
 DATASETS = ("digits",) + TFDS_NAMES
 
@@ -63,7 +64,7 @@ def load(name: str, *, data_dir: str | None = None,
   return ds.flattened() if flatten else ds
 
 
-__all__ = ["DATASETS", "NORMALIZATIONS", "SPLITS", "Dataset", "standardize",
+__all__ = ["DATASETS", "DataConfig", "NORMALIZATIONS", "SPLITS", "Dataset", "standardize",
            "DatasetUnavailableError", "TFDS_NAMES", "arrays_sha256", "batches",
            "describe_difference", "file_record", "find_idx", "load",
            "load_digits", "load_idx_dir", "reads_idx_dir", "load_npz", "load_tfds",

@@ -65,10 +65,11 @@ def run_deep_init(cfg: DeepInitConfig, workdir: str, *,
     for init in cfg.inits:
       for seed in cfg.seeds:
         name = f"depth{depth}_{init}_s{seed}"
-        run_cfg = dataclasses.replace(base, hidden=(cfg.width,) * depth,
-                                      init=init, seed=seed, progress=False)
+        run_cfg = base.override({
+            "model.hidden": (cfg.width,) * depth, "model.init": init,
+            "run.seed": seed, "run.progress": False})
         row = {"depth": depth, "init": init, "seed": seed, "width": cfg.width,
-               "topology": base.topology, "diverged": False, "error": ""}
+               "topology": base.model.topology.name, "diverged": False, "error": ""}
         try:
           s = _common.train(run_cfg, os.path.join(workdir, "runs", name), ds)
           row.update(final_test_acc=s["final_test_acc"],

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from snn_jax.reproduce import _common
 from snn_jax.training import TrainConfig
@@ -31,25 +31,27 @@ class PerDatasetConfig:
       raise ValueError("need at least one dataset")
 
 
-def dataset_bases(base: TrainConfig, **setup: Any) -> list[tuple[str, TrainConfig]]:
-  """One base config per dataset in ``DATASETS``: ``base.data_dir`` is the
-  folder that holds one IDX folder per dataset (``<data_dir>/mnist``,
+def dataset_bases(base: TrainConfig, setup: Mapping[str, Any] | None = None
+                  ) -> list[tuple[str, TrainConfig]]:
+  """One base config per dataset in ``DATASETS``: ``base.data.data_dir`` is
+  the folder that holds one IDX folder per dataset (``<data_dir>/mnist``,
   ``<data_dir>/fashion_mnist``, as ``../shared/datasets`` does); the
-  canonical split; ``setup`` replaces further fields."""
-  if base.data_dir is None:
+  canonical split; ``setup`` sets further fields by dotted path
+  (``TrainConfig.override``)."""
+  if base.data.data_dir is None:
     raise ValueError("paper-scale runs read IDX files: give --data_dir, the "
                      "folder holding mnist/ and fashion_mnist/ (e.g. "
                      "../shared/datasets)")
   out = []
   for name in DATASETS:
-    folder = os.path.join(base.data_dir, name)
+    folder = os.path.join(base.data.data_dir, name)
     if not os.path.isdir(folder):
       raise FileNotFoundError(
           f"{folder!r} does not exist: --data_dir must be the folder holding "
           f"one IDX folder per dataset ({', '.join(DATASETS)})")
-    out.append((name, dataclasses.replace(
-        base, dataset=name, data_dir=folder, data_split="canonical",
-        progress=False, **setup)))
+    out.append((name, base.override({
+        "data.name": name, "data.data_dir": folder, "data.split": "canonical",
+        "run.progress": False, **(setup or {})})))
   return out
 
 

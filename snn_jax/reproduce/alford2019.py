@@ -46,6 +46,7 @@ from snn_jax import analysis
 from snn_jax import topology as topology_lib
 from snn_jax.nn import LeNet5
 from snn_jax.reproduce import _common
+from snn_jax.studies import Study, run_study
 from snn_jax.training import TrainConfig, restore_model, train_and_evaluate
 
 FAMILIES = ("pruned", "radixnet", "erdos_renyi")
@@ -108,13 +109,14 @@ class AlfordConfig:
   def grid(self, model: str) -> tuple[TrainConfig, tuple[float, ...]]:
     """The base config and densities of one network."""
     if model == "lenet5":
-      return (dataclasses.replace(self.base, model="lenet5",
-                                  hidden=self.lenet5_hidden,
-                                  epochs=self.lenet5_epochs,
-                                  optimizer=self.lenet5_optimizer,
-                                  lr=self.lenet5_lr),
+      return (self.base.override({
+          "model.name": "lenet5", "model.hidden": self.lenet5_hidden,
+          "run.epochs": self.lenet5_epochs,
+          "optimizer.name": self.lenet5_optimizer,
+          "optimizer.lr": self.lenet5_lr}),
               self.lenet5_densities)
-    return (dataclasses.replace(self.base, model="mlp", hidden=self.hidden),
+    return (self.base.override({
+        "model.name": "mlp", "model.hidden": self.hidden}),
             self.densities)
 
 
@@ -128,15 +130,15 @@ def reduced_config(base: TrainConfig) -> AlfordConfig:
   x 3 seeds, 10 epochs; LeNet-5 (400-200-100
   fully connected), 3 families x 3 densities x 3 seeds, 5 epochs; on the
   8k/2k split of the MNIST test files (``_common.reduced_data``)."""
-  return AlfordConfig(base=dataclasses.replace(_common.reduced_data(base),
-                                               epochs=10))
+  return AlfordConfig(base=_common.reduced_data(base).override({
+      "run.epochs": 10}))
 
 
 def full_config(base: TrainConfig) -> AlfordConfig:
   """Longer training, ten seeds, sparsities to 99.8%, LeNet-5 over the same
   densities as the MLP."""
   densities = (0.5, 0.25, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002)
-  return AlfordConfig(base=dataclasses.replace(base, epochs=50),
+  return AlfordConfig(base=base.override({"run.epochs": 50}),
                       densities=densities, lenet5_densities=densities,
                       lenet5_epochs=50, seeds=tuple(range(10)))
 
@@ -187,13 +189,14 @@ def paired_differences(rows) -> list[dict[str, Any]]:
 
 def _network_rows(cfg: AlfordConfig, model: str, seed: int, workdir: str, ds):
   base, densities = cfg.grid(model)
-  base = dataclasses.replace(base, progress=False)
+  base = base.override({"run.progress": False})
   first = LeNet5.FC_INPUTS if model == "lenet5" else ds.input_dim
-  widths = [first, *base.hidden]
+  widths = [first, *base.model.hidden]
   dense_dir = os.path.join(workdir, model, f"s{seed}", "dense")
-  dense_cfg = dataclasses.replace(
-      base, topology="dense", density=None, fan_in=None, topology_params={},
-      seed=seed)
+  dense_cfg = base.override({
+      "model.topology.name": "dense", "model.topology.density": None,
+      "model.topology.fan_in": None, "model.topology.params": {},
+      "run.seed": seed})
   s = train_and_evaluate(dense_cfg, dense_dir, dataset=ds)
   rows = [{"model": model, "family": "dense", "requested_density": 1.0,
            "hidden_density": 1.0, "density_matched": True, "seed": seed, "max_drop": max_drop(_curve(dense_dir)),
@@ -223,18 +226,20 @@ def _network_rows(cfg: AlfordConfig, model: str, seed: int, workdir: str, ds):
   return rows
 
 
-def run(cfg: AlfordConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
-  """Runs everything into ``workdir/<model>/s<seed>/...``; writes
-  ``alford2019_runs.csv/json``, ``accuracy_stats.csv``, ``summary.json``,
-  ``provenance.json`` and the plots."""
-  os.makedirs(workdir, exist_ok=True)
-  ds = dataset or cfg.base.load_dataset()
-  prov = _common.Provenance("alford2019", cfg, ds)
+def grid_rows(cfg: AlfordConfig, workdir: str, ds) -> list[dict[str, Any]]:
+  """Every network, seed, family and density into
+  ``workdir/<model>/s<seed>/...``; one row per run."""
   rows = []
   for model in cfg.models:
     for seed in cfg.seeds:
       rows += _network_rows(cfg, model, seed, workdir, ds)
-  analysis.write_rows(rows, workdir, "alford2019_runs")
+  return rows
+
+
+def statistics(cfg: AlfordConfig, rows, workdir: str) -> dict[str, Any]:
+  """Accuracy and instability per network, family and density
+  (``accuracy_stats.csv``; density-matched runs), paired differences, and
+  the runs whose built density missed the requested one."""
   matched = [r for r in rows if r.get("density_matched", True)]
   keys = ("model", "family", "requested_density")
   stats = _common.group_stats(matched, keys)
@@ -242,19 +247,27 @@ def run(cfg: AlfordConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
   for s, dr in zip(stats, drops):
     s["max_drop_mean"] = dr["mean"]
   analysis.write_rows(stats, workdir, "accuracy_stats")
-  summary = {"accuracy": stats,
-             "paired_differences": paired_differences(matched),
-             "unmatched": [{k: r[k] for k in ("model", "family", "seed",
-                                              "requested_density",
-                                              "hidden_density", "final_test_acc")}
-                           for r in rows if not r.get("density_matched", True)],
-             "failed": [{k: r[k] for k in ("model", "family",
-                                           "requested_density", "seed", "error")}
-                        for r in _common.failed_rows(rows)]}
-  plot(stats, workdir)
-  summary["provenance"] = prov.write(workdir)
-  _common.write_summary(summary, workdir)
-  return summary
+  return {"accuracy": stats,
+          "paired_differences": paired_differences(matched),
+          "unmatched": [{k: r[k] for k in ("model", "family", "seed",
+                                           "requested_density",
+                                           "hidden_density", "final_test_acc")}
+                        for r in rows if not r.get("density_matched", True)]}
+
+
+STUDY = Study(
+    name="alford2019", rows=grid_rows, statistics=statistics,
+    schema=("accuracy", "paired_differences", "unmatched"),
+    rows_file="alford2019_runs",
+    failed_keys=("model", "family", "requested_density", "seed"),
+    plot=lambda cfg, rows, summary, workdir: plot(summary["accuracy"], workdir))
+
+
+def run(cfg: AlfordConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
+  """Runs the study (:func:`grid_rows`) on the study skeleton; writes
+  ``alford2019_runs.csv/json``, ``accuracy_stats.csv``, ``summary.json``,
+  ``provenance.json`` and the plots."""
+  return run_study(STUDY, cfg, workdir, dataset=dataset)
 
 
 def plot(stats, out_dir: str) -> None:

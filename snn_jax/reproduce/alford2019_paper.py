@@ -104,15 +104,18 @@ PAPER_LENET5 = {
 def paper_base(base: TrainConfig) -> TrainConfig:
   """The authors' LeNet-300-100 training setup on ``base``'s data source
   (module docstring)."""
-  return dataclasses.replace(
-      base, dataset="mnist", data_split="canonical",
-      normalization="minus_one_to_one", validation_split="first:5000",
-      model="mlp", hidden=(300, 100), init="truncated_normal:0.04",
-      bias_init=0.1, activation="relu", output_activation="relu",
-      optimizer="sgd", lr=0.2, schedule="piecewise",
-      lr_boundaries=(10_000, 20_000), lr_values=(0.1, 0.05),
-      weight_decay=0.004, decay_biases=False, batch_size=100, epochs=55,
-      block_size=1, progress=False)
+  return base.override({
+      "data.name": "mnist", "data.split": "canonical",
+      "data.normalization": "minus_one_to_one",
+      "data.validation": "first:5000", "model.name": "mlp",
+      "model.hidden": (300, 100), "model.init": "truncated_normal:0.04",
+      "model.bias_init": 0.1, "model.activation": "relu",
+      "model.output_activation": "relu", "optimizer.name": "sgd",
+      "optimizer.lr": 0.2, "optimizer.schedule": "piecewise",
+      "optimizer.lr_boundaries": (10_000, 20_000),
+      "optimizer.lr_values": (0.1, 0.05), "optimizer.weight_decay": 0.004,
+      "optimizer.decay_biases": False, "run.batch_size": 100, "run.epochs": 55,
+      "model.topology.block_size": 1, "run.progress": False})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,9 +178,9 @@ class AlfordPaperConfig:
                        "lenet5_prune_end_step")
     if self.lenet5_epochs < 1:
       raise ValueError(f"lenet5_epochs must be >= 1, got {self.lenet5_epochs}")
-    if len(self.base.hidden) != 2:
+    if len(self.base.model.hidden) != 2:
       raise ValueError(f"LeNet-300-100 has two hidden layers, got "
-                       f"hidden={self.base.hidden}")
+                       f"hidden={self.base.model.hidden}")
 
 
 def paper_config(base: TrainConfig) -> AlfordPaperConfig:
@@ -254,15 +257,15 @@ def _radixnet_stack(label: str, n_in: int, n_classes: int):
 def _model_base(cfg: AlfordPaperConfig, model: str) -> TrainConfig:
   if model == "lenet300":
     return cfg.base
-  return dataclasses.replace(
-      cfg.base, model="lenet5_alford", hidden=AlfordLeNet5.WIDTHS,
-      init="sparse_he", bias_init=0.0, output_activation=None,
-      epochs=cfg.lenet5_epochs)
+  return cfg.base.override({
+      "model.name": "lenet5_alford", "model.hidden": AlfordLeNet5.WIDTHS,
+      "model.init": "sparse_he", "model.bias_init": 0.0,
+      "model.output_activation": None, "run.epochs": cfg.lenet5_epochs})
 
 
 def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
                ds):
-  base = dataclasses.replace(_model_base(cfg, model), seed=seed)
+  base = _model_base(cfg, model).override({"run.seed": seed})
   n_in, n_classes = ds.input_dim, ds.num_classes
   if model == "lenet300":
     begin, end, every = cfg.prune_begin_step, cfg.prune_end_step, cfg.prune_every
@@ -285,7 +288,8 @@ def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
     return _run_dir(workdir, model, seed, name)
 
   dense_dir = rdir("dense")
-  dense_cfg = dataclasses.replace(base, topology="dense", density=None)
+  dense_cfg = base.override({
+      "model.topology.name": "dense", "model.topology.density": None})
   needs_dense = any(a in cfg.arms for a in ("dense", "one_time_retrained"))
 
   def dense():
@@ -310,9 +314,10 @@ def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
       record("one_time_retrained", sp, one_time)
     if any(a in cfg.arms for a in ("iterative_pruned", "iterative_retrained")):
       gdir = rdir(f"gradual_s{sp:g}")
-      gcfg = dataclasses.replace(
-          dense_cfg, sparse_training="prune", prune_density=1 - sp,
-          prune_begin_step=begin, prune_end_step=end, update_every=every)
+      gcfg = dense_cfg.override({
+          "sparse.method": "prune", "sparse.prune_density": 1 - sp,
+          "sparse.prune_begin_step": begin, "sparse.prune_end_step": end,
+          "sparse.update_every": every})
 
       def gradual(gcfg=gcfg, gdir=gdir):
         s = _common.train(gcfg, gdir, ds)
@@ -332,11 +337,11 @@ def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
   if "random" in cfg.arms:
     for d in cfg.random_densities:
       record("random", d, lambda d=d: retrain(
-          _random_stack(model, base.hidden, d, seed, n_in, n_classes),
+          _random_stack(model, base.model.hidden, d, seed, n_in, n_classes),
           rdir(f"random_d{d:g}")))
   if "wider" in cfg.arms:
     for r in _widen(cfg, model):
-      wide = (base.hidden[0] * r, base.hidden[1])
+      wide = (base.model.hidden[0] * r, base.model.hidden[1])
       record("wider", r, lambda r=r, wide=wide: retrain(
           _random_stack(model, wide, 1 / r, seed, n_in, n_classes),
           rdir(f"wider_x{r}")))
@@ -429,7 +434,7 @@ def run(cfg: AlfordPaperConfig, workdir: str, *, dataset=None,
   trains nothing: the files report the runs that have finished, and
   ``summary["unfinished"]`` counts the others."""
   os.makedirs(workdir, exist_ok=True)
-  ds = cfg.base.with_validation(dataset or cfg.base.load_dataset())
+  ds = cfg.base.data.with_validation(dataset or cfg.base.load_dataset())
   prov = _common.Provenance("alford2019 (paper scale)", cfg, ds)
   rows = []
   with _common.reporting_only(report_only):

@@ -39,6 +39,7 @@ import numpy as np
 from snn_jax import analysis
 from snn_jax import topology as topology_lib
 from snn_jax.reproduce import _common
+from snn_jax.studies import Study, run_study
 from snn_jax.training import TrainConfig
 
 METRICS = ("density", "spectral_gap", "algebraic_connectivity")
@@ -88,15 +89,15 @@ def reduced_config(base: TrainConfig) -> BourelyConfig:
   """The committed default: 784-512-512-10 on the 8k/2k split of the MNIST
   test files (``_common.reduced_data``), 8 families x 3 densities x 5
   seeds, 5 epochs (about 12 minutes on 2 cores)."""
-  return BourelyConfig(base=dataclasses.replace(_common.reduced_data(base),
-                                                epochs=5))
+  return BourelyConfig(base=_common.reduced_data(base).override({
+      "run.epochs": 5}))
 
 
 def full_config(base: TrainConfig) -> BourelyConfig:
   """Closer to the paper's scale: wider and deeper MLP, five densities from
   0.5% to 20%, ten seeds (hours on a CPU; meant for an accelerator)."""
   return BourelyConfig(
-      base=dataclasses.replace(base, epochs=30), hidden=(1024, 1024, 1024),
+      base=base.override({"run.epochs": 30}), hidden=(1024, 1024, 1024),
       densities=(0.005, 0.01, 0.03, 0.1, 0.2), seeds=tuple(range(10)))
 
 
@@ -167,13 +168,9 @@ def permutation_control(rows) -> list[dict[str, Any]]:
   return out
 
 
-def run(cfg: BourelyConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
-  """Runs the grid into ``workdir/runs/<family>_d<density>_s<seed>`` (each
-  resumable), writes ``bourely2017_grid.csv/json``, ``accuracy_stats.csv``,
-  ``summary.json``, ``provenance.json`` and the plots; returns the summary."""
-  os.makedirs(workdir, exist_ok=True)
-  ds = dataset or cfg.base.load_dataset()
-  prov = _common.Provenance("bourely2017", cfg, ds)
+def grid_rows(cfg: BourelyConfig, workdir: str, ds) -> list[dict[str, Any]]:
+  """The grid into ``workdir/runs/<family>_d<density>_s<seed>`` and, for
+  the permutation control, ``workdir/runs_permuted/...``; one row per run."""
   permuted, _ = permute_inputs(ds)
   rows = []
   for inputs, topos, data in (("natural", cfg.topologies, ds),
@@ -188,7 +185,12 @@ def run(cfg: BourelyConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
           row.update(topology=topo, requested_density=d, seed=seed,
                      inputs=inputs)
           rows.append(row)
-  analysis.write_rows(rows, workdir, "bourely2017_grid")
+  return rows
+
+
+def statistics(cfg: BourelyConfig, rows, workdir: str) -> dict[str, Any]:
+  """Accuracy per family and density (``accuracy_stats.csv``), the
+  correlations, and the permutation control."""
   natural = [r for r in rows if r["inputs"] == "natural"]
   stats = _common.group_stats(natural, ("topology", "requested_density"))
   for s in stats:
@@ -196,17 +198,27 @@ def run(cfg: BourelyConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
             and r["requested_density"] == s["requested_density"]]
     s["built_density"] = float(np.mean([r["sparse_density"] for r in runs]))
   analysis.write_rows(stats, workdir, "accuracy_stats")
-  summary = {"correlations": analyse(natural), "accuracy": stats,
-             "permutation_control": permutation_control(rows),
-             "permutation_seed": PERMUTATION_SEED,
-             "runs": len(rows), "failed": [
-                 {k: r[k] for k in ("topology", "requested_density", "seed",
-                                    "inputs", "error")}
-                 for r in _common.failed_rows(rows)]}
-  plot(natural, stats, summary["correlations"], workdir)
-  summary["provenance"] = prov.write(workdir)
-  _common.write_summary(summary, workdir)
-  return summary
+  return {"correlations": analyse(natural), "accuracy": stats,
+          "permutation_control": permutation_control(rows),
+          "permutation_seed": PERMUTATION_SEED}
+
+
+STUDY = Study(
+    name="bourely2017", rows=grid_rows, statistics=statistics,
+    schema=("correlations", "accuracy", "permutation_control",
+            "permutation_seed"),
+    rows_file="bourely2017_grid",
+    failed_keys=("topology", "requested_density", "seed", "inputs"),
+    plot=lambda cfg, rows, summary, workdir: plot(
+        [r for r in rows if r["inputs"] == "natural"], summary["accuracy"],
+        summary["correlations"], workdir))
+
+
+def run(cfg: BourelyConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
+  """Runs the grid (:func:`grid_rows`, each run resumable) on the study
+  skeleton: writes ``bourely2017_grid.csv/json``, ``accuracy_stats.csv``,
+  ``summary.json``, ``provenance.json`` and the plots; returns the summary."""
+  return run_study(STUDY, cfg, workdir, dataset=dataset)
 
 
 def plot(rows, stats, corr, out_dir: str) -> None:

@@ -29,7 +29,7 @@ def paper_config(base: TrainConfig) -> _per_dataset.PerDatasetConfig:
       paper="bourely2017", choices=CHOICES,
       configs=tuple((name, bourely2017.BourelyConfig(base=b))
                     for name, b in _per_dataset.dataset_bases(
-                        base, epochs=EPOCHS)))
+                        base, {"run.epochs": EPOCHS})))
 
 
 def run(cfg: _per_dataset.PerDatasetConfig, workdir: str, *,

@@ -52,7 +52,6 @@ import os
 from typing import Any
 
 import numpy as np
-from flax import nnx
 
 from snn_jax import analysis, nn
 from snn_jax import topology as topology_lib
@@ -141,14 +140,14 @@ def reduced_config(base: TrainConfig) -> IsakovConfig:
   families on the nine hidden-to-hidden layers of 784 -> 10 x 256 -> 10 at
   fan-in 16 x 3 seeds (5 epochs); on the 8k/2k split of the MNIST test
   files (``_common.reduced_data``)."""
-  return IsakovConfig(base=dataclasses.replace(_common.reduced_data(base),
-                                               epochs=5))
+  return IsakovConfig(base=_common.reduced_data(base).override({
+      "run.epochs": 5}))
 
 
 def full_config(base: TrainConfig) -> IsakovConfig:
   """Deeper and longer: depths to 128, ranking with 12 hidden layers of
   1024 units, five seeds, 30 epochs; dead units to 64 layers."""
-  return IsakovConfig(base=dataclasses.replace(base, epochs=30),
+  return IsakovConfig(base=base.override({"run.epochs": 30}),
                       depths=(8, 16, 32, 64, 128), depth_seeds=(0, 1, 2),
                       depth_epochs=20, ranking_hidden=(1024,) * 12, fan_in=32,
                       seeds=tuple(range(5)), dead_depths=(8, 16, 32, 64),
@@ -208,10 +207,10 @@ def _dead_unit_points(cfg, depth, seed, workdir, ds,
   x = ds.x_train[:512]
   rows = []
   for init in inits:
-    run_cfg = dataclasses.replace(cfg.base, init=init, seed=seed,
-                                  epochs=cfg.depth_epochs)
+    run_cfg = cfg.base.override({
+        "model.init": init, "run.seed": seed, "run.epochs": cfg.depth_epochs})
     # The trained run builds its model the same way, from the same seed.
-    model = build_model(run_cfg, stack, nnx.Rngs(params=seed, dropout=seed + 1))
+    model = build_model(run_cfg, stack)
     moments = model.preactivation_second_moments(x)
     row = {**common, "init": init,
            "init_moment_first": float(moments[0]),
@@ -311,9 +310,11 @@ def run(cfg: IsakovConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
   os.makedirs(workdir, exist_ok=True)
   ds = dataset or cfg.base.load_dataset()
   prov = _common.Provenance("isakov2020", cfg, ds)
-  depth_base = dataclasses.replace(cfg.base, topology="erdos_renyi",
-                                   density=cfg.depth_density, fan_in=None,
-                                   topology_params={}, epochs=cfg.depth_epochs)
+  depth_base = cfg.base.override({
+      "model.topology.name": "erdos_renyi",
+      "model.topology.density": cfg.depth_density,
+      "model.topology.fan_in": None, "model.topology.params": {},
+      "run.epochs": cfg.depth_epochs})
   depth_rows = run_deep_init(
       DeepInitConfig(base=depth_base, depths=cfg.depths, width=cfg.depth_width,
                      inits=cfg.inits, seeds=cfg.depth_seeds),

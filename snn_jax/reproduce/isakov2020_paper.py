@@ -27,7 +27,7 @@ CHOICES = ("depth: 8, 16, 32, 64 hidden layers of 256 at density 5 %, "
 
 def paper_config(base: TrainConfig) -> _per_dataset.PerDatasetConfig:
   configs = []
-  for name, b in _per_dataset.dataset_bases(base, epochs=10):
+  for name, b in _per_dataset.dataset_bases(base, {"run.epochs": 10}):
     reduced = isakov2020.IsakovConfig(base=b)
     configs.append((name, dataclasses.replace(
         reduced, depth_seeds=(0, 1, 2), depth_epochs=5,

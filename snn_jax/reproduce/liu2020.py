@@ -33,6 +33,7 @@ import numpy as np
 from snn_jax import analysis
 from snn_jax import topology as topology_lib
 from snn_jax.reproduce import _common
+from snn_jax.topology import TopologyConfig
 from snn_jax.training import TrainConfig, train_and_evaluate
 
 METHODS = ("dense", "static", "set")
@@ -73,9 +74,10 @@ class LiuConfig:
       raise ValueError("intervals over seeds need at least two seeds")
 
 
-SET_SETTING = dict(optimizer="momentum", momentum=0.9, lr=0.01,
-                   schedule="constant", weight_decay=2e-4,
-                   normalization="per_feature")
+SET_SETTING = {"optimizer.name": "momentum", "optimizer.momentum": 0.9,
+               "optimizer.lr": 0.01, "optimizer.schedule": "constant",
+               "optimizer.weight_decay": 2e-4,
+               "data.normalization": "per_feature"}
 """SET's training setting, used for all three methods: SGD with momentum at
 a constant learning rate (a decaying one leaves the connections regrown
 late untrained), a little weight decay, and per-feature standardisation
@@ -85,19 +87,18 @@ and SET's magnitude rule moves them to informative pixels)."""
 
 def reduced_config(base: TrainConfig) -> LiuConfig:
   """The committed default: SET-MLP 784-1000-1000-1000-10, epsilon 20,
-  5 seeds, 40 epochs with :data:`SET_SETTING`, on ``base.dataset`` only
+  5 seeds, 40 epochs with :data:`SET_SETTING`, on ``base.data.name`` only
   (committed: the 8k/2k split of the MNIST test files,
   ``_common.reduced_data``; about 10 minutes)."""
-  return LiuConfig(base=dataclasses.replace(_common.reduced_data(base),
-                                            epochs=40, **SET_SETTING),
-                   datasets=(base.dataset,))
+  return LiuConfig(base=_common.reduced_data(base).override(
+      {"run.epochs": 40, **SET_SETTING}), datasets=(base.data.name,))
 
 
 def full_config(base: TrainConfig) -> LiuConfig:
   """The paper's setting as far as its abstract and SET's code give it:
   MNIST and Fashion-MNIST (full training sets through TFDS), SET's 1000
   epochs are cut to 200; ten seeds."""
-  return LiuConfig(base=dataclasses.replace(base, epochs=200, **SET_SETTING),
+  return LiuConfig(base=base.override({"run.epochs": 200, **SET_SETTING}),
                    datasets=("mnist", "fashion_mnist"), seeds=tuple(range(10)),
                    evolution_epochs=12)
 
@@ -107,8 +108,8 @@ def _set_params(cfg: LiuConfig) -> dict[str, Any]:
 
 
 def _one_dataset(cfg: LiuConfig, name: str, workdir: str, ds) -> dict[str, Any]:
-  base = dataclasses.replace(cfg.base, dataset=name, hidden=cfg.hidden,
-                             progress=False)
+  base = cfg.base.override({
+      "data.name": name, "model.hidden": cfg.hidden, "run.progress": False})
   widths = [ds.input_dim, *cfg.hidden, ds.num_classes]
   rows, static_stacks, set_dirs = [], {}, []
   for seed in cfg.seeds:
@@ -122,12 +123,13 @@ def _one_dataset(cfg: LiuConfig, name: str, workdir: str, ds) -> dict[str, Any]:
           static_stacks[seed] = stack
           s = _common.train_stack(base, stack, rdir, ds, seed=seed)
         else:
-          run_cfg = dataclasses.replace(
-              base, seed=seed, topology="dense" if method == "dense" else
-              "erdos_renyi", density=None, fan_in=None,
-              topology_params={} if method == "dense" else _set_params(cfg),
-              sparse_training="static" if method == "dense" else "set",
-              zeta=cfg.zeta, snapshot_topologies=method == "set")
+          topo = (TopologyConfig("dense") if method == "dense" else
+                  TopologyConfig("erdos_renyi", params=_set_params(cfg)))
+          run_cfg = base.override({
+              "run.seed": seed, "model.topology": topo,
+              "sparse.method": "static" if method == "dense" else "set",
+              "sparse.zeta": cfg.zeta,
+              "run.snapshot_topologies": method == "set"})
           s = train_and_evaluate(run_cfg, rdir, dataset=ds)
           if method == "set":
             set_dirs.append(rdir)
@@ -180,8 +182,8 @@ def run(cfg: LiuConfig, workdir: str, *, datasets: dict | None = None
   rows, summary = [], {"datasets": {}}
   prov = None
   for name in cfg.datasets:
-    ds = datasets.get(name) or dataclasses.replace(
-        cfg.base, dataset=name).load_dataset()
+    ds = datasets.get(name) or cfg.base.override({
+        "data.name": name}).load_dataset()
     prov = prov or _common.Provenance("liu2020", cfg, ds)
     res = _one_dataset(cfg, name, os.path.join(workdir, name), ds)
     rows += res["rows"]

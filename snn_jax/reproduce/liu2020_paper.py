@@ -82,23 +82,25 @@ class LiuFigure4Config:
                        f"{self.perturb_fraction}")
     if not set(self.heatmap_epochs) <= set(self.snapshot_epochs):
       raise ValueError("heatmap_epochs must be among snapshot_epochs")
-    if max(self.snapshot_epochs) > self.base.epochs:
+    if max(self.snapshot_epochs) > self.base.run.epochs:
       raise ValueError(f"snapshot epochs {self.snapshot_epochs} go beyond the "
-                       f"{self.base.epochs} training epochs")
-    if self.base.validation_split is None:
+                       f"{self.base.run.epochs} training epochs")
+    if self.base.data.validation is None:
       raise ValueError("the Figure-4 accuracies are validation accuracies: "
-                       "set base.validation_split")
+                       "set base.data.validation")
 
 
 def paper_base(base: TrainConfig) -> TrainConfig:
   """SET on Fashion-MNIST as in the Figure-4 experiment (module docstring),
   on ``base``'s data source."""
-  return dataclasses.replace(
-      base, dataset="fashion_mnist", data_split="canonical",
-      validation_split="last:12000", model="mlp", hidden=(784, 784, 784),
-      batch_size=128, epochs=200, sparse_training="set", zeta=0.3,
-      snapshot_topologies=True, snapshot_epochs=SNAPSHOT_EPOCHS,
-      block_size=1, progress=False, **SET_SETTING)
+  return base.override({
+      "data.name": "fashion_mnist", "data.split": "canonical",
+      "data.validation": "last:12000", "model.name": "mlp",
+      "model.hidden": (784, 784, 784), "model.topology.block_size": 1,
+      "run.batch_size": 128, "run.epochs": 200, "sparse.method": "set",
+      "sparse.zeta": 0.3, "run.snapshot_topologies": True,
+      "run.snapshot_epochs": SNAPSHOT_EPOCHS, "run.progress": False,
+      **SET_SETTING})
 
 
 def paper_config(base: TrainConfig) -> LiuFigure4Config:
@@ -109,7 +111,7 @@ def initial_topologies(cfg: LiuFigure4Config, input_dim: int,
                        num_classes: int) -> list[list[topology_lib.Topology]]:
   """The ten starting stacks: w0 Erdős–Rényi, each next one the previous
   with ``perturb_fraction`` of every hidden layer's connections moved."""
-  widths = [input_dim, *cfg.base.hidden]
+  widths = [input_dim, *cfg.base.model.hidden]
   hidden = topology_lib.make_stack("erdos_renyi", widths,
                                    density=cfg.hidden_density,
                                    seed=cfg.topology_seed)
@@ -149,11 +151,11 @@ def run(cfg: LiuFigure4Config, workdir: str, *, dataset=None,
   plots. ``report_only`` trains nothing and reports the networks that have
   finished."""
   os.makedirs(workdir, exist_ok=True)
-  ds = cfg.base.with_validation(dataset or cfg.base.load_dataset())
+  ds = cfg.base.data.with_validation(dataset or cfg.base.load_dataset())
   ds = ds.flattened()
   prov = _common.Provenance("liu2020 Figure 4 (paper scale)", cfg, ds)
   stacks = initial_topologies(cfg, ds.input_dim, ds.num_classes)
-  base = dataclasses.replace(cfg.base, snapshot_epochs=cfg.snapshot_epochs)
+  base = cfg.base.override({"run.snapshot_epochs": cfg.snapshot_epochs})
   rows, run_dirs = [], {}
   for i, stack in enumerate(stacks):
     rdir = os.path.join(workdir, "runs", f"w{i}")

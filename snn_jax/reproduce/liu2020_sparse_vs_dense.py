@@ -35,6 +35,7 @@ import numpy as np
 from snn_jax import analysis
 from snn_jax import topology as topology_lib
 from snn_jax.reproduce import _common, _per_dataset
+from snn_jax.topology import TopologyConfig
 from snn_jax.reproduce.liu2020 import SET_SETTING
 from snn_jax.training import TrainConfig
 
@@ -69,10 +70,10 @@ class SparseVsDenseConfig:
       raise ValueError(f"zeta must be in (0, 1), got {self.zeta}")
     if len(self.seeds) < 2:
       raise ValueError("intervals over seeds need at least two seeds")
-    if self.base.epochs < 2 * self.window:
+    if self.base.run.epochs < 2 * self.window:
       raise ValueError(f"the flattening check compares two windows of "
                        f"{self.window} epochs: need >= {2 * self.window} "
-                       f"epochs, got {self.base.epochs}")
+                       f"epochs, got {self.base.run.epochs}")
 
 
 CHOICES = (
@@ -90,7 +91,8 @@ def paper_config(base: TrainConfig) -> _per_dataset.PerDatasetConfig:
       paper="liu2020 sparse vs dense", choices=CHOICES,
       configs=tuple((name, SparseVsDenseConfig(base=b))
                     for name, b in _per_dataset.dataset_bases(
-                        base, epochs=EPOCHS, batch_size=128, **SET_SETTING)))
+                        base, {"run.epochs": EPOCHS, "run.batch_size": 128,
+                               **SET_SETTING})))
 
 
 def flattening(metrics_path: str, window: int, tolerance: float
@@ -119,7 +121,7 @@ def run_one(cfg: SparseVsDenseConfig, workdir: str, *,
   os.makedirs(workdir, exist_ok=True)
   ds = dataset if dataset is not None else cfg.base.load_dataset()
   prov = _common.Provenance("liu2020 sparse vs dense", cfg, ds)
-  base = dataclasses.replace(cfg.base, hidden=cfg.hidden, progress=False)
+  base = cfg.base.override({"model.hidden": cfg.hidden, "run.progress": False})
   widths = [ds.input_dim, *cfg.hidden, ds.num_classes]
   rows = []
   for seed in cfg.seeds:
@@ -136,13 +138,13 @@ def run_one(cfg: SparseVsDenseConfig, workdir: str, *,
           s = _common.train_stack(base, stack, rdir, ds, seed=seed)
           metrics = os.path.join(rdir, "train", "metrics.jsonl")
         else:
-          run_cfg = dataclasses.replace(
-              base, seed=seed, density=None, fan_in=None,
-              topology="dense" if method == "dense" else "erdos_renyi",
-              topology_params={} if method == "dense" else
-              {"epsilon": eps, "cap_density": True},
-              sparse_training="set" if method == "set" else "static",
-              zeta=cfg.zeta)
+          topo = (TopologyConfig("dense") if method == "dense" else
+                  TopologyConfig("erdos_renyi", params={"epsilon": eps,
+                                                        "cap_density": True}))
+          run_cfg = base.override({
+              "run.seed": seed, "model.topology": topo,
+              "sparse.method": "set" if method == "set" else "static",
+              "sparse.zeta": cfg.zeta})
           s = _common.train(run_cfg, rdir, ds)
           metrics = os.path.join(rdir, "metrics.jsonl")
         return {**_common.run_row(s),

@@ -54,6 +54,7 @@ from flax import nnx, traverse_util
 
 from snn_jax.sparse_training import _rewire
 from snn_jax.topology import Topology
+from snn_jax.utils.config import ConfigPart
 
 METHODS = ("static", "set", "rigl", "prune")
 REGROW_INITS = ("zero", "set_normal", "sparse_he")
@@ -70,7 +71,7 @@ def blocks_to_prune(nnzb: int, positions: int, sparsity: float) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class SparseTrainingConfig:
+class SparseTrainingConfig(ConfigPart):
   """How connections evolve during training.
 
   Attributes:
@@ -86,7 +87,8 @@ class SparseTrainingConfig:
       RigL: cosine.
     end_fraction: no update after this fraction of the total steps; default
       SET: 1.0, RigL: 0.75.
-    seed: seeds the random growth (with the step, so resumed runs repeat).
+    seed: seeds the random growth (with the step, so resumed runs repeat);
+      None: the training run's seed inside a ``TrainConfig``, else 0.
     prune_density: ``"prune"`` only: the fraction of every layer's dense
       ``n_in·n_out`` weights kept at the end, in (0, 1).
     prune_begin_step, prune_end_step: ``"prune"`` only: the first and last
@@ -99,7 +101,7 @@ class SparseTrainingConfig:
   regrow_init: str | None = None
   zeta_schedule: str | None = None
   end_fraction: float | None = None
-  seed: int = 0
+  seed: int | None = None
   prune_density: float | None = None
   prune_begin_step: int = 0
   prune_end_step: int | None = None
@@ -135,6 +137,10 @@ class SparseTrainingConfig:
     elif self.prune_density is not None or self.prune_end_step is not None:
       raise ValueError(f"prune_density and prune_end_step apply to method "
                        f"'prune', not {self.method!r}")
+
+  @property
+  def resolved_seed(self) -> int:
+    return 0 if self.seed is None else self.seed
 
   @property
   def resolved_regrow_init(self) -> str:
@@ -317,7 +323,7 @@ class Rewirer:
       if x is None or y is None:
         raise ValueError("RigL updates need a batch (x, y) for gradient scores")
       grads = layer_inputs_and_output_grads(model, x, y)
-    rng = np.random.default_rng([self.config.seed, step])
+    rng = np.random.default_rng([self.config.resolved_seed, step])
     stats, sources = [], {}
     for l, layer in enumerate(model.layers):
       stat, source = self._update_layer(l, layer, zeta, rng,

@@ -107,7 +107,7 @@ class DynamicSparsity:
 
   @property
   def seed(self) -> int:
-    return self.rules.seed
+    return self.rules.resolved_seed
 
   def schedule(self) -> tuple[np.ndarray, np.ndarray]:
     """``(steps int64[n], amount float64[n])``: the steps after which an

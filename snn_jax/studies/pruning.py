@@ -34,7 +34,6 @@ import os
 from typing import Any
 
 import numpy as np
-from flax import nnx
 
 from snn_jax import nn, topology, training
 from snn_jax.sparse_training import prune_stack
@@ -89,18 +88,17 @@ def prune_and_retrain(config, prune: PruneConfig, workdir: str, *,
 
   os.makedirs(workdir, exist_ok=True)
   ds = (dataset or config.load_dataset()).flattened()
-  common = dict(sparse_training="static", snapshot_topologies=False,
-                fan_in=None, topology_params={})
-  dense_cfg = dataclasses.replace(
-      config, topology="dense", density=None, topology_dir=None,
-      epochs=prune.dense_epochs or config.epochs, **common)
+  block_size = config.model.topology.block_size
+  static = {"sparse.method": "static", "run.snapshot_topologies": False,
+            "run.snapshot_epochs": ()}
+  dense_cfg = config.override({
+      "model.topology": topology.TopologyConfig("dense", block_size=block_size),
+      "run.epochs": prune.dense_epochs or config.run.epochs, **static})
   init_path = os.path.join(workdir, "init_weights.npz")
   if not os.path.exists(init_path):
     topos = training.build_topologies(dense_cfg, ds.input_dim, ds.num_classes)
-    theta0 = training.build_model(dense_cfg, topos, nnx.Rngs(
-        params=config.seed, dropout=config.seed + 1))
-    nn.save_dense_weights(theta0, init_path)
-  dense_cfg = dataclasses.replace(dense_cfg, init_weights=init_path)
+    nn.save_dense_weights(training.build_model(dense_cfg, topos), init_path)
+  dense_cfg = dense_cfg.override({"model.init_weights": init_path})
   rows = []
   dense_dir = os.path.join(workdir, "dense")
   s = training.train_and_evaluate(dense_cfg, dense_dir, dataset=ds)
@@ -112,15 +110,16 @@ def prune_and_retrain(config, prune: PruneConfig, workdir: str, *,
     start = os.path.join(rdir, "start.npz")
     if not os.path.isdir(tdir):
       stack = prune_stack(weights, d, scope=prune.scope,
-                          block_size=config.block_size)
+                          block_size=block_size)
       os.makedirs(rdir, exist_ok=True)
       np.savez_compressed(start, **weights)
       topology.save_stack(stack, tdir)
     stack = topology.load_stack(tdir)
-    round_cfg = dataclasses.replace(
-        config, topology="pruned", density=d, topology_dir=tdir,
-        init_weights=init_path if prune.rewind else start,
-        epochs=prune.retrain_epochs or config.epochs, **common)
+    round_cfg = config.override({
+        "model.topology": topology.TopologyConfig(
+            "pruned", density=d, block_size=block_size, directory=tdir),
+        "model.init_weights": init_path if prune.rewind else start,
+        "run.epochs": prune.retrain_epochs or config.run.epochs, **static})
     train_dir = os.path.join(rdir, "train")
     s = training.train_and_evaluate(round_cfg, train_dir, dataset=ds)
     model = training.restore_model(train_dir)

@@ -41,8 +41,9 @@ def run_name(topology: str, density: float, seed: int) -> str:
 def _one_run(cfg: TrainConfig, workdir: str) -> dict[str, Any]:
   """Trains one grid point; returns its row (errors become a row, not a
   crash of the sweep)."""
-  row: dict[str, Any] = {"topology": cfg.topology, "requested_density": cfg.density,
-                         "seed": cfg.seed, "workdir": workdir}
+  row: dict[str, Any] = {"topology": cfg.model.topology.name,
+                         "requested_density": cfg.model.topology.density,
+                         "seed": cfg.run.seed, "workdir": workdir}
   t0 = time.perf_counter()
   try:
     ds = cfg.load_dataset()
@@ -72,9 +73,10 @@ def run_sweep(config: SweepConfig, workdir: str) -> list[dict[str, Any]]:
   for topo in config.topologies:
     for density in config.densities:
       for seed in config.seeds:
-        cfg = dataclasses.replace(config.base, topology=topo,
-                                  density=None if topo == "dense" else density,
-                                  seed=seed, progress=False)
+        cfg = config.base.override({
+            "model.topology.name": topo,
+            "model.topology.density": None if topo == "dense" else density,
+            "run.seed": seed, "run.progress": False})
         jobs.append((cfg, os.path.join(workdir, "runs", run_name(topo, density, seed))))
   if config.processes > 1:
     ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe

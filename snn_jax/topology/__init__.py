@@ -9,6 +9,7 @@ its parameters and the paper it comes from.
 from snn_jax.topology._registry import (GeneratorSpec, make, make_stack,
                                         names, register, spec)
 from snn_jax.topology._topology import Topology, load_stack, save_stack
+from snn_jax.topology._config import TopologyConfig
 
 # Importing the generator modules registers them.
 from snn_jax.topology import _random as _random  # noqa: F401  isort: skip
@@ -19,6 +20,6 @@ from snn_jax.topology import _pruned as _pruned  # noqa: F401  isort: skip
 from snn_jax.topology._random import perturbed, set_epsilon_density
 from snn_jax.topology._expander import projective_plane_incidence
 
-__all__ = ["GeneratorSpec", "Topology", "make", "make_stack", "names",
+__all__ = ["GeneratorSpec", "Topology", "TopologyConfig", "make", "make_stack", "names",
            "perturbed", "register", "spec", "load_stack", "save_stack", "set_epsilon_density",
            "projective_plane_incidence"]

@@ -1,8 +1,9 @@
 """Training: the loop (``train_and_evaluate``), checkpoints and metrics."""
 
 from snn_jax.training.checkpoint import Checkpointer
-from snn_jax.training.loop import (MODELS, OPTIMIZERS, SCHEDULES, TrainConfig,
-                                   build_model, build_topologies, evaluate,
+from snn_jax.training.config import (FLAT_NAMES, OPTIMIZERS, SCHEDULES,
+                                     OptimizerConfig, RunConfig, TrainConfig)
+from snn_jax.training.loop import (build_model, build_topologies, evaluate,
                                    WorkdirWriteError, finished_summary,
                                    make_optimizer, restore_model,
                                    train_and_evaluate)
@@ -10,8 +11,8 @@ from snn_jax.training.metrics import MetricWriter
 
 from snn_jax.utils.moved import moved_to
 
-__all__ = ["Checkpointer", "MetricWriter", "MODELS", "OPTIMIZERS", "SCHEDULES",
-           "TrainConfig", "WorkdirWriteError", "build_model", "build_topologies", "evaluate",
+__all__ = ["Checkpointer", "FLAT_NAMES", "MetricWriter", "OPTIMIZERS",
+           "OptimizerConfig", "RunConfig", "SCHEDULES", "TrainConfig", "WorkdirWriteError", "build_model", "build_topologies", "evaluate",
            "finished_summary", "make_optimizer", "restore_model", "train_and_evaluate"]
 
 

@@ -1,0 +1,205 @@
+"""Running the runs of a study: training that resumes and can stand aside
+for a report-only pass, failures as rows, provenance and summaries.
+
+A study trains each grid point through :func:`train` (a config) or
+:func:`train_stack` (a given topology stack); both skip finished runs and
+resume interrupted ones. Inside :func:`reporting_only` they train nothing:
+finished runs give their summaries, unfinished ones raise
+:class:`NotFinished`, which :func:`guarded` turns into a row -- how a study
+of many runs is reported while, or between sessions in which, its runs
+continue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from snn_jax import topology as topology_lib
+from snn_jax.nn import LeNet5
+from snn_jax.training import (TrainConfig, finished_summary,
+                              train_and_evaluate)
+
+class NotFinished(Exception):
+  """A report-only pass met a run that has not finished (it is left out of
+  the report, not counted as failed)."""
+
+
+NOT_FINISHED = "not finished (report-only pass)"
+_REPORT_ONLY = contextvars.ContextVar("report_only", default=False)
+
+
+@contextlib.contextmanager
+def reporting_only(enabled: bool = True):
+  """Within the block, :func:`train` and :func:`train_stack` train nothing:
+  they return finished runs' summaries and raise :class:`NotFinished` for
+  the others (which :func:`guarded` turns into rows with ``error ==
+  NOT_FINISHED``) -- how a study of many runs is reported while, or between
+  sessions in which, its runs continue."""
+  token = _REPORT_ONLY.set(bool(enabled))
+  try:
+    yield
+  finally:
+    _REPORT_ONLY.reset(token)
+
+
+def report_only_now() -> bool:
+  """Whether the current pass only reports (:func:`reporting_only`)."""
+  return _REPORT_ONLY.get()
+
+
+def train(config: TrainConfig, workdir: str, dataset, *,
+          report_only: bool | None = None) -> dict[str, Any]:
+  """``train_and_evaluate``, or with ``report_only`` the finished run's
+  summary (``NotFinished`` when it has not finished): a long study can be
+  reported while, or between sessions in which, its runs continue. None:
+  as :func:`reporting_only` says."""
+  if report_only is None:
+    report_only = _REPORT_ONLY.get()
+  if report_only:
+    s = finished_summary(workdir, config.run.epochs)
+    if s is None:
+      raise NotFinished(workdir)
+    return s
+  return train_and_evaluate(config, workdir, dataset=dataset)
+
+
+def train_stack(base: TrainConfig, stack: Sequence[topology_lib.Topology],
+                workdir: str, dataset, *, seed: int,
+                report_only: bool | None = None) -> dict[str, Any]:
+  """Trains ``base`` on the given topology stack (saved to
+  ``workdir/topology`` and passed as the topology config's ``directory``,
+  so the run can be rebuilt with ``snn_jax.training.restore_model``).
+  Returns train_and_evaluate's summary (``report_only``: see
+  :func:`train`)."""
+  tdir = os.path.join(workdir, "topology")
+  if report_only is None:
+    report_only = _REPORT_ONLY.get()
+  if report_only:
+    s = finished_summary(os.path.join(workdir, "train"), base.run.epochs)
+    if s is None:
+      raise NotFinished(workdir)
+    return s
+  if os.path.isdir(tdir):
+    if topology_lib.load_stack(tdir, chained=False) != list(stack):
+      raise ValueError(f"{tdir} holds a different topology than this run; "
+                       "use a fresh workdir")
+  else:
+    topology_lib.save_stack(stack, tdir)
+  name = stack[0].name if stack[0].name in topology_lib.names() else "pruned"
+  model = base.model.name
+  if model == "lenet5_alford":  # (conv2 channels, fully connected width)
+    hidden = (stack[1].n_out, stack[2].n_out)
+  else:
+    fc = stack[len(LeNet5.CONV_CHANNELS):] if model == "lenet5" else stack
+    hidden = tuple(t.n_out for t in fc[:-1])
+  cfg = base.override({
+      "model.hidden": hidden,
+      "model.topology": topology_lib.TopologyConfig(name, directory=tdir),
+      "run.seed": seed, "run.progress": False})
+  return train_and_evaluate(cfg, os.path.join(workdir, "train"),
+                            dataset=dataset)
+
+
+def run_row(summary: dict[str, Any]) -> dict[str, Any]:
+  """The fields of a train_and_evaluate summary that go into result rows."""
+  return {"final_test_acc": summary["final_test_acc"],
+          "best_test_acc": summary["best_test_acc"],
+          "final_train_loss": summary["final_train_loss"],
+          "density": summary["density"], "nnz_params": summary["nnz_params"],
+          "train_seconds": summary["train_seconds"]}
+
+
+def guarded(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+  """Runs one grid point; a topology that cannot be built (ValueError) or a
+  run that diverges (FloatingPointError) becomes a row with ``error`` set
+  instead of ending the grid. Rows without error have ``error == ""``."""
+  try:
+    row = fn()
+    row.setdefault("error", "")
+  except (ValueError, FloatingPointError) as e:
+    row = {"error": f"{type(e).__name__}: {e}"[:300]}
+  except NotFinished:
+    row = {"error": NOT_FINISHED}
+  return row
+
+
+def failed_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Rows whose run failed (unfinished runs of a report-only pass are not
+  failures)."""
+  return [r for r in rows if r.get("error") and r["error"] != NOT_FINISHED]
+
+
+def ok_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  return [r for r in rows if not r.get("error")]
+
+
+class Provenance:
+  """Records what a reproduction ran on and how long it took; ``write``
+  puts ``provenance.json`` next to the results.
+
+  >>> prov = Provenance("bourely2017", config, dataset)
+  >>> ...  # run
+  >>> prov.write(workdir, summary)
+  """
+
+  def __init__(self, paper: str, config: Any, dataset):
+    self.paper = paper
+    self.config = config
+    self.data_source = getattr(dataset, "source", str(dataset))
+    self.data_fingerprint = getattr(dataset, "fingerprint", None)
+    self.data_sizes = {"name": dataset.name,
+                       "train_examples": int(len(dataset.y_train)),
+                       "test_examples": int(len(dataset.y_test))}
+    self.started = datetime.datetime.now(datetime.timezone.utc)
+    self._t0 = time.perf_counter()
+
+  def record(self) -> dict[str, Any]:
+    from snn_jax.utils import device_info, versions
+    cfg = self.config
+    if dataclasses.is_dataclass(cfg):
+      cfg = _jsonable(dataclasses.asdict(cfg))
+    return {
+        "paper": self.paper,
+        "command": " ".join(sys.argv),
+        "started_utc": self.started.isoformat(timespec="seconds"),
+        "wall_seconds": round(time.perf_counter() - self._t0, 1),
+        "host": {"platform": platform.platform(), **device_info()},
+        "versions": versions(),
+        "data": {"source": self.data_source, **self.data_sizes,
+                 "fingerprint": self.data_fingerprint},
+        "config": cfg,
+    }
+
+  def write(self, workdir: str, **extra: Any) -> dict[str, Any]:
+    """Writes ``provenance.json`` (``extra`` fields added, e.g.
+    ``report_only=True`` for a pass that trained nothing)."""
+    rec = {**self.record(), **extra}
+    with open(os.path.join(workdir, "provenance.json"), "w") as f:
+      json.dump(rec, f, indent=1)
+    return rec
+
+
+def _jsonable(x):
+  if isinstance(x, dict):
+    return {str(k): _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if isinstance(x, (np.integer, np.floating)):
+    return x.item()
+  return x
+
+
+def write_summary(summary: dict[str, Any], workdir: str) -> None:
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(_jsonable(summary), f, indent=1)

@@ -1,0 +1,95 @@
+"""The study skeleton: rows -> statistics -> summary with a declared
+schema, failed runs listed, unfinished runs of a report-only pass not."""
+
+import dataclasses
+import json
+import os
+
+import jax
+import pytest
+
+from snn_jax import data
+from snn_jax.nn import ModelConfig
+from snn_jax.studies import Study, run_study
+from snn_jax.studies import _runs
+from snn_jax.topology import TopologyConfig
+from snn_jax.training import RunConfig, TrainConfig
+
+
+@pytest.fixture(autouse=True)
+def _standard_promotion():
+  # optax's schedules mix int32 step counts with Python floats (see
+  # test_train_smoke); training runs in standard promotion mode.
+  with jax.numpy_dtype_promotion("standard"):
+    yield
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyConfig:
+  base: TrainConfig
+  densities: tuple[float, ...] = (0.3, 2.0)  # 2.0 cannot be built
+
+
+def _rows(cfg, workdir, ds):
+  rows = []
+  for d in cfg.densities:
+    def one(d=d):
+      run_cfg = cfg.base.override({"model.topology.density": d})
+      s = _runs.train(run_cfg, os.path.join(workdir, f"d{d:g}"), ds)
+      return _runs.run_row(s)
+    row = _runs.guarded(one)
+    row["requested_density"] = d
+    rows.append(row)
+  return rows
+
+
+def _statistics(cfg, rows, workdir):
+  ok = _runs.ok_rows(rows)
+  return {"best": max((r["final_test_acc"] for r in ok), default=None),
+          "finished": len(ok)}
+
+
+TINY = Study(name="tiny", rows=_rows, statistics=_statistics,
+             schema=("best", "finished"), rows_file="tiny_runs",
+             failed_keys=("requested_density",),
+             plot=lambda cfg, rows, summary, workdir: open(
+                 os.path.join(workdir, "plot.txt"), "w").write("plotted"))
+
+
+def _config():
+  base = TrainConfig(model=ModelConfig(hidden=(16,), topology=TopologyConfig(
+      "erdos_renyi", density=0.3)), run=RunConfig(epochs=1, batch_size=64,
+                                                  progress=False))
+  return TinyConfig(base=base)
+
+
+def test_run_study_writes_rows_statistics_failures_and_provenance(tmp_path):
+  ds = data.load_digits(0)
+  wd = str(tmp_path / "study")
+  # A report-only pass before anything ran: the buildable run is
+  # unfinished (not a failure), the unbuildable one failed.
+  early = run_study(TINY, _config(), wd, dataset=ds, report_only=True)
+  assert early["finished"] == 0 and early["runs"] == 2
+  assert [f["requested_density"] for f in early["failed"]] == [2.0]
+  assert not os.path.exists(os.path.join(wd, "d0.3"))  # nothing trained
+  summary = run_study(TINY, _config(), wd, dataset=ds)
+  assert list(summary) == ["best", "finished", "runs", "failed", "provenance"]
+  assert summary["finished"] == 1 and 0.1 < summary["best"] <= 1.0
+  assert "density must be in" in summary["failed"][0]["error"]
+  with open(os.path.join(wd, "summary.json")) as f:
+    stored = json.load(f)
+  assert stored["best"] == summary["best"]
+  assert stored["provenance"]["paper"] == "tiny"
+  for name in ("tiny_runs.csv", "tiny_runs.json", "provenance.json",
+               "plot.txt"):
+    assert os.path.exists(os.path.join(wd, name)), name
+  # Run again: the finished run is skipped, the summary is the same.
+  again = run_study(TINY, _config(), wd, dataset=ds)
+  assert again["best"] == summary["best"]
+
+
+def test_a_study_whose_statistics_break_its_schema_fails(tmp_path):
+  bad = dataclasses.replace(TINY, schema=("best",))
+  cfg = dataclasses.replace(_config(), densities=(2.0,))
+  with pytest.raises(ValueError, match="declares \\['best'\\]"):
+    run_study(bad, cfg, str(tmp_path), dataset=data.load_digits(0))
