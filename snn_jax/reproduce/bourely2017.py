@@ -115,6 +115,10 @@ def _grid_point(cfg: BourelyConfig, topo: str, density: float, seed: int,
   widths = [ds.input_dim, *cfg.hidden]
   hidden_stack = topology_lib.make_stack(topo, widths, density=density,
                                          seed=seed)
+  stack = _common.with_dense_output(hidden_stack, ds.num_classes)
+  # Trained (or, in a report-only pass, found finished) before the
+  # spectral metrics are computed, so unfinished runs cost nothing here.
+  s = _common.train_stack(cfg.base, stack, workdir, ds, seed=seed)
   row: dict[str, Any] = {
       "topology": topo, "requested_density": density, "seed": seed,
       "sparse_density": float(sum(t.nnz for t in hidden_stack) /
@@ -122,8 +126,6 @@ def _grid_point(cfg: BourelyConfig, topo: str, density: float, seed: int,
       "spectral_gap": analysis.spectral_gap(hidden_stack),
       "algebraic_connectivity": analysis.algebraic_connectivity(hidden_stack),
   }
-  stack = _common.with_dense_output(hidden_stack, ds.num_classes)
-  s = _common.train_stack(cfg.base, stack, workdir, ds, seed=seed)
   row.update(_common.run_row(s))
   row["density"] = row["sparse_density"]  # the grid's x axis: hidden layers
   row["density_matched"] = bool(abs(row["sparse_density"] / density - 1)
