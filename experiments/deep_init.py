@@ -17,7 +17,7 @@ except ImportError:  # run as a script: experiments/ is on sys.path
   import cli
 
 from snn_jax import data
-from snn_jax.reproduce import DeepInitConfig, run_deep_init
+from snn_jax.studies import DEEP_INIT, DeepInitConfig, load_rows, run_deep_init
 
 try:
   from experiments import common_flags
@@ -41,7 +41,8 @@ def main(argv):
                          depths=tuple(int(d) for d in _DEPTHS.value),
                          width=_WIDTH.value, inits=tuple(_INITS.value),
                          seeds=tuple(int(s) for s in _SEEDS.value))
-    rows = run_deep_init(cfg, common_flags._WORKDIR.value)
+    run_deep_init(cfg, common_flags._WORKDIR.value)
+    rows = load_rows(DEEP_INIT, common_flags._WORKDIR.value)
   except (ValueError, FileNotFoundError, data.DatasetUnavailableError) as e:
     raise app.UsageError(str(e)) from None
   print(f"{'depth':>5} {'init':>12} {'seed':>4} {'test acc':>9} {'train loss':>10}")

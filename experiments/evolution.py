@@ -23,7 +23,7 @@ except ImportError:  # run as a script: experiments/ is on sys.path
   import cli
 
 from snn_jax import analysis, data
-from snn_jax.training import train_and_evaluate
+from snn_jax.studies import EvolutionConfig, run_evolution
 
 try:
   from experiments import common_flags
@@ -47,20 +47,20 @@ def main(argv):
   workdir = common_flags._WORKDIR.value
   try:
     if _RUNS.value:
-      runs = list(_RUNS.value)
+      summary = analysis.evolution_report(
+          list(_RUNS.value), os.path.join(workdir, "analysis"),
+          max_epochs=_MAX_EPOCHS.value, degree_layer=_DEGREE_LAYER.value)
     else:
-      base = common_flags.config_from_flags().override({
-          "run.snapshot_topologies": True})
-      runs = []
-      for seed in (int(s) for s in _SEEDS.value):
-        run_dir = os.path.join(workdir, f"seed_{seed}")
-        print(f"training seed {seed} -> {run_dir}", flush=True)
-        train_and_evaluate(base.override({"run.seed": seed}), run_dir,
-                           overwrite=common_flags._OVERWRITE.value)
-        runs.append(run_dir)
-    summary = analysis.evolution_report(
-        runs, os.path.join(workdir, "analysis"), max_epochs=_MAX_EPOCHS.value,
-        degree_layer=_DEGREE_LAYER.value)
+      cfg = EvolutionConfig(
+          base=common_flags.config_from_flags(),
+          seeds=tuple(int(s) for s in _SEEDS.value),
+          max_epochs=_MAX_EPOCHS.value, degree_layer=_DEGREE_LAYER.value,
+          overwrite=common_flags._OVERWRITE.value)
+      study = run_evolution(cfg, workdir)
+      if study["failed"]:
+        raise ValueError("; ".join(f"seed {f['seed']}: {f['error']}"
+                                   for f in study["failed"]))
+      summary = study["evolution"]
   except (ValueError, FileExistsError, FileNotFoundError,
           data.DatasetUnavailableError) as e:
     raise app.UsageError(str(e)) from None

@@ -63,7 +63,7 @@ def main(argv):
     print(f"{r['stage']:>10} {r['density']:9.4f} {r['nnz_params']:10,} "
           f"{r['final_test_acc']:9.4f} {r['train_seconds']:8.1f}")
   print(f"pruned topology: {summary['pruned_topology']}  (data: "
-        f"{summary['data_source']})")
+        f"{summary['provenance']['data']['source']})")
 
 
 if __name__ == "__main__":

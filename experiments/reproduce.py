@@ -140,7 +140,8 @@ def main(argv):
   prov = summary["provenance"]
   if _REPORT_ONLY.value:
     done = summary.get("runs_finished", summary.get("networks_finished"))
-    planned = summary.get("runs_planned", summary.get("networks_planned"))
+    planned = summary.get("runs_planned", summary.get(
+        "networks_planned", summary.get("runs")))
     counted = f"the {done} of {planned} runs" if done is not None else "the runs"
     print(f"{_PAPER.value}: report of {counted} that have finished, in "
           f"{_WORKDIR.value}; run without --report_only to continue the others")

@@ -20,7 +20,7 @@ except ImportError:  # run as a script: experiments/ is on sys.path
   import cli
 
 from snn_jax import topology
-from snn_jax.studies import SweepConfig, correlations, run_sweep
+from snn_jax.studies import SWEEP, SweepConfig, load_rows, run_sweep
 
 try:  # defines the training flags
   from experiments import common_flags
@@ -51,12 +51,11 @@ def main(argv):
                       processes=_PROCESSES.value)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
-  rows = run_sweep(cfg, common_flags._WORKDIR.value)
-  for r in rows:
+  summary = run_sweep(cfg, common_flags._WORKDIR.value)
+  for r in load_rows(SWEEP, common_flags._WORKDIR.value):
     status = r["error"] or f"acc {r['final_test_acc']:.4f}"
     print(f"{r['topology']:>18} d={r['requested_density']} seed={r['seed']}: {status}")
-  for metric in ("density", "spectral_gap", "algebraic_connectivity"):
-    c = correlations(rows, metric)
+  for metric, c in summary["correlations"].items():
     print(f"accuracy vs {metric}: Spearman {c['spearman']:.3f}, Pearson "
           f"{c['pearson']:.3f} over {c['n']} runs")
 

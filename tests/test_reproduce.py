@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from snn_jax import data, topology
-from snn_jax.reproduce import DeepInitConfig, run_deep_init
+from snn_jax.studies import DEEP_INIT, DeepInitConfig, load_rows, run_deep_init
 from snn_jax.training import TrainConfig
 
 
@@ -25,12 +25,18 @@ def test_deep_init_grid_rows_and_files(tmp_path):
                      run=RunConfig(epochs=1, batch_size=64, progress=False))
   cfg = DeepInitConfig(base=base, depths=(2, 3), width=16,
                        inits=("dense_he", "sparse_he"), seeds=(0,))
-  rows = run_deep_init(cfg, str(tmp_path))
+  summary = run_deep_init(cfg, str(tmp_path))
+  rows = load_rows(DEEP_INIT, str(tmp_path))
+  assert summary["runs"] == summary["runs_finished"] == 4
+  assert [(s["depth"], s["init"], s["runs"]) for s in summary["by_depth"]] == [
+      (2, "dense_he", 1), (2, "sparse_he", 1), (3, "dense_he", 1),
+      (3, "sparse_he", 1)]
   assert [(r["depth"], r["init"]) for r in rows] == [
       (2, "dense_he"), (2, "sparse_he"), (3, "dense_he"), (3, "sparse_he")]
   assert all(0 <= r["final_test_acc"] <= 1 and not r["diverged"] for r in rows)
   assert all(abs(r["density"] - 0.3) < 0.15 for r in rows)
-  for name in ("deep_init.csv", "deep_init.json", "accuracy_vs_depth.png"):
+  for name in ("deep_init.csv", "deep_init.json", "accuracy_vs_depth.png",
+               "summary.json", "provenance.json"):
     assert os.path.getsize(tmp_path / name) > 100
   with open(tmp_path / "runs" / "depth3_sparse_he_s0" / "config.json") as f:
     assert json.load(f)["model"]["hidden"] == [16, 16, 16]
@@ -42,9 +48,13 @@ def test_deep_init_records_divergence(tmp_path):
   base = TrainConfig(run=RunConfig(epochs=1, batch_size=64, progress=False))
   cfg = DeepInitConfig(base=base, depths=(2,), width=16, inits=("dense_he",),
                        seeds=(0,))
-  (row,) = run_deep_init(cfg, str(tmp_path), dataset=poisoned)
+  summary = run_deep_init(cfg, str(tmp_path), dataset=poisoned)
+  (row,) = load_rows(DEEP_INIT, str(tmp_path))
   assert row["diverged"] and "non-finite" in row["error"]
   assert row["final_test_acc"] is None
+  assert summary["by_depth"] == [] and summary["runs_finished"] == 0
+  assert summary["failed"] == [{"depth": 2, "init": "dense_he", "seed": 0,
+                                "error": row["error"]}]
 
 
 @pytest.mark.parametrize("bad", [dict(depths=()), dict(depths=(0,)),
@@ -674,7 +684,7 @@ def test_liu2020_sparse_vs_dense_tiny(tmp_path, rng):
   cfg = svd.SparseVsDenseConfig(base=base, hidden=(32, 32), epsilons=(3.0,),
                                 seeds=(0, 1), window=1)
   s = svd.run_one(cfg, str(tmp_path), dataset=ds)
-  assert s["failed"] == [] and s["runs_finished"] == s["runs_planned"] == 6
+  assert s["failed"] == [] and s["runs_finished"] == s["runs"] == 6
   table = {(t["method"], t["epsilon"]): t for t in s["table"]}
   assert set(table) == {("dense", None), ("static", 3.0), ("set", 3.0)}
   assert table[("dense", None)]["density"] == 1.0

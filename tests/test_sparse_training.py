@@ -337,6 +337,19 @@ def test_prune_pipeline_nested_masks_exact_retrained_mask(tmp_path, rewind, bs):
   again = prune_and_retrain(cfg, prune, wd)
   assert [r["final_test_acc"] for r in again["stages"]] == [
       r["final_test_acc"] for r in stages]
+  assert s["pruned_topology"] == os.path.join(wd, "pruned_topology")
+  assert s["runs_finished"] == 3 and s["failed"] == []
+  assert os.path.exists(os.path.join(wd, "stages.csv"))
+  # A report-only pass reports the finished stages; on a fresh workdir it
+  # trains and writes nothing but its report.
+  from snn_jax.studies import _runs
+  with _runs.reporting_only():
+    assert prune_and_retrain(cfg, prune, wd)["stages"] == again["stages"]
+    fresh = prune_and_retrain(cfg, prune, str(tmp_path / "fresh"))
+  assert [(r["stage"], r["error"]) for r in fresh["stages"]] == [
+      ("dense", _runs.NOT_FINISHED)]
+  assert fresh["pruned_topology"] is None and fresh["failed"] == []
+  assert not os.path.exists(tmp_path / "fresh" / "init_weights.npz")
 
 
 def test_pruned_topology_usable_by_train(tmp_path):
@@ -392,6 +405,14 @@ def test_evolution_binary_one_command(tmp_path):
   # SET rewires after every epoch but the last: the final snapshot repeats
   # the one before, and the heat maps say so instead of showing it twice.
   assert summary["final_snapshot_unchanged"] == ["seed_0", "seed_1"]
+  # the runs are a study on the common skeleton: rows, summary, provenance
+  study = json.loads((tmp_path / "evo" / "summary.json").read_text())
+  assert study["runs"] == study["runs_finished"] == 2
+  assert study["evolution"]["mean_nnstd_between_runs"] == summary[
+      "mean_nnstd_between_runs"]
+  assert (tmp_path / "evo" / "evolution_runs.csv").exists()
+  assert json.loads((tmp_path / "evo" / "provenance.json").read_text())[
+      "config"]["seeds"] == [0, 1]
   # Re-analysing existing runs trains nothing.
   r2 = _run("evolution.py", f"--workdir={tmp_path}/evo2",
             f"--runs={tmp_path}/evo/seed_0,{tmp_path}/evo/seed_1", cwd=tmp_path)

@@ -10,7 +10,7 @@ import pytest
 
 from snn_jax import data
 from snn_jax.nn import ModelConfig
-from snn_jax.studies import Study, run_study
+from snn_jax.studies import Study, load_rows, run_study
 from snn_jax.studies import _runs
 from snn_jax.topology import TopologyConfig
 from snn_jax.training import RunConfig, TrainConfig
@@ -69,23 +69,38 @@ def test_run_study_writes_rows_statistics_failures_and_provenance(tmp_path):
   # A report-only pass before anything ran: the buildable run is
   # unfinished (not a failure), the unbuildable one failed.
   early = run_study(TINY, _config(), wd, dataset=ds, report_only=True)
-  assert early["finished"] == 0 and early["runs"] == 2
+  assert early["finished"] == early["runs_finished"] == 0 and early["runs"] == 2
   assert [f["requested_density"] for f in early["failed"]] == [2.0]
   assert not os.path.exists(os.path.join(wd, "d0.3"))  # nothing trained
   summary = run_study(TINY, _config(), wd, dataset=ds)
-  assert list(summary) == ["best", "finished", "runs", "failed", "provenance"]
-  assert summary["finished"] == 1 and 0.1 < summary["best"] <= 1.0
+  assert list(summary) == ["best", "finished", "runs", "runs_finished",
+                           "failed", "provenance"]
+  assert summary["finished"] == summary["runs_finished"] == 1
+  assert 0.1 < summary["best"] <= 1.0
   assert "density must be in" in summary["failed"][0]["error"]
   with open(os.path.join(wd, "summary.json")) as f:
     stored = json.load(f)
   assert stored["best"] == summary["best"]
   assert stored["provenance"]["paper"] == "tiny"
+  assert stored["provenance"]["report_only"] is False
   for name in ("tiny_runs.csv", "tiny_runs.json", "provenance.json",
                "plot.txt"):
     assert os.path.exists(os.path.join(wd, name)), name
   # Run again: the finished run is skipped, the summary is the same.
   again = run_study(TINY, _config(), wd, dataset=ds)
   assert again["best"] == summary["best"]
+  assert load_rows(TINY, wd) == json.load(open(os.path.join(wd, "tiny_runs.json")))
+  with pytest.raises(FileNotFoundError, match="run the tiny study"):
+    load_rows(TINY, str(tmp_path / "elsewhere"))
+
+
+def test_provenance_of_a_study_over_several_datasets(tmp_path):
+  a, b = data.load_digits(0), data.load_digits(1)
+  rec = _runs.Provenance("two", _config(), {"first": a, "second": b}).write(
+      str(tmp_path))
+  assert list(rec["data"]) == ["first", "second"]
+  assert rec["data"]["second"]["fingerprint"] == b.fingerprint
+  assert rec["data"]["first"]["train_examples"] == len(a.y_train)
 
 
 def test_a_study_whose_statistics_break_its_schema_fails(tmp_path):
@@ -93,3 +108,12 @@ def test_a_study_whose_statistics_break_its_schema_fails(tmp_path):
   cfg = dataclasses.replace(_config(), densities=(2.0,))
   with pytest.raises(ValueError, match="declares \\['best'\\]"):
     run_study(bad, cfg, str(tmp_path), dataset=data.load_digits(0))
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(seeds=()), "distinct seeds"), (dict(seeds=(1, 1)), "distinct seeds"),
+    (dict(max_epochs=1), "max_epochs"), (dict(degree_layer=-1), "degree_layer")])
+def test_evolution_config_validation(bad, match):
+  from snn_jax.studies import EvolutionConfig
+  with pytest.raises(ValueError, match=match):
+    EvolutionConfig(base=TrainConfig(), **bad)

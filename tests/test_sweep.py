@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from snn_jax.studies import SweepConfig, correlations, run_sweep
+from snn_jax.studies import SWEEP, SweepConfig, correlations, load_rows, run_sweep
 from snn_jax.training import TrainConfig
 from snn_jax.nn import ModelConfig
 from snn_jax.training import RunConfig
@@ -23,8 +23,9 @@ def test_sweep_grid(tmp_path):
                      run=RunConfig(epochs=1, batch_size=64, progress=False))
   cfg = SweepConfig(base=base, topologies=("erdos_renyi", "circulant", "ramanujan"),
                     densities=(0.25, 0.02), seeds=(0, 1))
-  rows = run_sweep(cfg, str(tmp_path))
-  assert len(rows) == 12
+  summary = run_sweep(cfg, str(tmp_path))
+  rows = load_rows(SWEEP, str(tmp_path))
+  assert len(rows) == summary["runs"] == 12 and summary["runs_finished"] == 8
   ok = [r for r in rows if not r["error"]]
   bad = [r for r in rows if r["error"]]
   # At density 0.02 the 64->10 layer cannot hold a circulant (degree 0) and
@@ -42,6 +43,17 @@ def test_sweep_grid(tmp_path):
   assert sorted(os.listdir(tmp_path / "runs"))[0] == "circulant_d0.25_s0"
   c = correlations(rows, "spectral_gap")
   assert c["n"] == 8 and -1 <= c["spearman"] <= 1
+  assert summary["correlations"]["spectral_gap"] == c
+  assert {(f["topology"], f["requested_density"]) for f in summary["failed"]} \
+      == {("circulant", 0.02), ("ramanujan", 0.02)}
+  acc = {(a["topology"], a["requested_density"]): a for a in summary["accuracy"]}
+  assert acc[("erdos_renyi", 0.25)]["runs"] == 2
+  assert acc[("erdos_renyi", 0.25)]["mean"] == pytest.approx(np.mean(
+      [r["final_test_acc"] for r in ok if (r["topology"], r["requested_density"])
+       == ("erdos_renyi", 0.25)]))
+  # a second pass skips every finished run and reports the same rows
+  again = run_sweep(cfg, str(tmp_path))
+  assert again["accuracy"] == summary["accuracy"]
 
 
 def test_correlations_known_values():

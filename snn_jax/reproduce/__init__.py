@@ -32,7 +32,7 @@ from snn_jax.reproduce import (alford2019, alford2019_paper, bourely2017,
                                bourely2017_paper, isakov2020, isakov2020_paper,
                                liu2020, liu2020_paper, liu2020_sparse_vs_dense)
 from snn_jax.reproduce._common import mean_ci, seed_bootstrap_corr
-from snn_jax.reproduce._deep_init import DeepInitConfig, plot_deep_init, run_deep_init
+from snn_jax.studies.deep_init import DeepInitConfig, plot_deep_init, run_deep_init
 
 PAPERS = {"bourely2017": bourely2017, "liu2020": liu2020,
           "isakov2020": isakov2020, "alford2019": alford2019}

@@ -69,6 +69,10 @@ def run(cfg: PerDatasetConfig, workdir: str, *,
       s = run_one(inner, os.path.join(workdir, name))
       summary["datasets"][name] = s
       summary["failed"] += [{**f, "dataset": name} for f in s.get("failed", [])]
+  for key in ("runs", "runs_finished"):
+    counts = [s.get(key) for s in summary["datasets"].values()]
+    if all(isinstance(c, int) for c in counts):
+      summary[key] = sum(counts)
   summary["report_only"] = report_only
   _common.write_summary(summary, workdir)
   summary["provenance"] = {"wall_seconds": sum(

@@ -3,7 +3,7 @@ Training A Priori Sparse Networks" (arXiv:2002.08339).
 
 Three experiments:
 
-1. **Depth** (:mod:`snn_jax.reproduce._deep_init`): very deep sparse MLPs
+1. **Depth** (:mod:`snn_jax.studies.deep_init`): very deep sparse MLPs
    under the dense-style initialisation against the sparsity-aware ones
    (``sparse_he`` and our ``neurofabric``).
 2. **Dead units** (:func:`run_dead_units`): ``sparse_he`` and ``neurofabric``
@@ -56,7 +56,9 @@ import numpy as np
 from snn_jax import analysis, nn
 from snn_jax import topology as topology_lib
 from snn_jax.reproduce import _common
-from snn_jax.reproduce._deep_init import DeepInitConfig, run_deep_init
+from snn_jax.studies import Study, run_study
+from snn_jax.studies.deep_init import (DeepInitConfig, deep_init_rows,
+                                       plot_deep_init)
 from snn_jax.training import TrainConfig, build_model
 
 SCORES = ("reachability", "path_uniformity", "live_fraction",
@@ -223,18 +225,23 @@ def _dead_unit_points(cfg, depth, seed, workdir, ds,
   return rows
 
 
-def run_dead_units(cfg: IsakovConfig, workdir: str, ds) -> dict[str, Any]:
-  """The dead-unit experiment (module docstring) into ``workdir``: rows in
-  ``dead_units.csv``/``.json``, returns the summary part (accuracy and the
-  geometric mean of the initial moments per depth and init; accuracy
-  differences of every init against ``dead_inits[0]``, paired by seed)."""
+def dead_unit_rows(cfg: IsakovConfig, workdir: str, ds
+                   ) -> list[dict[str, Any]]:
+  """The dead-unit experiment's runs (module docstring), each in
+  ``workdir/runs/<family>_depth<d>_<init>_s<seed>``."""
   families = ["erdos_renyi"] + ([cfg.dead_control] if cfg.dead_control else [])
   rows = []
   for family in families:
     for depth in cfg.dead_depths:
       for seed in cfg.dead_seeds:
         rows += _dead_unit_points(cfg, depth, seed, workdir, ds, family)
-  analysis.write_rows(rows, workdir, "dead_units")
+  return rows
+
+
+def dead_unit_statistics(cfg: IsakovConfig, rows) -> dict[str, Any]:
+  """Accuracy and the geometric mean of the initial moments per depth and
+  init; accuracy differences of every init against ``dead_inits[0]``,
+  paired by seed."""
   stats = _common.group_stats(rows, ("hidden_family", "depth", "init"))
   for s in stats:
     runs = [r for r in rows if (r["hidden_family"], r["depth"], r["init"]) == (
@@ -250,12 +257,7 @@ def run_dead_units(cfg: IsakovConfig, workdir: str, ds) -> dict[str, Any]:
                                          hidden_family="erdos_renyi",
                                          depth=depth)}
             for depth in cfg.dead_depths for init in cfg.dead_inits[1:]]
-  summary = {"stats": stats, "paired_differences": paired,
-             "failed": [{k: r[k] for k in ("hidden_family", "depth", "init",
-                                           "seed", "error")}
-                        for r in _common.failed_rows(rows)]}
-  plot_dead_units(rows, stats, os.path.join(workdir, "dead_units.png"))
-  return summary
+  return {"stats": stats, "paired_differences": paired}
 
 
 def plot_dead_units(rows, stats, path: str) -> None:
@@ -302,57 +304,99 @@ def _ranking_point(cfg, topo, seed, workdir, ds) -> dict[str, Any]:
   return row
 
 
-def run(cfg: IsakovConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
-  """Runs the three experiments into ``workdir/depth``,
-  ``workdir/dead_units`` and ``workdir/ranking``;
-  writes ``deep_init.csv``, ``ranking.csv``, ``ranking_stats.csv``,
-  ``summary.json``, ``provenance.json`` and the plots."""
-  os.makedirs(workdir, exist_ok=True)
-  ds = dataset or cfg.base.load_dataset()
-  prov = _common.Provenance("isakov2020", cfg, ds)
-  depth_base = cfg.base.override({
-      "model.topology.name": "erdos_renyi",
-      "model.topology.density": cfg.depth_density,
-      "model.topology.fan_in": None, "model.topology.params": {},
-      "run.epochs": cfg.depth_epochs})
-  depth_rows = run_deep_init(
-      DeepInitConfig(base=depth_base, depths=cfg.depths, width=cfg.depth_width,
-                     inits=cfg.inits, seeds=cfg.depth_seeds),
-      os.path.join(workdir, "depth"), dataset=ds)
-  dead_summary = (run_dead_units(cfg, os.path.join(workdir, "dead_units"), ds)
-                  if cfg.dead_depths else None)
-  rows = []
+EXPERIMENTS = ("depth", "dead_units", "ranking")
+
+
+def _depth_config(cfg: IsakovConfig) -> DeepInitConfig:
+  return DeepInitConfig(
+      base=cfg.base.override({
+          "model.topology.name": "erdos_renyi",
+          "model.topology.density": cfg.depth_density,
+          "model.topology.fan_in": None, "model.topology.params": {},
+          "run.epochs": cfg.depth_epochs}),
+      depths=cfg.depths, width=cfg.depth_width, inits=cfg.inits,
+      seeds=cfg.depth_seeds)
+
+
+def grid_rows(cfg: IsakovConfig, workdir: str, ds) -> list[dict[str, Any]]:
+  """The three experiments' runs, each row tagged with its ``experiment``:
+  depth (``workdir/depth``), dead units (``workdir/dead_units``, when
+  ``dead_depths``) and ranking (``workdir/ranking``)."""
+  rows = [{"experiment": "depth", **r} for r in deep_init_rows(
+      _depth_config(cfg), os.path.join(workdir, "depth"), ds)]
+  if cfg.dead_depths:
+    rows += [{"experiment": "dead_units", **r} for r in dead_unit_rows(
+        cfg, os.path.join(workdir, "dead_units"), ds)]
   for topo in cfg.topologies:
     for seed in cfg.seeds:
       rdir = os.path.join(workdir, "ranking", "runs", f"{topo}_s{seed}")
       row = _common.guarded(lambda: _ranking_point(cfg, topo, seed, rdir, ds))
-      row.update(topology=topo, seed=seed)
-      rows.append(row)
-  analysis.write_rows(rows, workdir, "ranking")
-  stats = _common.group_stats(rows, ("topology",))
+      rows.append({"experiment": "ranking", "topology": topo, "seed": seed,
+                   **row})
+  return rows
+
+
+def _part(rows, experiment: str) -> list[dict[str, Any]]:
+  return [{k: v for k, v in r.items() if k != "experiment"} for r in rows
+          if r["experiment"] == experiment]
+
+
+def statistics(cfg: IsakovConfig, rows, workdir: str) -> dict[str, Any]:
+  """Per experiment: its rows table (``depth/deep_init``,
+  ``dead_units/dead_units``, ``ranking``), accuracy per depth and init,
+  the dead-unit statistics, the ranking of the families
+  (``ranking_stats``) and each data-free score's correlation with
+  accuracy."""
+  depth = _part(rows, "depth")
+  analysis.write_rows(depth, os.path.join(workdir, "depth"), "deep_init")
+  dead = _part(rows, "dead_units")
+  if dead:
+    analysis.write_rows(dead, os.path.join(workdir, "dead_units"), "dead_units")
+  ranking = _part(rows, "ranking")
+  analysis.write_rows(ranking, workdir, "ranking")
+  stats = _common.group_stats(ranking, ("topology",))
   for s in stats:  # scores of random families vary a little with the seed
-    runs = [r for r in _common.ok_rows(rows) if r["topology"] == s["topology"]]
+    runs = [r for r in _common.ok_rows(ranking) if r["topology"] == s["topology"]]
     s.update({k: float(np.mean([r[k] for r in runs])) for k in SCORES})
   stats.sort(key=lambda s: -s["mean"])
   for rank, s in enumerate(stats, start=1):
     s["rank"] = rank
   analysis.write_rows(stats, workdir, "ranking_stats")
-  depth_summary = _common.group_stats(
-      [{**r, "error": r["error"] or ("diverged" if r["diverged"] else "")}
-       for r in depth_rows], ("depth", "init"))
-  summary = {
-      "depth": depth_summary,
-      "dead_units": dead_summary,
+  return {
+      "depth": _common.group_stats(depth, ("depth", "init")),
+      "dead_units": dead_unit_statistics(cfg, dead) if dead else None,
       "ranking": stats,
-      "score_correlations": {k: _common.seed_bootstrap_corr(rows, k)
+      "score_correlations": {k: _common.seed_bootstrap_corr(ranking, k)
                              for k in SCORES},
-      "failed": [{k: r[k] for k in ("topology", "seed", "error")}
-                 for r in _common.failed_rows(rows)],
   }
-  plot(rows, summary, workdir)
-  summary["provenance"] = prov.write(workdir)
-  _common.write_summary(summary, workdir)
-  return summary
+
+
+def _plots(cfg: IsakovConfig, rows, summary, workdir: str) -> None:
+  plot_deep_init(_part(rows, "depth"),
+                 os.path.join(workdir, "depth", "accuracy_vs_depth.png"))
+  if summary["dead_units"] is not None:
+    plot_dead_units(_part(rows, "dead_units"), summary["dead_units"]["stats"],
+                    os.path.join(workdir, "dead_units", "dead_units.png"))
+  plot(_part(rows, "ranking"), summary, workdir)
+
+
+STUDY = Study(
+    name="isakov2020", rows=grid_rows, statistics=statistics,
+    schema=("depth", "dead_units", "ranking", "score_correlations"),
+    rows_file="isakov2020_runs",
+    failed_keys=("experiment", "topology", "hidden_family", "depth", "init",
+                 "seed"),
+    plot=_plots)
+
+
+def run(cfg: IsakovConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
+  """Runs the three experiments (:func:`grid_rows`) on the study skeleton
+  into ``workdir/depth``, ``workdir/dead_units`` and ``workdir/ranking``;
+  writes ``isakov2020_runs.csv`` (every run), the per-experiment tables
+  (``depth/deep_init.csv``, ``dead_units/dead_units.csv``,
+  ``ranking.csv``, ``ranking_stats.csv``), ``summary.json``,
+  ``provenance.json`` and the plots."""
+  return run_study(STUDY, cfg, workdir, dataset=dataset)
 
 
 def plot(rows, summary, out_dir: str) -> None:

@@ -33,8 +33,9 @@ import numpy as np
 from snn_jax import analysis
 from snn_jax import topology as topology_lib
 from snn_jax.reproduce import _common
+from snn_jax.studies import Study, run_study
 from snn_jax.topology import TopologyConfig
-from snn_jax.training import TrainConfig, train_and_evaluate
+from snn_jax.training import TrainConfig
 
 METHODS = ("dense", "static", "set")
 
@@ -107,22 +108,30 @@ def _set_params(cfg: LiuConfig) -> dict[str, Any]:
   return {"epsilon": cfg.epsilon, "cap_density": True}
 
 
-def _one_dataset(cfg: LiuConfig, name: str, workdir: str, ds) -> dict[str, Any]:
-  base = cfg.base.override({
-      "data.name": name, "model.hidden": cfg.hidden, "run.progress": False})
-  widths = [ds.input_dim, *cfg.hidden, ds.num_classes]
-  rows, static_stacks, set_dirs = [], {}, []
-  for seed in cfg.seeds:
-    for method in METHODS:
-      rdir = os.path.join(workdir, "runs", f"{method}_s{seed}")
+def grid_rows(cfg: LiuConfig, workdir: str, datasets: dict
+              ) -> list[dict[str, Any]]:
+  """One row per dataset, seed and method, each run in
+  ``workdir/<dataset>/runs/<method>_s<seed>`` (finished runs are skipped):
+  ``static`` trains SET's Erdős–Rényi start (saved with the run) unchanged,
+  ``set`` rewires the same start after every epoch and keeps topology
+  snapshots, ``dense`` is the same widths dense."""
+  rows = []
+  for name in cfg.datasets:
+    ds = datasets[name]
+    base = cfg.base.override({
+        "data.name": name, "model.hidden": cfg.hidden, "run.progress": False})
+    widths = [ds.input_dim, *cfg.hidden, ds.num_classes]
+    for seed in cfg.seeds:
+      for method in METHODS:
+        rdir = _run_dir(workdir, name, method, seed)
 
-      def one(method=method, seed=seed, rdir=rdir):
-        if method == "static":
-          stack = topology_lib.make_stack("erdos_renyi", widths, seed=seed,
-                                          **_set_params(cfg))
-          static_stacks[seed] = stack
-          s = _common.train_stack(base, stack, rdir, ds, seed=seed)
-        else:
+        def one(method=method, seed=seed, rdir=rdir, base=base, ds=ds,
+                widths=widths):
+          if method == "static":
+            stack = topology_lib.make_stack("erdos_renyi", widths, seed=seed,
+                                            **_set_params(cfg))
+            return _common.run_row(
+                _common.train_stack(base, stack, rdir, ds, seed=seed))
           topo = (TopologyConfig("dense") if method == "dense" else
                   TopologyConfig("erdos_renyi", params=_set_params(cfg)))
           run_cfg = base.override({
@@ -130,34 +139,52 @@ def _one_dataset(cfg: LiuConfig, name: str, workdir: str, ds) -> dict[str, Any]:
               "sparse.method": "static" if method == "dense" else "set",
               "sparse.zeta": cfg.zeta,
               "run.snapshot_topologies": method == "set"})
-          s = train_and_evaluate(run_cfg, rdir, dataset=ds)
-          if method == "set":
-            set_dirs.append(rdir)
-        return _common.run_row(s)
-      row = _common.guarded(one)
-      row.update(dataset=name, method=method, seed=seed)
-      rows.append(row)
+          return _common.run_row(_common.train(run_cfg, rdir, ds))
+        row = _common.guarded(one)
+        row.update(dataset=name, method=method, seed=seed)
+        rows.append(row)
+  return rows
+
+
+def _run_dir(workdir: str, dataset: str, method: str, seed: int) -> str:
+  return os.path.join(workdir, dataset, "runs", f"{method}_s{seed}")
+
+
+def dataset_analysis(cfg: LiuConfig, name: str, rows, workdir: str
+                     ) -> dict[str, Any]:
+  """One dataset's analysis from its finished runs: accuracy per method,
+  the paired differences against dense, NNSTD between the static runs'
+  (independent random) graphs and between the SET runs' final graphs, the
+  SET runs' accuracy spread, and the evolution report (written to
+  ``workdir/<name>/set_evolution``)."""
+  rows = [r for r in rows if r["dataset"] == name]
+  ok = _common.ok_rows(rows)
   out: dict[str, Any] = {"accuracy": _common.group_stats(rows, ("method",))}
   for m in ("static", "set"):
     out[f"{m}_minus_dense"] = _common.paired_difference(rows, "method", m,
                                                         "dense")
-  if len(static_stacks) >= 2:
-    pairs = list(itertools.combinations(sorted(static_stacks), 2))
-    per = [analysis.nnstd(static_stacks[a], static_stacks[b],
-                          return_layers=True) for a, b in pairs]
+  static = {r["seed"]: topology_lib.load_stack(os.path.join(
+      _run_dir(workdir, name, "static", r["seed"]), "topology"), chained=False)
+            for r in ok if r["method"] == "static"}
+  if len(static) >= 2:
+    pairs = list(itertools.combinations(sorted(static), 2))
+    per = [analysis.nnstd(static[a], static[b], return_layers=True)
+           for a, b in pairs]
     out["nnstd_random_pairs"] = {
         "mean": float(np.mean([p[0] for p in per])),
         "per_layer_mean": np.mean([p[1] for p in per], axis=0).tolist(),
         "pairs": len(pairs)}
+  set_dirs = [_run_dir(workdir, name, "set", r["seed"]) for r in ok
+              if r["method"] == "set"]
   if len(set_dirs) >= 2:
-    ev = analysis.evolution_report(set_dirs, os.path.join(workdir, "set_evolution"),
-                                   max_epochs=cfg.evolution_epochs)
+    ev = analysis.evolution_report(
+        set_dirs, os.path.join(workdir, name, "set_evolution"),
+        max_epochs=cfg.evolution_epochs)
     finals = {d: analysis.load_snapshots(d) for d in set_dirs}
     finals = {d: snap[max(snap)] for d, snap in finals.items()}
     per = [analysis.nnstd(finals[a], finals[b], return_layers=True)
            for a, b in itertools.combinations(set_dirs, 2)]
-    set_accs = [r["final_test_acc"] for r in _common.ok_rows(rows)
-                if r["method"] == "set"]
+    set_accs = [r["final_test_acc"] for r in ok if r["method"] == "set"]
     out["nnstd_set_final_pairs"] = {
         "mean": float(np.mean([p[0] for p in per])),
         "per_layer_mean": np.mean([p[1] for p in per], axis=0).tolist(),
@@ -166,36 +193,48 @@ def _one_dataset(cfg: LiuConfig, name: str, workdir: str, ds) -> dict[str, Any]:
         [r["nnstd_final_to_start"] for r in ev["runs"]])
     out["set_accuracy_spread"] = {"std": float(np.std(set_accs, ddof=1)),
                                   "range": float(np.ptp(set_accs))}
-  out["failed"] = [{k: r[k] for k in ("method", "seed", "error")}
-                   for r in _common.failed_rows(rows)]
-  return {"rows": rows, "analysis": out}
+  return out
+
+
+def statistics(cfg: LiuConfig, rows, workdir: str) -> dict[str, Any]:
+  """Per dataset, :func:`dataset_analysis`; ``accuracy_stats.csv`` over
+  dataset and method."""
+  stats = _common.group_stats(rows, ("dataset", "method"))
+  analysis.write_rows(stats, workdir, "accuracy_stats")
+  return {"datasets": {name: dataset_analysis(cfg, name, rows, workdir)
+                       for name in cfg.datasets},
+          "accuracy": stats}
+
+
+def load_datasets(cfg: LiuConfig) -> dict[str, Any]:
+  """Each of ``cfg.datasets``, loaded as ``cfg.base`` says (its name
+  replaced)."""
+  return {name: cfg.base.override({"data.name": name}).load_dataset()
+          for name in cfg.datasets}
+
+
+STUDY = Study(
+    name="liu2020", rows=grid_rows, statistics=statistics,
+    schema=("datasets", "accuracy"), rows_file="liu2020_runs",
+    failed_keys=("dataset", "method", "seed"),
+    plot=lambda cfg, rows, summary, workdir: plot(
+        summary["accuracy"], summary, workdir),
+    load_dataset=load_datasets)
 
 
 def run(cfg: LiuConfig, workdir: str, *, datasets: dict | None = None
         ) -> dict[str, Any]:
-  """Runs every dataset into ``workdir/<dataset>/`` and writes
-  ``liu2020_runs.csv/json``, ``accuracy_stats.csv``, ``summary.json``,
-  ``provenance.json`` and ``accuracy_by_method.png``. ``datasets`` maps
-  names to loaded datasets (tests); others are loaded from ``cfg.base``."""
-  os.makedirs(workdir, exist_ok=True)
-  datasets = dict(datasets or {})
-  rows, summary = [], {"datasets": {}}
-  prov = None
-  for name in cfg.datasets:
-    ds = datasets.get(name) or cfg.base.override({
-        "data.name": name}).load_dataset()
-    prov = prov or _common.Provenance("liu2020", cfg, ds)
-    res = _one_dataset(cfg, name, os.path.join(workdir, name), ds)
-    rows += res["rows"]
-    summary["datasets"][name] = {**res["analysis"], "data_source": ds.source,
-                                 "data_fingerprint": ds.fingerprint}
-  analysis.write_rows(rows, workdir, "liu2020_runs")
-  stats = _common.group_stats(rows, ("dataset", "method"))
-  analysis.write_rows(stats, workdir, "accuracy_stats")
-  plot(stats, summary, workdir)
-  summary["provenance"] = prov.write(workdir)
-  _common.write_summary(summary, workdir)
-  return summary
+  """Runs every dataset into ``workdir/<dataset>/`` on the study skeleton
+  and writes ``liu2020_runs.csv/json``, ``accuracy_stats.csv``,
+  ``summary.json``, ``provenance.json`` (each dataset's fingerprint) and
+  ``accuracy_by_method.png``. ``datasets`` maps names to loaded datasets
+  (tests); others are loaded from ``cfg.base``."""
+  given = dict(datasets or {})
+  missing = [n for n in cfg.datasets if n not in given]
+  if missing:
+    given.update(load_datasets(dataclasses.replace(cfg, datasets=tuple(missing))))
+  return run_study(STUDY, cfg, workdir,
+                   dataset={n: given[n] for n in cfg.datasets})
 
 
 def plot(stats, summary, out_dir: str) -> None:

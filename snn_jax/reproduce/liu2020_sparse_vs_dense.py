@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from snn_jax import analysis
 from snn_jax import topology as topology_lib
 from snn_jax.reproduce import _common, _per_dataset
 from snn_jax.topology import TopologyConfig
 from snn_jax.reproduce.liu2020 import SET_SETTING
+from snn_jax.studies import Study, run_study
 from snn_jax.training import TrainConfig
 
 EPOCHS = 60
@@ -113,14 +113,12 @@ def run(cfg: _per_dataset.PerDatasetConfig, workdir: str, *,
                           report_only=report_only)
 
 
-def run_one(cfg: SparseVsDenseConfig, workdir: str, *,
-            dataset=None) -> dict[str, Any]:
-  """Every run of one dataset (finished runs are skipped), then the rows,
-  statistics, table and plot. ``dataset`` overrides loading ``cfg.base``'s
-  (tests). Returns the summary."""
-  os.makedirs(workdir, exist_ok=True)
-  ds = dataset if dataset is not None else cfg.base.load_dataset()
-  prov = _common.Provenance("liu2020 sparse vs dense", cfg, ds)
+def grid_rows(cfg: SparseVsDenseConfig, workdir: str, ds
+              ) -> list[dict[str, Any]]:
+  """One row per run: per seed, dense, then static and SET at each
+  epsilon (from the same Erdős–Rényi graph), each in
+  ``workdir/runs/<method>[_eps<e>]_s<seed>`` (finished runs are skipped),
+  with the flattening check of its curve."""
   base = cfg.base.override({"model.hidden": cfg.hidden, "run.progress": False})
   widths = [ds.input_dim, *cfg.hidden, ds.num_classes]
   rows = []
@@ -152,12 +150,16 @@ def run_one(cfg: SparseVsDenseConfig, workdir: str, *,
       row = _common.guarded(one)
       rows.append({"dataset": ds.name, "method": method,
                    "epsilon": eps, "seed": seed, **row})
-  summary = analyse(rows, cfg)
-  summary["runs_planned"] = len(rows)
-  summary["runs_finished"] = len(_common.ok_rows(rows))
-  summary["failed"] = _common.failed_rows(rows)
-  analysis.write_rows(rows, workdir, "runs")  # runs.csv, runs.json
+  return rows
+
+
+def statistics(cfg: SparseVsDenseConfig, rows, workdir: str
+               ) -> dict[str, Any]:
+  """:func:`analyse`, plus the side-by-side ``table`` (also written to
+  ``sparse_vs_dense.md``)."""
+  out = analyse(rows, cfg)
   table = side_by_side(rows)
+  name = rows[0]["dataset"] if rows else cfg.base.data.name
   _common.write_markdown_table(
       table, [("method", "method"), ("epsilon", "epsilon"),
               ("density", "density"), ("runs", "runs"), ("mean", "test acc %"),
@@ -166,14 +168,33 @@ def run_one(cfg: SparseVsDenseConfig, workdir: str, *,
               ("minus_dense_low", "CI low"), ("minus_dense_high", "high"),
               ("flattened", "curves flattened")],
       os.path.join(workdir, "sparse_vs_dense.md"),
-      title=f"{ds.name}: sparse against dense (mean over seeds, paired "
+      title=f"{name}: sparse against dense (mean over seeds, paired "
             "differences by seed)")
-  summary["table"] = table
+  out["table"] = table
+  return out
+
+
+def _plot(cfg: SparseVsDenseConfig, rows, summary, workdir: str) -> None:
   if _common.ok_rows(rows):
-    plot(table, ds.name, os.path.join(workdir, "accuracy_vs_density.png"))
-  summary["provenance"] = prov.write(workdir, report_only=_common.report_only_now())
-  _common.write_summary(summary, workdir)
-  return summary
+    plot(summary["table"], rows[0]["dataset"],
+         os.path.join(workdir, "accuracy_vs_density.png"))
+
+
+STUDY = Study(
+    name="liu2020 sparse vs dense", rows=grid_rows, statistics=statistics,
+    schema=("choices", "accuracy", "paired_differences",
+            "sparse_beats_dense_at", "not_flattened", "table"),
+    rows_file="runs", failed_keys=("method", "epsilon", "seed"), plot=_plot)
+
+
+def run_one(cfg: SparseVsDenseConfig, workdir: str, *,
+            dataset=None) -> dict[str, Any]:
+  """One dataset's grid (:func:`grid_rows`; finished runs are skipped) on
+  the study skeleton: ``runs.csv/json``, ``sparse_vs_dense.md``,
+  ``accuracy_vs_density.png``, ``summary.json``, ``provenance.json``.
+  ``dataset`` overrides loading ``cfg.base``'s (tests). Returns the
+  summary."""
+  return run_study(STUDY, cfg, workdir, dataset=dataset)
 
 
 def analyse(rows, cfg: SparseVsDenseConfig) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import os
 import platform
 import sys
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -59,11 +59,12 @@ def report_only_now() -> bool:
 
 
 def train(config: TrainConfig, workdir: str, dataset, *,
-          report_only: bool | None = None) -> dict[str, Any]:
-  """``train_and_evaluate``, or with ``report_only`` the finished run's
-  summary (``NotFinished`` when it has not finished): a long study can be
-  reported while, or between sessions in which, its runs continue. None:
-  as :func:`reporting_only` says."""
+          report_only: bool | None = None,
+          overwrite: bool = False) -> dict[str, Any]:
+  """``train_and_evaluate`` (``overwrite`` passed on), or with
+  ``report_only`` the finished run's summary (``NotFinished`` when it has
+  not finished): a long study can be reported while, or between sessions
+  in which, its runs continue. None: as :func:`reporting_only` says."""
   if report_only is None:
     report_only = _REPORT_ONLY.get()
   if report_only:
@@ -71,7 +72,8 @@ def train(config: TrainConfig, workdir: str, dataset, *,
     if s is None:
       raise NotFinished(workdir)
     return s
-  return train_and_evaluate(config, workdir, dataset=dataset)
+  return train_and_evaluate(config, workdir, dataset=dataset,
+                            overwrite=overwrite)
 
 
 def train_stack(base: TrainConfig, stack: Sequence[topology_lib.Topology],
@@ -144,6 +146,14 @@ def ok_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   return [r for r in rows if not r.get("error")]
 
 
+def _data_record(dataset) -> dict[str, Any]:
+  return {"source": getattr(dataset, "source", str(dataset)),
+          "name": dataset.name,
+          "train_examples": int(len(dataset.y_train)),
+          "test_examples": int(len(dataset.y_test)),
+          "fingerprint": getattr(dataset, "fingerprint", None)}
+
+
 class Provenance:
   """Records what a reproduction ran on and how long it took; ``write``
   puts ``provenance.json`` next to the results.
@@ -154,13 +164,14 @@ class Provenance:
   """
 
   def __init__(self, paper: str, config: Any, dataset):
+    """``dataset``: the loaded dataset, or a mapping of names to datasets
+    for a study over several (each one's record under its name)."""
     self.paper = paper
     self.config = config
-    self.data_source = getattr(dataset, "source", str(dataset))
-    self.data_fingerprint = getattr(dataset, "fingerprint", None)
-    self.data_sizes = {"name": dataset.name,
-                       "train_examples": int(len(dataset.y_train)),
-                       "test_examples": int(len(dataset.y_test))}
+    if isinstance(dataset, Mapping):
+      self.data = {name: _data_record(ds) for name, ds in dataset.items()}
+    else:
+      self.data = _data_record(dataset)
     self.started = datetime.datetime.now(datetime.timezone.utc)
     self._t0 = time.perf_counter()
 
@@ -176,8 +187,7 @@ class Provenance:
         "wall_seconds": round(time.perf_counter() - self._t0, 1),
         "host": {"platform": platform.platform(), **device_info()},
         "versions": versions(),
-        "data": {"source": self.data_source, **self.data_sizes,
-                 "fingerprint": self.data_fingerprint},
+        "data": self.data,
         "config": cfg,
     }
 

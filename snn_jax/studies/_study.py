@@ -15,6 +15,7 @@ table, the failed-run list, the schema check, ``provenance.json`` and
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any, Callable, Sequence
 
@@ -54,7 +55,7 @@ class Study:
 
 
 # Every summary ends with these, after the study's own fields.
-COMMON_KEYS = ("runs", "failed", "provenance")
+COMMON_KEYS = ("runs", "runs_finished", "failed", "provenance")
 
 
 def run_study(study: Study, config: Any, workdir: str, *, dataset=None,
@@ -63,7 +64,8 @@ def run_study(study: Study, config: Any, workdir: str, *, dataset=None,
   (also written to ``summary.json``): the study's ``schema`` fields, then
   ``runs`` (rows), ``failed`` (the ``failed_keys`` and error of each failed
   run; unfinished runs of a report-only pass are not failures) and
-  ``provenance``. ``report_only`` (None: as the enclosing
+  ``provenance``, where ``runs`` counts the grid's rows and
+  ``runs_finished`` those that trained to the end. ``report_only`` (None: as the enclosing
   :func:`~snn_jax.studies._runs.reporting_only` says) trains nothing and
   reports the runs that have finished."""
   os.makedirs(workdir, exist_ok=True)
@@ -79,12 +81,23 @@ def run_study(study: Study, config: Any, workdir: str, *, dataset=None,
   own = study.statistics(config, rows, workdir)
   check_schema(study, own)
   summary = {**own, "runs": len(rows),
+             "runs_finished": len(_runs.ok_rows(rows)),
              "failed": failed_entries(rows, study.failed_keys)}
   if study.plot is not None:
     study.plot(config, rows, summary, workdir)
-  summary["provenance"] = prov.write(workdir)
+  summary["provenance"] = prov.write(workdir, report_only=report_only)
   _runs.write_summary(summary, workdir)
   return summary
+
+
+def load_rows(study: Study, workdir: str) -> Rows:
+  """The rows a finished :func:`run_study` wrote into ``workdir``."""
+  path = os.path.join(workdir, f"{study.rows_file}.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} does not exist: run the {study.name} "
+                            f"study into {workdir} first")
+  with open(path) as f:
+    return json.load(f)
 
 
 def check_schema(study: Study, fields: dict[str, Any]) -> None:

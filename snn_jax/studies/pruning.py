@@ -14,7 +14,9 @@ Pipeline (:func:`prune_and_retrain`), all under one workdir::
                          else the previous stage's trained weights)
   round_<i>/train/       a train_and_evaluate run of that topology
   pruned_topology/       the final mask: ``train.py --topology_dir=...``
-  prune_summary.json/csv one row per stage (density, accuracy, nnz, time)
+  stages.csv/json        one row per stage (density, accuracy, nnz, time)
+  summary.json           the stages, the final mask's folder, both configs;
+  provenance.json        the data's fingerprint, versions, host
 
 Round i keeps density ``d_i = d_final ** (i / iterations)`` of every layer
 (``scope="layer"``) or of all weights together (``"global"``), ranking the
@@ -22,14 +24,14 @@ weights of the previous stage by magnitude (block Frobenius norm at block
 size > 1). Pruned weights are exactly zero in the next ranking, so the
 masks are nested: each round's topology is a subset of the previous one.
 Every stage is a resumable train_and_evaluate run; a killed pipeline
-started again with the same arguments skips finished stages.
+started again with the same arguments skips finished stages. The pipeline
+is a study on the common skeleton (:data:`PRUNING`), so a report-only pass
+(``studies._runs.reporting_only``) reports the stages that have finished.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -37,6 +39,8 @@ import numpy as np
 
 from snn_jax import nn, topology, training
 from snn_jax.sparse_training import prune_stack
+from snn_jax.studies import _runs
+from snn_jax.studies._study import Study, run_study
 
 SCOPES = ("layer", "global")
 
@@ -79,15 +83,22 @@ class PruneConfig:
             for i in range(self.iterations)]
 
 
-def prune_and_retrain(config, prune: PruneConfig, workdir: str, *,
-                      dataset=None) -> dict[str, Any]:
-  """Runs the pipeline (module docstring) for ``config`` (a
-  ``snn_jax.training.TrainConfig``; its topology fields are ignored for the
-  dense run, its ``block_size`` is the pruning granularity). ``dataset``
-  overrides loading. Returns the summary (also in ``prune_summary.json``)."""
+@dataclasses.dataclass(frozen=True)
+class PruningStudyConfig:
+  """One pruning pipeline: ``base`` is the training config (its topology
+  fields are ignored for the dense run; its ``block_size`` is the pruning
+  granularity), ``prune`` the pruning schedule."""
+  base: "training.TrainConfig"
+  prune: PruneConfig
 
-  os.makedirs(workdir, exist_ok=True)
-  ds = (dataset or config.load_dataset()).flattened()
+
+def pipeline_rows(cfg: PruningStudyConfig, workdir: str, ds
+                  ) -> list[dict[str, Any]]:
+  """The pipeline's stages (module docstring), one row each, in order;
+  finished stages are skipped. A stage that fails ends the pipeline (the
+  next one starts from its weights); in a report-only pass the first
+  unfinished stage is the last row."""
+  config, prune = cfg.base, cfg.prune
   block_size = config.model.topology.block_size
   static = {"sparse.method": "static", "run.snapshot_topologies": False,
             "run.snapshot_epochs": ()}
@@ -96,19 +107,25 @@ def prune_and_retrain(config, prune: PruneConfig, workdir: str, *,
       "run.epochs": prune.dense_epochs or config.run.epochs, **static})
   init_path = os.path.join(workdir, "init_weights.npz")
   if not os.path.exists(init_path):
+    if _runs.report_only_now():
+      return [_unfinished("dense", 0, 1.0)]
     topos = training.build_topologies(dense_cfg, ds.input_dim, ds.num_classes)
     nn.save_dense_weights(training.build_model(dense_cfg, topos), init_path)
   dense_cfg = dense_cfg.override({"model.init_weights": init_path})
-  rows = []
   dense_dir = os.path.join(workdir, "dense")
-  s = training.train_and_evaluate(dense_cfg, dense_dir, dataset=ds)
-  rows.append(_row("dense", 0, 1.0, s))
+  try:
+    s = _runs.train(dense_cfg, dense_dir, ds)
+  except _runs.NotFinished:
+    return [_unfinished("dense", 0, 1.0)]
+  rows = [_row("dense", 0, 1.0, s)]
   weights = training.restore_model(dense_dir).dense_weights()
   for i, d in enumerate(prune.densities(), start=1):
     rdir = os.path.join(workdir, f"round_{i}")
     tdir = os.path.join(rdir, "topology")
     start = os.path.join(rdir, "start.npz")
     if not os.path.isdir(tdir):
+      if _runs.report_only_now():
+        return rows + [_unfinished(f"round_{i}", i, d)]
       stack = prune_stack(weights, d, scope=prune.scope,
                           block_size=block_size)
       os.makedirs(rdir, exist_ok=True)
@@ -121,25 +138,55 @@ def prune_and_retrain(config, prune: PruneConfig, workdir: str, *,
         "model.init_weights": init_path if prune.rewind else start,
         "run.epochs": prune.retrain_epochs or config.run.epochs, **static})
     train_dir = os.path.join(rdir, "train")
-    s = training.train_and_evaluate(round_cfg, train_dir, dataset=ds)
+    try:
+      s = _runs.train(round_cfg, train_dir, ds)
+    except _runs.NotFinished:
+      return rows + [_unfinished(f"round_{i}", i, d)]
     model = training.restore_model(train_dir)
     if model.topologies() != stack:
       raise AssertionError(f"round {i}: the retrained network's mask differs "
                            "from the pruned topology")
     weights = model.dense_weights()
     rows.append(_row(f"round_{i}", i, d, s))
-  final_dir = os.path.join(workdir, "pruned_topology")
-  topology.save_stack(stack, final_dir)
-  summary = {"stages": rows, "pruned_topology": final_dir,
-             "prune_config": dataclasses.asdict(prune),
-             "train_config": config.to_dict(), "data_source": ds.source}
-  with open(os.path.join(workdir, "prune_summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
-  with open(os.path.join(workdir, "prune_summary.csv"), "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-  return summary
+  topology.save_stack(stack, os.path.join(workdir, "pruned_topology"))
+  return rows
+
+
+def pipeline_statistics(cfg: PruningStudyConfig, rows, workdir: str
+                        ) -> dict[str, Any]:
+  """The stages (as the rows), where the final mask is (None until the
+  last round has finished), the pruning and training configs."""
+  done = len(_runs.ok_rows(rows)) == cfg.prune.iterations + 1
+  return {"stages": rows,
+          "pruned_topology": (os.path.join(workdir, "pruned_topology")
+                              if done else None),
+          "prune_config": dataclasses.asdict(cfg.prune),
+          "train_config": cfg.base.to_dict()}
+
+
+PRUNING = Study(
+    name="pruning", rows=pipeline_rows, statistics=pipeline_statistics,
+    schema=("stages", "pruned_topology", "prune_config", "train_config"),
+    rows_file="stages", failed_keys=("stage",),
+    load_dataset=lambda cfg: cfg.base.load_dataset().flattened())
+
+
+def prune_and_retrain(config, prune: PruneConfig, workdir: str, *,
+                      dataset=None) -> dict[str, Any]:
+  """Runs the pipeline (module docstring) for ``config`` (a
+  ``snn_jax.training.TrainConfig``; its topology fields are ignored for the
+  dense run, its ``block_size`` is the pruning granularity) on the study
+  skeleton. ``dataset`` overrides loading. Writes ``stages.csv/json`` (one
+  row per stage), ``summary.json`` and ``provenance.json`` (with the
+  data's fingerprint); returns the summary."""
+  ds = dataset.flattened() if dataset is not None else None
+  return run_study(PRUNING, PruningStudyConfig(config, prune), workdir,
+                   dataset=ds)
+
+
+def _unfinished(stage: str, round_: int, target: float) -> dict[str, Any]:
+  return {"stage": stage, "round": round_, "target_density": target,
+          "error": _runs.NOT_FINISHED}
 
 
 def _row(stage: str, round_: int, target: float, s: dict) -> dict[str, Any]:
@@ -147,4 +194,4 @@ def _row(stage: str, round_: int, target: float, s: dict) -> dict[str, Any]:
           "density": s["density"], "nnz_params": s["nnz_params"],
           "final_test_acc": s["final_test_acc"],
           "best_test_acc": s["best_test_acc"],
-          "train_seconds": s["train_seconds"]}
+          "train_seconds": s["train_seconds"], "error": ""}

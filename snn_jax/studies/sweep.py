@@ -20,7 +20,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from snn_jax import analysis
-from snn_jax.training import TrainConfig, build_topologies, train_and_evaluate
+from snn_jax.studies import _runs
+from snn_jax.studies._stats import group_stats
+from snn_jax.studies._study import Study, run_study
+from snn_jax.training import TrainConfig, build_topologies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,16 +41,20 @@ def run_name(topology: str, density: float, seed: int) -> str:
   return f"{topology}_d{density:g}_s{seed}"
 
 
-def _one_run(cfg: TrainConfig, workdir: str) -> dict[str, Any]:
-  """Trains one grid point; returns its row (errors become a row, not a
-  crash of the sweep)."""
+def _one_run(cfg: TrainConfig, workdir: str, report_only: bool = False,
+             dataset=None) -> dict[str, Any]:
+  """Trains one grid point (or, with ``report_only``, finds it finished);
+  returns its row: a topology that cannot be built, a run that diverges or
+  (report-only) one that has not finished becomes a row with ``error`` set,
+  not a crash of the sweep."""
   row: dict[str, Any] = {"topology": cfg.model.topology.name,
                          "requested_density": cfg.model.topology.density,
                          "seed": cfg.run.seed, "workdir": workdir}
   t0 = time.perf_counter()
   try:
-    ds = cfg.load_dataset()
+    ds = dataset if dataset is not None else cfg.load_dataset()
     stack = build_topologies(cfg, ds.input_dim, ds.num_classes)
+    summary = _runs.train(cfg, workdir, ds, report_only=report_only)
     row["spectral_gap"] = analysis.spectral_gap(stack)
     row["algebraic_connectivity"] = analysis.algebraic_connectivity(stack)
     row["layer_spectral_gap_mean"] = float(np.mean(
@@ -55,20 +62,22 @@ def _one_run(cfg: TrainConfig, workdir: str) -> dict[str, Any]:
     paths = analysis.path_stats(stack)
     row["reachability"] = paths["reachability"]
     row["paths_cv"] = paths["paths"]["cv"]
-    summary = train_and_evaluate(cfg, workdir, dataset=ds)
     row.update(density=summary["density"], nnz_params=summary["nnz_params"],
                final_test_acc=summary["final_test_acc"],
                best_test_acc=summary["best_test_acc"],
                train_seconds=summary["train_seconds"], error="")
   except (ValueError, FloatingPointError) as e:
     row["error"] = f"{type(e).__name__}: {e}"
+  except _runs.NotFinished:
+    row["error"] = _runs.NOT_FINISHED
   row["seconds"] = time.perf_counter() - t0
   return row
 
 
-def run_sweep(config: SweepConfig, workdir: str) -> list[dict[str, Any]]:
-  """Runs the grid (sequentially, or in ``processes`` spawned worker
-  processes) and writes ``sweep.csv``, ``sweep.json`` and the plots."""
+def sweep_rows(config: SweepConfig, workdir: str, ds) -> list[dict[str, Any]]:
+  """Every grid point in ``workdir/runs/<topology>_d<density>_s<seed>``
+  (finished runs are skipped), sequentially or in ``processes`` spawned
+  worker processes (each loads the data itself)."""
   jobs = []
   for topo in config.topologies:
     for density in config.densities:
@@ -78,20 +87,46 @@ def run_sweep(config: SweepConfig, workdir: str) -> list[dict[str, Any]]:
             "model.topology.density": None if topo == "dense" else density,
             "run.seed": seed, "run.progress": False})
         jobs.append((cfg, os.path.join(workdir, "runs", run_name(topo, density, seed))))
+  report_only = _runs.report_only_now()
   if config.processes > 1:
     ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe
     with cf.ProcessPoolExecutor(config.processes, mp_context=ctx) as pool:
-      rows = list(pool.map(_one_run, *zip(*jobs)))
-  else:
-    rows = [_one_run(c, w) for c, w in jobs]
-  analysis.write_rows(rows, workdir, "sweep")
-  plot_sweep(rows, workdir)
-  return rows
+      return list(pool.map(_one_run, *zip(*jobs),
+                           [report_only] * len(jobs)))
+  return [_one_run(c, w, report_only, ds) for c, w in jobs]
+
+
+METRICS = ("density", "spectral_gap", "algebraic_connectivity")
+
+
+def sweep_statistics(config: SweepConfig, rows, workdir: str
+                     ) -> dict[str, Any]:
+  """Accuracy per topology and requested density (mean, t interval over
+  seeds) and the correlation of accuracy with each of :data:`METRICS`."""
+  return {"accuracy": group_stats(rows, ("topology", "requested_density")),
+          "correlations": {m: correlations(rows, m) for m in METRICS}}
+
+
+SWEEP = Study(
+    name="sweep", rows=sweep_rows, statistics=sweep_statistics,
+    schema=("accuracy", "correlations"), rows_file="sweep",
+    failed_keys=("topology", "requested_density", "seed"),
+    plot=lambda config, rows, summary, workdir: plot_sweep(rows, workdir))
+
+
+def run_sweep(config: SweepConfig, workdir: str, *,
+              dataset=None) -> dict[str, Any]:
+  """Runs the grid (:func:`sweep_rows`) on the study skeleton: writes
+  ``sweep.csv``/``sweep.json`` (one row per run; ``load_rows(SWEEP,
+  workdir)`` reads them), the plots, ``summary.json`` and
+  ``provenance.json``; returns the summary."""
+  return run_study(SWEEP, config, workdir, dataset=dataset)
 
 
 def correlations(rows: Sequence[dict[str, Any]], metric: str) -> dict[str, float]:
   """Spearman and Pearson correlation of final test accuracy with ``metric``
-  over the successful runs (NaN when fewer than three)."""
+  over the successful runs (NaN when fewer than three). A point estimate;
+  the reproductions' ``seed_bootstrap_corr`` adds an interval over seeds."""
   import scipy.stats
 
   ok = [r for r in rows if not r.get("error") and r.get(metric) is not None]

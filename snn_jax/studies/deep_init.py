@@ -11,15 +11,15 @@ trains.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import os
 from typing import Any
 
 import numpy as np
 
-from snn_jax.reproduce import _common
+from snn_jax.studies import _runs
+from snn_jax.studies._stats import group_stats
+from snn_jax.studies._study import Study, run_study
 from snn_jax.training import TrainConfig
 
 
@@ -52,46 +52,59 @@ class DeepInitConfig:
       raise ValueError("need at least one seed")
 
 
-def run_deep_init(cfg: DeepInitConfig, workdir: str, *,
-                  dataset=None) -> list[dict[str, Any]]:
-  """Trains every (depth, init, seed); a run whose loss becomes non-finite
-  is a row with ``diverged=True``. Writes ``deep_init.csv``/``.json`` and the
-  plot into ``workdir``; each run's own workdir is ``runs/<name>``."""
-  os.makedirs(workdir, exist_ok=True)
-  base = cfg.base
-  ds = dataset or base.load_dataset()
+def deep_init_rows(cfg: DeepInitConfig, workdir: str, ds
+                   ) -> list[dict[str, Any]]:
+  """Trains every (depth, init, seed) in ``workdir/runs/depth<d>_<init>_s
+  <seed>`` (finished runs are skipped); a run whose loss becomes non-finite
+  is a row with ``diverged=True`` and its error."""
   rows = []
   for depth in cfg.depths:
     for init in cfg.inits:
       for seed in cfg.seeds:
         name = f"depth{depth}_{init}_s{seed}"
-        run_cfg = base.override({
+        run_cfg = cfg.base.override({
             "model.hidden": (cfg.width,) * depth, "model.init": init,
             "run.seed": seed, "run.progress": False})
         row = {"depth": depth, "init": init, "seed": seed, "width": cfg.width,
-               "topology": base.model.topology.name, "diverged": False, "error": ""}
+               "topology": cfg.base.model.topology.name, "diverged": False,
+               "error": ""}
         try:
-          s = _common.train(run_cfg, os.path.join(workdir, "runs", name), ds)
+          s = _runs.train(run_cfg, os.path.join(workdir, "runs", name), ds)
           row.update(final_test_acc=s["final_test_acc"],
                      best_test_acc=s["best_test_acc"],
                      final_train_loss=s["final_train_loss"],
                      density=s["density"], train_seconds=s["train_seconds"])
         except FloatingPointError as e:
           row.update(diverged=True, error=str(e)[:200], final_test_acc=None)
-        except _common.NotFinished:
-          row.update(error=_common.NOT_FINISHED, final_test_acc=None)
+        except _runs.NotFinished:
+          row.update(error=_runs.NOT_FINISHED, final_test_acc=None)
         rows.append(row)
-  with open(os.path.join(workdir, "deep_init.json"), "w") as f:
-    json.dump(rows, f, indent=1)
-  keys = []
-  for r in rows:
-    keys += [k for k in r if k not in keys]
-  with open(os.path.join(workdir, "deep_init.csv"), "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=keys)
-    w.writeheader()
-    w.writerows(rows)
-  plot_deep_init(rows, os.path.join(workdir, "accuracy_vs_depth.png"))
   return rows
+
+
+def deep_init_statistics(cfg: DeepInitConfig, rows, workdir: str
+                         ) -> dict[str, Any]:
+  """Accuracy per depth and initialiser over seeds (diverged runs are left
+  out; the summary's ``failed`` lists them)."""
+  return {"by_depth": group_stats(rows, ("depth", "init"))}
+
+
+DEEP_INIT = Study(
+    name="deep_init", rows=deep_init_rows, statistics=deep_init_statistics,
+    schema=("by_depth",), rows_file="deep_init",
+    failed_keys=("depth", "init", "seed"),
+    plot=lambda cfg, rows, summary, workdir: plot_deep_init(
+        rows, os.path.join(workdir, "accuracy_vs_depth.png")))
+
+
+def run_deep_init(cfg: DeepInitConfig, workdir: str, *,
+                  dataset=None) -> dict[str, Any]:
+  """The grid (:func:`deep_init_rows`) on the study skeleton: writes
+  ``deep_init.csv``/``.json`` (one row per run, ``load_rows(DEEP_INIT,
+  workdir)`` reads them back), ``accuracy_vs_depth.png``, ``summary.json``
+  and ``provenance.json`` into ``workdir``; returns the summary (its
+  ``failed`` lists the diverged runs)."""
+  return run_study(DEEP_INIT, cfg, workdir, dataset=dataset)
 
 
 def plot_deep_init(rows, path: str) -> None:
@@ -101,7 +114,7 @@ def plot_deep_init(rows, path: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  rows = [r for r in rows if r["error"] != _common.NOT_FINISHED]
+  rows = [r for r in rows if r["error"] != _runs.NOT_FINISHED]
   fig, ax = plt.subplots(figsize=(6, 4))
   for init in sorted({r["init"] for r in rows}):
     depths = sorted({r["depth"] for r in rows if r["init"] == init})

@@ -1,0 +1,186 @@
+"""Statistics over the runs of a study (every study's, the reproductions'
+and the general ones'), and the Markdown tables committed with results.
+
+* :func:`mean_ci` -- mean with a Student-t interval over independent runs.
+* :func:`seed_bootstrap_corr` -- a rank (or linear) correlation across all
+  runs of a grid, with a *cluster* bootstrap interval: whole seeds are drawn
+  with replacement (every run of a drawn seed enters together), so the
+  interval reflects seed-to-seed variation rather than treating the runs of
+  one seed as independent.
+* :func:`paired_difference` -- ``value(arm) - value(reference)`` paired by
+  seed (same seed, same held-out set), with a t interval.
+* :func:`group_stats` -- :func:`mean_ci` per group of rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from snn_jax.studies._runs import ok_rows
+
+ACCURACY = "final_test_acc"
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> dict[str, float]:
+  """Mean of independent runs with a two-sided Student-t interval.
+
+  Returns ``{"mean", "low", "high", "std", "n"}``; with one value the
+  interval is that value (``std`` 0), with none everything is NaN.
+  """
+  import scipy.stats
+  x = np.asarray([v for v in values if v is not None], dtype=np.float64)
+  n = int(x.size)
+  if n == 0:
+    nan = float("nan")
+    return {"mean": nan, "low": nan, "high": nan, "std": nan, "n": 0}
+  mean = float(x.mean())
+  if n == 1:
+    return {"mean": mean, "low": mean, "high": mean, "std": 0.0, "n": 1}
+  std = float(x.std(ddof=1))
+  half = float(scipy.stats.t.ppf(0.5 + level / 2, n - 1) * std / np.sqrt(n))
+  return {"mean": mean, "low": mean - half, "high": mean + half, "std": std,
+          "n": n}
+
+
+def _corr(x: np.ndarray, y: np.ndarray, method: str) -> float:
+  import scipy.stats
+  if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    return float("nan")
+  if method == "spearman":
+    return float(scipy.stats.spearmanr(x, y).statistic)
+  return float(scipy.stats.pearsonr(x, y).statistic)
+
+
+def seed_bootstrap_corr(rows: Sequence[dict[str, Any]], x_key: str,
+                        y_key: str = ACCURACY, *, method: str = "spearman",
+                        group_key: str = "seed", n_boot: int = 2000,
+                        level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+  """Correlation of ``y_key`` with ``x_key`` over ``rows`` (rows with an
+  error or a missing/non-finite value are left out), with a percentile
+  interval from a cluster bootstrap over ``group_key`` (module docstring).
+
+  Args:
+    method: ``"spearman"`` or ``"pearson"``.
+    n_boot: bootstrap resamples; resamples whose correlation is undefined
+      (constant values) are dropped and counted in ``n_boot_used``.
+
+  Returns:
+    ``{"estimate", "low", "high", "n", "n_groups", "n_boot_used", "method"}``
+    (NaN estimate and interval with fewer than three usable rows; NaN
+    interval with fewer than two groups).
+  """
+  if method not in ("spearman", "pearson"):
+    raise ValueError(f"method must be 'spearman' or 'pearson', got {method!r}")
+  use = []
+  for r in ok_rows(rows):
+    x, y = r.get(x_key), r.get(y_key)
+    if x is None or y is None or not (np.isfinite(x) and np.isfinite(y)):
+      continue
+    use.append((r.get(group_key), float(x), float(y)))
+  nan = float("nan")
+  out = {"estimate": nan, "low": nan, "high": nan, "n": len(use),
+         "n_groups": len({g for g, _, _ in use}), "n_boot_used": 0,
+         "method": method}
+  if len(use) < 3:
+    return out
+  x = np.array([u[1] for u in use])
+  y = np.array([u[2] for u in use])
+  out["estimate"] = _corr(x, y, method)
+  groups = sorted({u[0] for u in use}, key=str)
+  if len(groups) < 2:
+    return out
+  members = {g: np.array([i for i, u in enumerate(use) if u[0] == g])
+             for g in groups}
+  rng = np.random.default_rng(seed)
+  stats = []
+  for _ in range(n_boot):
+    pick = rng.integers(len(groups), size=len(groups))
+    idx = np.concatenate([members[groups[k]] for k in pick])
+    c = _corr(x[idx], y[idx], method)
+    if np.isfinite(c):
+      stats.append(c)
+  if stats:
+    lo, hi = np.quantile(stats, [0.5 - level / 2, 0.5 + level / 2])
+    out.update(low=float(lo), high=float(hi), n_boot_used=len(stats))
+  return out
+
+
+def paired_difference(rows: Sequence[dict[str, Any]], arm_key: str, arm: Any,
+                      reference: Any, value: str = ACCURACY,
+                      **match: Any) -> dict[str, float]:
+  """:func:`mean_ci` of ``value`` of the ``arm`` run minus that of the
+  ``reference`` run over the seeds where both succeeded, among the rows
+  whose fields equal ``match`` (e.g. ``paired_difference(rows, "init",
+  "neurofabric", "sparse_he", depth=32)``)."""
+  by: dict[tuple, float] = {}
+  for r in ok_rows(rows):
+    if r[arm_key] in (arm, reference) and all(
+        r[k] == v for k, v in match.items()):
+      by[(r[arm_key], r["seed"])] = r[value]
+  seeds = sorted(s for a, s in by if a == arm and (reference, s) in by)
+  return mean_ci([by[(arm, s)] - by[(reference, s)] for s in seeds])
+
+
+def group_stats(rows: Sequence[dict[str, Any]], keys: Sequence[str],
+                value: str = ACCURACY) -> list[dict[str, Any]]:
+  """One row per distinct combination of ``keys`` among the successful
+  rows: the keys, and :func:`mean_ci` of ``value`` over its runs."""
+  groups: dict[tuple, list[float]] = {}
+  for r in ok_rows(rows):
+    groups.setdefault(tuple(r[k] for k in keys), []).append(r[value])
+  out = []
+  for k in sorted(groups, key=lambda t: tuple(str(v) if isinstance(v, str)
+                                              else v for v in t)):
+    ci = mean_ci(groups[k])
+    out.append({**dict(zip(keys, k)), "mean": ci["mean"], "ci_low": ci["low"],
+                "ci_high": ci["high"], "std": ci["std"], "runs": ci["n"]})
+  return out
+
+
+def errorbar_ci(ax, x, stats: Sequence[dict[str, Any]], *,
+                clip: tuple[float, float] | None = None, **kwargs) -> None:
+  """Plots :func:`group_stats` rows at ``x``: means with their intervals,
+  drawn clipped to ``clip`` where given (an accuracy interval from two
+  seeds can reach past [0, 1]; the tables keep the unclipped bounds)."""
+  y = np.array([s["mean"] for s in stats])
+  low = np.array([s["ci_low"] for s in stats])
+  high = np.array([s["ci_high"] for s in stats])
+  if clip is not None:
+    low, high = np.clip(low, *clip), np.clip(high, *clip)
+  ax.errorbar(x, y, yerr=[y - low, high - y], capsize=3, **kwargs)
+
+
+def _cell(v: Any) -> str:
+  if v is None or (isinstance(v, float) and not np.isfinite(v)):
+    return "–"
+  if isinstance(v, float):
+    return f"{v:.4g}"
+  return str(v)
+
+
+def write_markdown_table(rows: Sequence[dict[str, Any]],
+                         columns: Sequence[tuple[str, str]], path: str,
+                         title: str = "") -> str:
+  """Writes ``rows`` as a Markdown table (``columns``: (key, header)
+  pairs; accuracies as percentages where the key ends in ``acc``, is
+  ``paper``, ``mean``, ``ci_low`` or ``ci_high``) to ``path``; returns the
+  text -- what REPRODUCTION.md quotes, regenerated with the results."""
+  pct = {"paper", "mean", "ci_low", "ci_high", "paper_low", "paper_high",
+         "ours_low", "ours_high"}
+
+  def fmt(key, v):
+    if (key in pct or key.endswith("acc")) and isinstance(v, float) \
+        and np.isfinite(v):
+      return f"{100 * v:.2f}"
+    return _cell(v)
+  lines = [f"{title}\n" if title else "",
+           "| " + " | ".join(h for _, h in columns) + " |",
+           "|" + "---|" * len(columns)]
+  for r in rows:
+    lines.append("| " + " | ".join(fmt(k, r.get(k)) for k, _ in columns) + " |")
+  text = "\n".join(l for l in lines if l) + "\n"
+  with open(path, "w") as f:
+    f.write(text)
+  return text
