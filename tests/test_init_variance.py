@@ -84,3 +84,44 @@ def test_sparse_he_scales_per_neuron_fan_in():
   per_out = [v[t.cols == j] for j in range(300)]
   ratio = np.array([p.std() / np.sqrt(2.0 / fi[j]) for j, p in enumerate(per_out)])
   assert abs(np.median(ratio) - 1.0) < 0.05
+
+
+def _direct_draw(name, key, t, dtype):
+  """Each initialiser's definition, drawn at the layer's own shape."""
+  from snn_jax.nn import _init
+  shape = (t.nnzb, t.block_size, t.block_size)
+  if name == "dense_he":
+    return (jax.random.normal(key, shape, jnp.float32)
+            * np.sqrt(2.0 / t.n_in)).astype(dtype)
+  if name == "truncated_normal:0.04":
+    return (jax.random.truncated_normal(key, -2.0, 2.0, shape, jnp.float32)
+            * 0.04).astype(dtype)
+  fan_in = {"sparse_he": t.fan_in(),
+            "neurofabric": nn.effective_fan_in(t, None)}[name]
+  std = _init._per_entry_std(t, np.sqrt(2.0 / np.maximum(fan_in, 1)))
+  return (jax.random.normal(key, std.shape, jnp.float32) * std).astype(dtype)
+
+
+@pytest.mark.parametrize("name", ["sparse_he", "neurofabric", "dense_he",
+                                  "truncated_normal:0.04"])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_initialisers_draw_the_values_of_their_definition(name, dtype, rng):
+  """The draws are made at a padded size (one compilation per size class)
+  and cut: value for value those of the layer's own shape."""
+  init = nn.get_initializer(name)
+  for n_in, n_out, density, bs in [(64, 32, 0.3, 1), (300, 100, 0.07, 1),
+                                   (96, 64, 0.5, 2), (64, 64, 0.25, 4)]:
+    t = T.make("erdos_renyi", n_in, n_out, density=density, block_size=bs,
+               seed=int(rng.integers(1 << 30)))
+    key = jax.random.key(int(rng.integers(1 << 30)))
+    got = init(key, t, dtype)
+    want = _direct_draw(name, key, t, dtype)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(np.asarray(got, np.float32),
+                                  np.asarray(want, np.float32))
+  # A traced key (inside jit) draws at the exact shape; XLA may fuse the
+  # scaling into the draw there (an ulp apart in float32).
+  traced = jax.jit(lambda k: init(k, t, dtype))(key)
+  np.testing.assert_allclose(np.asarray(traced, np.float32),
+                             np.asarray(want, np.float32), rtol=1e-2
+                             if dtype == jnp.bfloat16 else 1e-6)

@@ -8,7 +8,7 @@ import os
 import jax
 import pytest
 
-from snn_jax import data
+from snn_jax import data, studies
 from snn_jax.nn import ModelConfig
 from snn_jax.studies import Study, load_rows, run_study
 from snn_jax.studies import _runs
@@ -35,16 +35,16 @@ def _rows(cfg, workdir, ds):
   for d in cfg.densities:
     def one(d=d):
       run_cfg = cfg.base.override({"model.topology.density": d})
-      s = _runs.train(run_cfg, os.path.join(workdir, f"d{d:g}"), ds)
-      return _runs.run_row(s)
-    row = _runs.guarded(one)
+      s = studies.train(run_cfg, os.path.join(workdir, f"d{d:g}"), ds)
+      return studies.run_row(s)
+    row = studies.guarded(one)
     row["requested_density"] = d
     rows.append(row)
   return rows
 
 
 def _statistics(cfg, rows, workdir):
-  ok = _runs.ok_rows(rows)
+  ok = studies.ok_rows(rows)
   return {"best": max((r["final_test_acc"] for r in ok), default=None),
           "finished": len(ok)}
 
@@ -117,3 +117,24 @@ def test_evolution_config_validation(bad, match):
   from snn_jax.studies import EvolutionConfig
   with pytest.raises(ValueError, match=match):
     EvolutionConfig(base=TrainConfig(), **bad)
+
+
+def test_the_readme_study_example_runs(tmp_path, monkeypatch):
+  """The README's "A study of your own" block, run as written (on the
+  embedded digits, for one epoch)."""
+  import re
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with open(os.path.join(root, "README.md")) as f:
+    text = f.read()
+  section = text[text.index("## A study of your own"):]
+  code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+  code = code.replace("TrainConfig()", "TrainConfig().override({"
+                      "'run.epochs': 1, 'run.progress': False, "
+                      "'model.hidden': (32,)})")
+  monkeypatch.chdir(tmp_path)
+  scope: dict = {}
+  exec(compile(code, "README.md", "exec"), scope)
+  summary = scope["summary"]
+  assert summary["runs"] == summary["runs_finished"] == 3
+  assert [a["fan_in"] for a in summary["accuracy"]] == [4, 8, 16]
+  assert (tmp_path / "out" / "fan_in" / "fan_in_runs.csv").exists()

@@ -40,6 +40,7 @@ float[nnzb, bs, bs]`` in the topology's storage order.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import jax
@@ -49,6 +50,47 @@ import numpy as np
 from snn_jax.topology import Topology
 
 InitFn = Callable[..., jax.Array]
+
+# Draws of up to this many entries are made at a power-of-two size and cut.
+_BUCKETED_UP_TO = 1 << 22
+
+
+@functools.lru_cache(maxsize=None)
+def _flat_draw_fn(size: int, truncated: bool):
+  if truncated:
+    return jax.jit(lambda key: jax.random.truncated_normal(
+        key, -2.0, 2.0, (size,), jnp.float32))
+  return jax.jit(lambda key: jax.random.normal(key, (size,), jnp.float32))
+
+
+def _standard_normal(key, shape: tuple[int, ...], truncated: bool = False):
+  """float32 draws of ``shape``: ``jax.random.normal(key, shape)`` (or
+  ``truncated_normal(key, -2, 2, shape)``), value for value.
+
+  Every layer of a new topology has its own ``nnzb``, so drawing at the
+  layer's shape compiles the random draw anew for every layer of every
+  run. With JAX's partitionable threefry the first ``n`` draws of a longer
+  flat draw are the draws of length ``n``, so a concrete key draws at the
+  next power of two (one compilation per size class) and cuts; a traced
+  key, a draw too large to pad, or the non-partitionable generator draws
+  at the exact shape. Returns a NumPy array for a concrete key."""
+  n = int(np.prod(shape, dtype=np.int64))
+  if (isinstance(key, jax.core.Tracer) or n > _BUCKETED_UP_TO or n == 0
+      or not jax.config.jax_threefry_partitionable):
+    if truncated:
+      return jax.random.truncated_normal(key, -2.0, 2.0, shape, jnp.float32)
+    return jax.random.normal(key, shape, jnp.float32)
+  size = max(256, 1 << (n - 1).bit_length())
+  return np.asarray(_flat_draw_fn(size, truncated)(key))[:n].reshape(shape)
+
+
+def _scaled(draw, std, dtype):
+  """``draw * std`` in float32 (on the host for a host draw: IEEE products,
+  the same bits as XLA's), cast to ``dtype``."""
+  if isinstance(draw, np.ndarray):
+    out = draw * np.asarray(std, np.float32)
+    return jnp.asarray(out.astype(jnp.dtype(dtype)))
+  return (draw * std).astype(dtype)
 
 
 def _per_entry_std(topology: Topology, std_out: np.ndarray | None = None,
@@ -71,7 +113,7 @@ def sparse_he(key, topology: Topology, dtype=jnp.float32, live_inputs=None):
   """``N(0, 2 / fan_in_j)`` with each output neuron's actual fan-in."""
   std_out = np.sqrt(2.0 / _safe(topology.fan_in()))
   std = _per_entry_std(topology, std_out)
-  return (jax.random.normal(key, std.shape, jnp.float32) * std).astype(dtype)
+  return _scaled(_standard_normal(key, std.shape), std, dtype)
 
 
 def sparse_glorot(key, topology: Topology, dtype=jnp.float32, live_inputs=None):
@@ -83,14 +125,14 @@ def sparse_glorot(key, topology: Topology, dtype=jnp.float32, live_inputs=None):
   cols = topology.cols.astype(np.int64)[:, None] * bs + np.arange(bs)
   var = 2.0 / (fo[rows][:, :, None] + fi[cols][:, None, :])
   std = np.sqrt(var).astype(np.float32)
-  return (jax.random.normal(key, std.shape, jnp.float32) * std).astype(dtype)
+  return _scaled(_standard_normal(key, std.shape), std, dtype)
 
 
 def dense_he(key, topology: Topology, dtype=jnp.float32, live_inputs=None):
   """The naive dense scaling ``N(0, 2 / n_in)`` (ignores sparsity)."""
   shape = (topology.nnzb, topology.block_size, topology.block_size)
-  return (jax.random.normal(key, shape, jnp.float32)
-          * np.sqrt(2.0 / topology.n_in)).astype(dtype)
+  return _scaled(_standard_normal(key, shape),
+                 np.float32(np.sqrt(2.0 / topology.n_in)), dtype)
 
 
 def effective_fan_in(topology: Topology, live_inputs: np.ndarray | None) -> np.ndarray:
@@ -106,7 +148,7 @@ def neurofabric(key, topology: Topology, dtype=jnp.float32, live_inputs=None):
   """``N(0, 2 / effective_fan_in_j)`` (see module docstring)."""
   std_out = np.sqrt(2.0 / _safe(effective_fan_in(topology, live_inputs)))
   std = _per_entry_std(topology, std_out)
-  return (jax.random.normal(key, std.shape, jnp.float32) * std).astype(dtype)
+  return _scaled(_standard_normal(key, std.shape), std, dtype)
 
 
 INITIALIZERS: dict[str, InitFn] = {
@@ -122,8 +164,8 @@ def truncated_normal(std: float) -> InitFn:
 
   def init(key, topology: Topology, dtype=jnp.float32, live_inputs=None):
     shape = (topology.nnzb, topology.block_size, topology.block_size)
-    return (jax.random.truncated_normal(key, -2.0, 2.0, shape, jnp.float32)
-            * std).astype(dtype)
+    return _scaled(_standard_normal(key, shape, truncated=True),
+                   np.float32(std), dtype)
   return init
 
 

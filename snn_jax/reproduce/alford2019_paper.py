@@ -57,6 +57,7 @@ from snn_jax import analysis
 from snn_jax import topology as topology_lib
 from snn_jax.nn import AlfordLeNet5
 from snn_jax.reproduce import _common
+from snn_jax.studies import Study, run_study
 from snn_jax.training import TrainConfig, restore_model
 
 MODELS = ("lenet300", "lenet5")
@@ -426,22 +427,22 @@ DEVIATIONS = (
 )
 
 
-def run(cfg: AlfordPaperConfig, workdir: str, *, dataset=None,
-        report_only: bool = False) -> dict[str, Any]:
-  """Runs (or resumes) every arm and seed into ``workdir/runs``; writes
-  ``paper_runs.csv/json``, ``side_by_side.csv``, ``summary.json``,
-  ``provenance.json`` and ``accuracy_vs_sparsity.png``. ``report_only``
-  trains nothing: the files report the runs that have finished, and
-  ``summary["unfinished"]`` counts the others."""
-  os.makedirs(workdir, exist_ok=True)
-  ds = cfg.base.data.with_validation(dataset or cfg.base.load_dataset())
-  prov = _common.Provenance("alford2019 (paper scale)", cfg, ds)
+def grid_rows(cfg: AlfordPaperConfig, workdir: str, ds
+              ) -> list[dict[str, Any]]:
+  """Every arm of every model and seed (``workdir/runs/<model>/s<seed>/
+  <arm>``; finished runs are skipped): one row per run that has finished
+  or failed -- runs not yet finished (a report-only pass) are left out."""
   rows = []
-  with _common.reporting_only(report_only):
-    for model in cfg.models:
-      for seed in _seeds(cfg, model):
-        rows += _seed_rows(cfg, model, seed, workdir, ds)
-  analysis.write_rows(rows, workdir, "paper_runs")
+  for model in cfg.models:
+    for seed in _seeds(cfg, model):
+      rows += _seed_rows(cfg, model, seed, workdir, ds)
+  return rows
+
+
+def statistics(cfg: AlfordPaperConfig, rows, workdir: str) -> dict[str, Any]:
+  """The sheet's numbers beside ours (``side_by_side.csv/md``), accuracy
+  and the largest drop per configuration, the deviations, the planned run
+  count and the training time of the finished runs."""
   table = side_by_side(rows)
   analysis.write_rows(table, workdir, "side_by_side")
   _common.write_markdown_table(
@@ -455,19 +456,32 @@ def run(cfg: AlfordPaperConfig, workdir: str, *, dataset=None,
   drops = _common.group_stats(rows, ("model", "arm", "param"), "max_drop")
   for s, d in zip(stats, drops):
     s["max_drop_mean"] = d["mean"]
-  summary = {"side_by_side": table, "accuracy": stats,
-             "agreement_margin": AGREEMENT_MARGIN,
-             "deviations": list(DEVIATIONS),
-             "runs_finished": len(rows), "runs_planned": planned_runs(cfg),
-             "failed": [{k: r[k] for k in ("model", "arm", "param", "seed",
-                                           "error")}
-                        for r in _common.failed_rows(rows)]}
-  plot(table, workdir)
-  summary["train_seconds_of_finished_runs"] = float(sum(
-      r.get("train_seconds") or 0.0 for r in _common.ok_rows(rows)))
-  summary["provenance"] = prov.write(workdir, report_only=report_only)
-  _common.write_summary(summary, workdir)
-  return summary
+  return {"side_by_side": table, "accuracy": stats,
+          "agreement_margin": AGREEMENT_MARGIN,
+          "deviations": list(DEVIATIONS),
+          "runs_planned": planned_runs(cfg),
+          "train_seconds_of_finished_runs": float(sum(
+              r.get("train_seconds") or 0.0 for r in _common.ok_rows(rows)))}
+
+
+STUDY = Study(
+    name="alford2019 (paper scale)", rows=grid_rows, statistics=statistics,
+    schema=("side_by_side", "accuracy", "agreement_margin", "deviations",
+            "runs_planned", "train_seconds_of_finished_runs"),
+    rows_file="paper_runs", failed_keys=("model", "arm", "param", "seed"),
+    plot=lambda cfg, rows, summary, workdir: plot(summary["side_by_side"],
+                                                  workdir))
+
+
+def run(cfg: AlfordPaperConfig, workdir: str, *, dataset=None,
+        report_only: bool = False) -> dict[str, Any]:
+  """Runs (or resumes) every arm and seed (:func:`grid_rows`) on the study
+  skeleton; writes ``paper_runs.csv/json``, ``side_by_side.csv/md``,
+  ``summary.json``, ``provenance.json`` and ``accuracy_vs_sparsity.png``.
+  ``report_only`` trains nothing: the files report the runs that have
+  finished (``runs_finished`` of ``runs_planned``)."""
+  ds = cfg.base.data.with_validation(dataset or cfg.base.load_dataset())
+  return run_study(STUDY, cfg, workdir, dataset=ds, report_only=report_only)
 
 
 def plot(table, out_dir: str) -> None:

@@ -42,6 +42,7 @@ import numpy as np
 from snn_jax import analysis
 from snn_jax import topology as topology_lib
 from snn_jax.reproduce import _common
+from snn_jax.studies import Study, run_study
 from snn_jax.reproduce.liu2020 import SET_SETTING
 from snn_jax.training import TrainConfig
 
@@ -143,22 +144,27 @@ def nnstd_pairs(snapshots: dict[int, dict[int, list]], epoch: int
   return out
 
 
-def run(cfg: LiuFigure4Config, workdir: str, *, dataset=None,
-        report_only: bool = False) -> dict[str, Any]:
-  """Trains (or resumes) the ten networks into ``workdir/runs/w<i>`` and
-  writes ``networks.csv/json``, ``accuracy_vs_paper.csv``,
-  ``nnstd_by_epoch.csv``, ``summary.json``, ``provenance.json`` and the
-  plots. ``report_only`` trains nothing and reports the networks that have
-  finished."""
-  os.makedirs(workdir, exist_ok=True)
-  ds = cfg.base.data.with_validation(dataset or cfg.base.load_dataset())
-  ds = ds.flattened()
-  prov = _common.Provenance("liu2020 Figure 4 (paper scale)", cfg, ds)
+CHOICES = ("optimiser: SET's setting (SGD momentum 0.9, lr 0.01, "
+           "weight decay 2e-4, batch 128, per-feature standardisation)",
+           "network i trains with seed i",
+           "validation part: the last 12,000 training images")
+
+
+def _run_dir(workdir: str, i: int) -> str:
+  return os.path.join(workdir, "runs", f"w{i}")
+
+
+def network_rows(cfg: LiuFigure4Config, workdir: str, ds
+                 ) -> list[dict[str, Any]]:
+  """Trains (or finds finished) the ten networks in ``workdir/runs/w<i>``,
+  network i with seed i, snapshots at ``cfg.snapshot_epochs``: one row per
+  network that has finished or failed (unfinished ones, in a report-only
+  pass, are left out)."""
   stacks = initial_topologies(cfg, ds.input_dim, ds.num_classes)
   base = cfg.base.override({"run.snapshot_epochs": cfg.snapshot_epochs})
-  rows, run_dirs = [], {}
+  rows = []
   for i, stack in enumerate(stacks):
-    rdir = os.path.join(workdir, "runs", f"w{i}")
+    rdir = _run_dir(workdir, i)
 
     def one(stack=stack, rdir=rdir, i=i):
       s = _common.train_stack(base, stack, rdir, ds, seed=i)
@@ -166,20 +172,21 @@ def run(cfg: LiuFigure4Config, workdir: str, *, dataset=None,
       return {**_common.run_row(s), "final_val_acc": s.get("final_val_acc"),
               **{f"val_acc_e{e}": curve[e]["val_acc"]
                  for e in PAPER_VAL_ACC if e in curve}}
-    with _common.reporting_only(report_only):
-      row = _common.guarded(one)
+    row = _common.guarded(one)
     if row["error"] == _common.NOT_FINISHED:
       continue
     row.update(network=f"w{i}", seed=i)
     rows.append(row)
-    if not row["error"]:
-      run_dirs[i] = os.path.join(rdir, "train")
     print(f"liu2020 figure 4: w{i}: val {row.get('final_val_acc')} "
           f"{row['error']}", flush=True)
-  analysis.write_rows(rows, workdir, "networks")
+  return rows
+
+
+def _nnstd_by_epoch(cfg: LiuFigure4Config, rows, workdir: str):
+  run_dirs = {r["seed"]: os.path.join(_run_dir(workdir, r["seed"]), "train")
+              for r in _common.ok_rows(rows)}
   snapshots = {i: analysis.load_snapshots(d) for i, d in run_dirs.items()}
-  per_epoch = []
-  mats = {}
+  per_epoch, mats = [], {}
   for e in cfg.snapshot_epochs:
     if len(snapshots) < 2 or not all(e in s for s in snapshots.values()):
       continue
@@ -189,6 +196,15 @@ def run(cfg: LiuFigure4Config, workdir: str, *, dataset=None,
     per_epoch.append({"epoch": e, **{f"layer_{l}_mean": float(np.nanmean(
         m[l][iu])) for l in range(m.shape[0])},
         "hidden_mean": float(np.nanmean(m[:-1, iu[0], iu[1]]))})
+  return per_epoch, mats
+
+
+def statistics(cfg: LiuFigure4Config, rows, workdir: str) -> dict[str, Any]:
+  """Validation accuracy beside the paper's (``accuracy_vs_paper.csv/
+  md``), test accuracy over the networks, the NNSTD between the networks
+  per snapshot epoch (``nnstd_by_epoch.csv``; all pairs, authors'
+  convention) with the heat-map epochs' matrices."""
+  per_epoch, mats = _nnstd_by_epoch(cfg, rows, workdir)
   analysis.write_rows(per_epoch, workdir, "nnstd_by_epoch")
   table = accuracy_vs_paper(rows)
   analysis.write_rows(table, workdir, "accuracy_vs_paper")
@@ -201,26 +217,44 @@ def run(cfg: LiuFigure4Config, workdir: str, *, dataset=None,
       os.path.join(workdir, "accuracy_vs_paper.md"),
       title="Validation accuracy (%) on the 12,000 held-out training images; "
             "paper: range over seven of the authors' ten networks")
-  summary = {
+  return {
       "accuracy_vs_paper": table,
       "test_acc": _common.mean_ci([r["final_test_acc"] for r in
                                    _common.ok_rows(rows)]),
       "nnstd_by_epoch": per_epoch,
       "nnstd_matrices": {str(e): m.tolist() for e, m in mats.items()
                          if e in cfg.heatmap_epochs},
-      "networks_finished": len(rows), "networks_planned": cfg.networks,
-      "choices": ["optimiser: SET's setting (SGD momentum 0.9, lr 0.01, "
-                  "weight decay 2e-4, batch 128, per-feature standardisation)",
-                  "network i trains with seed i",
-                  "validation part: the last 12,000 training images"],
-      "failed": [{k: r[k] for k in ("network", "error")}
-                 for r in _common.failed_rows(rows)]}
-  plot(mats, per_epoch, cfg, workdir)
-  summary["train_seconds_of_finished_runs"] = float(sum(
-      r.get("train_seconds") or 0.0 for r in _common.ok_rows(rows)))
-  summary["provenance"] = prov.write(workdir, report_only=report_only)
-  _common.write_summary(summary, workdir)
-  return summary
+      "networks_finished": len(_common.ok_rows(rows)),
+      "networks_planned": cfg.networks,
+      "choices": list(CHOICES),
+      "train_seconds_of_finished_runs": float(sum(
+          r.get("train_seconds") or 0.0 for r in _common.ok_rows(rows)))}
+
+
+def _plot(cfg: LiuFigure4Config, rows, summary, workdir: str) -> None:
+  mats = {int(e): np.asarray(m) for e, m in summary["nnstd_matrices"].items()}
+  plot(mats, summary["nnstd_by_epoch"], cfg, workdir)
+
+
+STUDY = Study(
+    name="liu2020 Figure 4 (paper scale)", rows=network_rows,
+    statistics=statistics,
+    schema=("accuracy_vs_paper", "test_acc", "nnstd_by_epoch",
+            "nnstd_matrices", "networks_finished", "networks_planned",
+            "choices", "train_seconds_of_finished_runs"),
+    rows_file="networks", failed_keys=("network",), plot=_plot)
+
+
+def run(cfg: LiuFigure4Config, workdir: str, *, dataset=None,
+        report_only: bool = False) -> dict[str, Any]:
+  """Trains (or resumes) the ten networks (:func:`network_rows`) on the
+  study skeleton and writes ``networks.csv/json``,
+  ``accuracy_vs_paper.csv/md``, ``nnstd_by_epoch.csv``, ``summary.json``,
+  ``provenance.json`` and the plots. ``report_only`` trains nothing and
+  reports the networks that have finished."""
+  ds = cfg.base.data.with_validation(dataset or cfg.base.load_dataset())
+  return run_study(STUDY, cfg, workdir, dataset=ds.flattened(),
+                   report_only=report_only)
 
 
 def accuracy_vs_paper(rows) -> list[dict[str, Any]]:

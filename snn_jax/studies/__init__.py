@@ -26,6 +26,9 @@ The reproductions of the four seed papers are studies too; they live in
 :mod:`snn_jax.reproduce` (``experiments/reproduce.py``).
 """
 
+from snn_jax.studies._runs import (NOT_FINISHED, NotFinished, failed_rows,
+                                   guarded, ok_rows, reporting_only, run_row,
+                                   train, train_stack)
 from snn_jax.studies._stats import (group_stats, mean_ci, paired_difference,
                                     seed_bootstrap_corr)
 from snn_jax.studies._study import Study, load_rows, run_study
@@ -40,7 +43,9 @@ from snn_jax.studies.sweep import (SWEEP, SweepConfig, correlations,
                                    plot_sweep, run_name, run_sweep,
                                    sweep_rows)
 
-__all__ = ["DEEP_INIT", "EVOLUTION", "EvolutionConfig", "PRUNING", "PruningStudyConfig", "SWEEP",
+__all__ = ["NOT_FINISHED", "NotFinished", "failed_rows", "guarded", "ok_rows",
+           "reporting_only", "run_row", "train", "train_stack",
+           "DEEP_INIT", "EVOLUTION", "EvolutionConfig", "PRUNING", "PruningStudyConfig", "SWEEP",
            "DeepInitConfig", "PruneConfig", "SCOPES", "Study",
            "SweepConfig", "correlations", "deep_init_rows", "group_stats",
            "load_rows", "mean_ci", "paired_difference", "plot_deep_init",
