@@ -138,3 +138,42 @@ def test_the_readme_study_example_runs(tmp_path, monkeypatch):
   assert summary["runs"] == summary["runs_finished"] == 3
   assert [a["fan_in"] for a in summary["accuracy"]] == [4, 8, 16]
   assert (tmp_path / "out" / "fan_in" / "fan_in_runs.csv").exists()
+
+
+def test_train_stack_passes_objects_and_continues_runs_started_with_a_folder(
+    tmp_path):
+  """A stack goes to the run as objects (recorded in train/topology and by
+  fingerprint); another stack in the same workdir is refused; a run that an
+  earlier version started through ``workdir/topology`` is taken as it was
+  started (finished: returned, not retrained or refused)."""
+  from snn_jax import topology
+  from snn_jax.training import train_and_evaluate
+  ds = data.load("digits")
+  base = TrainConfig(model=ModelConfig(hidden=(24,)),
+                     run=RunConfig(epochs=1, batch_size=64, progress=False))
+  stack = topology.make_stack("erdos_renyi", [64, 24, 10], density=0.3, seed=1)
+  new = str(tmp_path / "new")
+  s = studies.train_stack(base, stack, new, ds, seed=0)
+  assert studies.stack_of(new) == stack
+  with open(os.path.join(new, "train", "config.json")) as f:
+    cfg = json.load(f)
+  assert cfg["given_topologies"] and cfg["model"]["topology"] == dict(
+      TopologyConfig("erdos_renyi").to_dict())
+  assert not os.path.exists(os.path.join(new, "topology"))
+  assert studies.train_stack(base, stack, new, ds, seed=0) == s
+  other = topology.make_stack("erdos_renyi", [64, 24, 10], density=0.3, seed=2)
+  with pytest.raises(FileExistsError, match="given_topologies"):
+    studies.train_stack(base, other, new, ds, seed=0)
+  # Started as versions before 2026-12-03 did: the stack saved to a folder
+  # that the config names.
+  old = str(tmp_path / "old")
+  topology.save_stack(stack, os.path.join(old, "topology"))
+  started = train_and_evaluate(base.override({
+      "model.topology": TopologyConfig("erdos_renyi",
+                                       directory=os.path.join(old, "topology")),
+      "run.seed": 0}), os.path.join(old, "train"), dataset=ds)
+  import shutil
+  shutil.rmtree(os.path.join(old, "topology"))  # not committed: regenerated
+  assert studies.train_stack(base, stack, old, ds, seed=0) == started
+  assert studies.stack_of(old) == stack
+  assert not os.path.exists(os.path.join(old, "train", "topology"))

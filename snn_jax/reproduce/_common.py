@@ -13,7 +13,7 @@ from snn_jax import topology as topology_lib
 # tier's; the reproductions use them through this module).
 from snn_jax.studies._runs import (  # noqa: F401
     NOT_FINISHED, NotFinished, Provenance, failed_rows, guarded, ok_rows,
-    report_only_now, reporting_only, run_row, train, train_stack,
+    report_only_now, reporting_only, run_row, stack_of, train, train_stack,
     write_summary)
 from snn_jax.studies._stats import (  # noqa: F401
     ACCURACY, errorbar_ci, group_stats, mean_ci, paired_difference,

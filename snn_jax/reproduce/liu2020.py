@@ -163,8 +163,8 @@ def dataset_analysis(cfg: LiuConfig, name: str, rows, workdir: str
   for m in ("static", "set"):
     out[f"{m}_minus_dense"] = _common.paired_difference(rows, "method", m,
                                                         "dense")
-  static = {r["seed"]: topology_lib.load_stack(os.path.join(
-      _run_dir(workdir, name, "static", r["seed"]), "topology"), chained=False)
+  static = {r["seed"]: _common.stack_of(
+      _run_dir(workdir, name, "static", r["seed"]))
             for r in ok if r["method"] == "static"}
   if len(static) >= 2:
     pairs = list(itertools.combinations(sorted(static), 2))

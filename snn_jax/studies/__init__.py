@@ -3,7 +3,7 @@ loop. Each takes a config, runs its grid with restart-safe skipping
 (finished runs are not redone), and writes rows, statistics, plots and a
 summary -- on one skeleton, :func:`run_study` with a :class:`Study` (its
 grid, statistics, plots and declared summary schema); ``_runs`` holds the
-pieces a grid uses (``train``, ``train_stack``, ``guarded``,
+pieces a grid uses (``train``, ``train_stack`` and ``stack_of``, ``guarded``,
 ``reporting_only``, ``Provenance``):
 
 * :func:`prune_and_retrain` (:mod:`~snn_jax.studies.pruning`) -- train
@@ -28,7 +28,7 @@ The reproductions of the four seed papers are studies too; they live in
 
 from snn_jax.studies._runs import (NOT_FINISHED, NotFinished, failed_rows,
                                    guarded, ok_rows, reporting_only, run_row,
-                                   train, train_stack)
+                                   stack_of, train, train_stack)
 from snn_jax.studies._stats import (group_stats, mean_ci, paired_difference,
                                     seed_bootstrap_corr)
 from snn_jax.studies._study import Study, load_rows, run_study
@@ -44,7 +44,7 @@ from snn_jax.studies.sweep import (SWEEP, SweepConfig, correlations,
                                    sweep_rows)
 
 __all__ = ["NOT_FINISHED", "NotFinished", "failed_rows", "guarded", "ok_rows",
-           "reporting_only", "run_row", "train", "train_stack",
+           "reporting_only", "run_row", "stack_of", "train", "train_stack",
            "DEEP_INIT", "EVOLUTION", "EvolutionConfig", "PRUNING", "PruningStudyConfig", "SWEEP",
            "DeepInitConfig", "PruneConfig", "SCOPES", "Study",
            "SweepConfig", "correlations", "deep_init_rows", "group_stats",

@@ -79,25 +79,25 @@ def train(config: TrainConfig, workdir: str, dataset, *,
 def train_stack(base: TrainConfig, stack: Sequence[topology_lib.Topology],
                 workdir: str, dataset, *, seed: int,
                 report_only: bool | None = None) -> dict[str, Any]:
-  """Trains ``base`` on the given topology stack (saved to
-  ``workdir/topology`` and passed as the topology config's ``directory``,
-  so the run can be rebuilt with ``snn_jax.training.restore_model``).
-  Returns train_and_evaluate's summary (``report_only``: see
-  :func:`train`)."""
-  tdir = os.path.join(workdir, "topology")
+  """Trains ``base`` on the given topology stack into ``workdir/train``,
+  the stack passed to ``train_and_evaluate`` as objects (which records it
+  in ``train/topology`` and, by fingerprint, in config.json; the model's
+  widths and topology name follow the stack). :func:`stack_of` reads the
+  stack back. Returns train_and_evaluate's summary (``report_only``: see
+  :func:`train`).
+
+  Runs started by versions before 2026-12-03, which passed the stack as a
+  saved folder (``workdir/topology``, named in config.json), continue that
+  way: they resume, and are recognised as finished, as they were started.
+  """
+  run_dir = os.path.join(workdir, "train")
   if report_only is None:
     report_only = _REPORT_ONLY.get()
   if report_only:
-    s = finished_summary(os.path.join(workdir, "train"), base.run.epochs)
+    s = finished_summary(run_dir, base.run.epochs)
     if s is None:
       raise NotFinished(workdir)
     return s
-  if os.path.isdir(tdir):
-    if topology_lib.load_stack(tdir, chained=False) != list(stack):
-      raise ValueError(f"{tdir} holds a different topology than this run; "
-                       "use a fresh workdir")
-  else:
-    topology_lib.save_stack(stack, tdir)
   name = stack[0].name if stack[0].name in topology_lib.names() else "pruned"
   model = base.model.name
   if model == "lenet5_alford":  # (conv2 channels, fully connected width)
@@ -105,12 +105,49 @@ def train_stack(base: TrainConfig, stack: Sequence[topology_lib.Topology],
   else:
     fc = stack[len(LeNet5.CONV_CHANNELS):] if model == "lenet5" else stack
     hidden = tuple(t.n_out for t in fc[:-1])
-  cfg = base.override({
-      "model.hidden": hidden,
-      "model.topology": topology_lib.TopologyConfig(name, directory=tdir),
-      "run.seed": seed, "run.progress": False})
-  return train_and_evaluate(cfg, os.path.join(workdir, "train"),
-                            dataset=dataset)
+  overrides = {"model.hidden": hidden, "run.seed": seed,
+               "run.progress": False}
+  legacy = _legacy_topology_dir(workdir)
+  if legacy is None:
+    cfg = base.override({**overrides,
+                         "model.topology": topology_lib.TopologyConfig(name)})
+    return train_and_evaluate(cfg, run_dir, dataset=dataset, topologies=stack)
+  if os.path.isdir(legacy):
+    if topology_lib.load_stack(legacy, chained=False) != list(stack):
+      raise ValueError(f"{legacy} holds a different topology than this run; "
+                       "use a fresh workdir")
+  else:  # not committed with the results: regenerated
+    topology_lib.save_stack(stack, legacy)
+  cfg = base.override({**overrides, "model.topology":
+                       topology_lib.TopologyConfig(name, directory=legacy)})
+  return train_and_evaluate(cfg, run_dir, dataset=dataset)
+
+
+def _legacy_topology_dir(workdir: str) -> str | None:
+  """``workdir/topology`` where the run in ``workdir/train`` was started by
+  an earlier version with its stack passed through that folder (its
+  config.json, flat or nested, names a topology directory); else None."""
+  path = os.path.join(workdir, "train", "config.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    raw = json.load(f)
+  named = (raw.get("model", {}).get("topology", {}).get("directory")
+           if isinstance(raw.get("model"), dict) else raw.get("topology_dir"))
+  return os.path.join(workdir, "topology") if named else None
+
+
+def stack_of(workdir: str, *, chained: bool = False
+             ) -> list[topology_lib.Topology]:
+  """The topology stack a :func:`train_stack` run in ``workdir`` was given
+  (``train/topology``, or ``topology`` for runs started that way by an
+  earlier version)."""
+  for path in (os.path.join(workdir, "train", "topology"),
+               os.path.join(workdir, "topology")):
+    if os.path.isdir(path):
+      return topology_lib.load_stack(path, chained=chained)
+  raise FileNotFoundError(f"no topology of a train_stack run in {workdir!r} "
+                          "(has it started?)")
 
 
 def run_row(summary: dict[str, Any]) -> dict[str, Any]:

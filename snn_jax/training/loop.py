@@ -16,6 +16,10 @@ Workdir contract:
                      the topology index arrays), optimizer state, epoch --
                      one per completed epoch, so a killed run restarts at
                      the last completed epoch and loses at most one;
+  ``topology/``      where the topologies were given as objects
+                     (``topologies=``): them, ``layer_<l>.npz`` as
+                     ``topology.save_stack`` writes (the run's record of
+                     what it was given; ``load_stack`` reads it);
   ``topologies/``    optional per-epoch topology snapshots (NNSTD analysis):
                      ``epoch_<e>/layer_<l>.npz``, epoch 0 = at initialisation;
   ``summary.json``   final and best accuracy, timings, sizes, data source
@@ -185,7 +189,13 @@ def restore_model(workdir: str, epoch: int | None = None) -> SparseMLP:
     saved = json.load(f)
   # Summaries written before input_dim was recorded: the first width.
   input_dim = saved.get("input_dim", saved["widths"][0])
-  topologies = build_topologies(config, input_dim, saved["widths"][-1])
+  recorded = os.path.join(workdir, "topology")
+  # Given as objects and recorded (not rebuildable from the config).
+  given_recorded = bool(raw.get("given_topologies")) and os.path.isdir(recorded)
+  if given_recorded:
+    topologies = topology_lib.load_stack(recorded, chained=False)
+  else:
+    topologies = build_topologies(config, input_dim, saved["widths"][-1])
   model = build_model(config, topologies)
   ckpt = Checkpointer(workdir)
   try:
@@ -193,9 +203,11 @@ def restore_model(workdir: str, epoch: int | None = None) -> SparseMLP:
     if epoch is None:
       raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
     # Layers shrank during training (pruning), or the run was given
-    # topologies that the config alone does not rebuild: take the
-    # checkpoint's block counts (its indices then restore the structure).
-    if config.sparse.method == "prune" or raw.get("given_topologies"):
+    # topologies that it did not record (versions before 2026-12-03) and
+    # the config alone does not rebuild: take the checkpoint's block
+    # counts (its indices then restore the structure).
+    if config.sparse.method == "prune" or (raw.get("given_topologies")
+                                           and not given_recorded):
       _match_checkpoint_shapes(ckpt, epoch, model)
     tx, _ = make_optimizer(config, 1)
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
@@ -308,6 +320,27 @@ def _prepare_workdir(config: TrainConfig, workdir: str, overwrite: bool,
         "choose a writable --workdir (or free disk space)") from e
 
 
+def _record_given_topologies(topologies: Sequence[Topology],
+                              workdir: str) -> None:
+  """Writes the given topologies to ``workdir/topology`` once (process 0;
+  a resume was checked against their fingerprint in config.json), whole or
+  not at all: into a temporary folder, then renamed."""
+  path = os.path.join(workdir, "topology")
+  if jax.process_index() != 0 or os.path.isdir(path):
+    return
+  tmp = f"{path}.tmp{os.getpid()}"
+  try:
+    shutil.rmtree(tmp, ignore_errors=True)
+    topology_lib.save_stack(topologies, tmp)
+    os.replace(tmp, path)
+  except OSError as e:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise WorkdirWriteError(
+        e.errno, f"cannot write the given topologies to {path!r}: "
+        f"{e.strerror or e}; free disk space or make the workdir writable, "
+        "then run the same command again") from e
+
+
 def _snapshot(model: SparseMLP, workdir: str, epoch: int) -> None:
   topology_lib.save_stack(model.topologies(),
                           os.path.join(workdir, "topologies", f"epoch_{epoch:03d}"))
@@ -348,6 +381,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
     topologies = build_topologies(config, ds.input_dim, ds.num_classes)
   model = build_model(config, topologies)
   _prepare_workdir(config, workdir, overwrite, ds.fingerprint, given)
+  if given is not None:
+    _record_given_topologies(topologies, workdir)
   steps_per_epoch = data_lib.num_batches(len(ds.x_train), batch_size)
   epochs = config.run.epochs
   tx, lr_schedule = make_optimizer(config, steps_per_epoch)
