@@ -83,7 +83,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=8",
-            "pytest-xdist>=3",
+            "pytest-xdist>=3.2",
             "hypothesis>=6",
             "chex>=0.1.87",
             "nbformat>=5",

@@ -111,7 +111,10 @@ def test_topology_config_rules(kwargs, match):
     (lambda: RunConfig(shard_blocks=True), "needs data_parallel"),
     (lambda: TrainConfig(model=ModelConfig("lenet5", hidden=(120, 84)),
                          sparse=SparseTrainingConfig("set")),
-     "unset \\['sparse.method'\\]"),
+     "set --update_every >= 1"),
+    (lambda: TrainConfig(model=ModelConfig("lenet5", hidden=(120, 84)),
+                         run=RunConfig(data_parallel=True)),
+     "unset \\['run.data_parallel'\\]"),
 ])
 def test_each_part_validates_its_own_rules(make, match):
   with pytest.raises((ValueError, KeyError), match=match):

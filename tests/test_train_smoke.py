@@ -15,6 +15,7 @@ from snn_jax.training import TrainConfig, train_and_evaluate
 from snn_jax.data import DataConfig
 from snn_jax.nn import ModelConfig
 from snn_jax.topology import TopologyConfig
+from snn_jax.sparse_training import SparseTrainingConfig
 from snn_jax.training import RunConfig
 from tests.conftest import SHARED_MNIST
 
@@ -252,8 +253,51 @@ def test_lenet5_trains_restores_and_takes_topology_dir(tmp_path):
                        str(tmp_path / "c"), dataset=ds)
 
 
+@pytest.mark.parametrize("method", ["set", "rigl"])
+def test_lenet5_rewires_on_device_resumes_and_restores(tmp_path, method):
+  """LeNet-5's SET/RigL go through the on-device transform from the loop:
+  connections move in the fully connected layers at fixed nnz (the
+  generated channel graphs are dense: nothing to move there), the moves are counted, and a run killed after epoch 1
+  resumes to the uninterrupted run's losses and topology."""
+  from snn_jax.training import restore_model
+  ds = _digits_28x28()
+  cfg = TrainConfig(
+      model=ModelConfig(name="lenet5", hidden=(40, 20), topology=TopologyConfig(
+          name="erdos_renyi", density=0.3)),
+      sparse=SparseTrainingConfig(method, zeta=0.3, update_every=4),
+      run=RunConfig(epochs=2, batch_size=128, progress=False))
+  assert cfg.rewires_on_device
+  s = train_and_evaluate(cfg, str(tmp_path / "a"), dataset=ds)
+  rows = [json.loads(l) for l in open(tmp_path / "a" / "metrics.jsonl")]
+  assert all(r["rewired_blocks"] > 0 for r in rows)
+  assert len({r["nnz_params"] for r in rows}) == 1 == len(
+      {s["nnz_params"], rows[0]["nnz_params"]})
+  start = cfg.model.make_topologies(784, 10, seed=cfg.run.seed)
+  end = restore_model(str(tmp_path / "a")).topologies()
+  moved = [t0 != t1 for t0, t1 in zip(start, end)]
+  assert moved[2] and moved[3], moved  # fully connected layers
+  assert [t.nnz for t in start] == [t.nnz for t in end]
+  train_and_evaluate(cfg, str(tmp_path / "b"), dataset=ds, stop_after_epoch=1)
+  resumed = train_and_evaluate(cfg, str(tmp_path / "b"), dataset=ds)
+  assert resumed["resumed_from_epoch"] == 1
+  rows_b = [json.loads(l) for l in open(tmp_path / "b" / "metrics.jsonl")]
+  np.testing.assert_allclose([r["train_loss"] for r in rows_b],
+                             [r["train_loss"] for r in rows], rtol=1e-5)
+  assert restore_model(str(tmp_path / "b")).topologies() == end
+  # Its schedule spans the 2 epochs: more are refused, and nothing changes.
+  with open(tmp_path / "b" / "config.json") as f:
+    before = f.read()
+  with pytest.raises(ValueError, match="schedule for 2 epochs"):
+    train_and_evaluate(cfg.override({"run.epochs": 3}), str(tmp_path / "b"),
+                       dataset=ds)
+  with open(tmp_path / "b" / "config.json") as f:
+    assert f.read() == before
+
+
 @pytest.mark.parametrize("bad, match", [
-    (dict(sparse_training="set"), "static topologies"),
+    (dict(sparse_training="set"), "--update_every >= 1"),
+    (dict(sparse_training="set", update_every=5, data_parallel=True),
+     "without data_parallel"),
     (dict(dropout=0.1), "no norm or dropout"),
     (dict(model="resnet"), "unknown model"),
 ])

@@ -11,7 +11,9 @@ Workdir contract:
                      update due at the end of an epoch comes after the
                      epoch's evaluation (as SET's code evaluates before it
                      evolves the weights), so test_acc is the accuracy of
-                     the trained, not the freshly rewired, network;
+                     the trained, not the freshly rewired, network (the
+                     MLP's host-side rewiring; LeNet-5's SET/RigL rewire
+                     inside the step, ``TrainConfig.rewires_on_device``);
   ``checkpoints/``   orbax: model state (values, biases, norm statistics and
                      the topology index arrays), optimizer state, epoch --
                      one per completed epoch, so a killed run restarts at
@@ -63,7 +65,8 @@ from snn_jax import data as data_lib
 from snn_jax import topology as topology_lib
 from snn_jax.topology import Topology
 from snn_jax.nn import AlfordLeNet5, LeNet5, SparseMLP, TopologyVar
-from snn_jax.sparse_training import Rewirer
+from snn_jax.sparse_training import (DynamicSparsity, Rewirer,
+                                     SparseOptimizer)
 from snn_jax.training import parallel
 from snn_jax.training.config import (TrainConfig, flat_items,
                                      normalised_dict)
@@ -112,6 +115,25 @@ def train_step(model: SparseMLP, optimizer: nnx.Optimizer, x, y):
   (loss, acc), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
   optimizer.update(model, grads)
   return loss, acc
+
+
+@nnx.jit
+def train_step_rewiring(model, optimizer: SparseOptimizer, x, y):
+  """One step with dynamic sparsity on the device (SET/RigL of any model
+  through ``SparseOptimizer``); returns (loss, accuracy, blocks moved by
+  this step's rewiring -- 0 on the steps without one)."""
+  def loss_fn(model):
+    return _loss_and_acc(model, x, y)
+  (loss, acc), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+  before = optimizer.rewirings.get_value()
+  if optimizer.dynamic.method == "rigl":
+    optimizer.update(model, grads,
+                     grow_loss=lambda m: _loss_and_acc(m, x, y)[0])
+  else:
+    optimizer.update(model, grads)
+  moved = (optimizer.rewirings.get_value() - before) * jnp.sum(
+      optimizer.moved.get_value())
+  return loss, acc, moved
 
 
 @nnx.jit
@@ -210,12 +232,42 @@ def restore_model(workdir: str, epoch: int | None = None) -> SparseMLP:
                                            and not given_recorded):
       _match_checkpoint_shapes(ckpt, epoch, model)
     tx, _ = make_optimizer(config, 1)
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    if config.rewires_on_device:  # its state holds the run's schedule
+      steps = _steps_per_epoch(workdir) * config.run.epochs
+      optimizer = SparseOptimizer(model, DynamicSparsity(
+          config.rewiring, total_steps=steps).wrap(tx))
+    else:
+      optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     _restore(ckpt, epoch, model, optimizer)
   finally:
     ckpt.close()
   model.eval()
   return model
+
+
+def _refuse_other_epochs_on_device(config: TrainConfig, workdir: str) -> None:
+  """On-device rewiring keeps its whole schedule in the optimizer state,
+  sized by the run's epochs: a started run given another number of epochs
+  is refused (before anything in the workdir changes) with what to do."""
+  path = os.path.join(workdir, "config.json")
+  if not (os.path.exists(path) and _has_progress(workdir)):
+    return
+  with open(path) as f:
+    stored = normalised_dict(json.load(f))["run"]["epochs"]
+  if stored != config.run.epochs:
+    raise ValueError(
+        f"{workdir!r} holds a run that rewires on the device (LeNet-5 "
+        f"SET/RigL) on a schedule for {stored} epochs; it cannot be "
+        f"continued with {config.run.epochs} -- start a new workdir with the "
+        "epochs you want")
+
+
+def _steps_per_epoch(workdir: str) -> int:
+  """Optimizer steps per epoch of the run in ``workdir``: the first
+  metrics row's ``step`` (written before any checkpoint)."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    first = json.loads(f.readline())
+  return int(first["step"]) // int(first["epoch"])
 
 
 def _match_checkpoint_shapes(ckpt: Checkpointer, epoch: int, model) -> None:
@@ -380,6 +432,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
   else:
     topologies = build_topologies(config, ds.input_dim, ds.num_classes)
   model = build_model(config, topologies)
+  if config.rewires_on_device and not overwrite:
+    _refuse_other_epochs_on_device(config, workdir)
   _prepare_workdir(config, workdir, overwrite, ds.fingerprint, given)
   if given is not None:
     _record_given_topologies(topologies, workdir)
@@ -387,7 +441,12 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
   epochs = config.run.epochs
   tx, lr_schedule = make_optimizer(config, steps_per_epoch)
   rewirer = Rewirer(config.rewiring, total_steps=epochs * steps_per_epoch)
-  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  on_device = config.rewires_on_device
+  if on_device:
+    optimizer = SparseOptimizer(model, DynamicSparsity(
+        config.rewiring, total_steps=epochs * steps_per_epoch).wrap(tx))
+  else:
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
 
   summary_path = os.path.join(workdir, "summary.json")
   # The workdir holds this config and data (_prepare_workdir checked).
@@ -451,6 +510,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
                     leave=False)
     rewired = 0
     rewire_after_eval = None
+    moved_on_device = []
 
     def rewire(xb, yb):
       n = sum(s["dropped"] for s in rewirer.update(model, optimizer, step,
@@ -465,13 +525,17 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
         xb, yb = jnp.asarray(xb), jnp.asarray(yb)
       else:
         xb, yb = parallel.shard_batch(mesh, xb, yb)
-      loss, acc = train_step(model, optimizer, xb, yb)
+      if on_device:
+        loss, acc, moved = train_step_rewiring(model, optimizer, xb, yb)
+        moved_on_device.append(moved)
+      else:
+        loss, acc = train_step(model, optimizer, xb, yb)
       losses.append(loss)
       accs.append(acc)
       step += 1
       end_of_epoch = i + 1 == steps_per_epoch
-      if rewirer.due(step, end_of_epoch=end_of_epoch,
-                     last_epoch=epoch == epochs):
+      if not on_device and rewirer.due(step, end_of_epoch=end_of_epoch,
+                                       last_epoch=epoch == epochs):
         if end_of_epoch:  # the epoch's accuracy is measured before it
           rewire_after_eval = (xb, yb)
         else:
@@ -488,6 +552,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
           f"non-finite training loss at epoch {epoch}, step {bad + 1} of the "
           f"epoch; training stopped and nothing was saved for this epoch "
           f"({kept}). Lower --lr or change --init/--optimizer.")
+    if moved_on_device:
+      rewired = int(np.sum(jax.device_get(moved_on_device)))
     epoch_s = time.perf_counter() - t0
     train_s += epoch_s
     test_loss, test_acc = evaluate(model, ds.x_test, ds.y_test, eval_batch)
