@@ -313,7 +313,9 @@ def test_alford_lenet5_convolutions_follow_their_weight_level_masks(rng):
 @pytest.mark.parametrize("kw,match", [
     (dict(hidden=(50,)), "hidden=\\(conv2 channels"),
     (dict(init="dense_he"), "unset \\['init'\\]"),
-    (dict(sparse_training="set"), "unset \\['sparse.method'\\]"),
+    (dict(sparse_training="set"), "set --update_every >= 1"),
+    (dict(sparse_training="rigl", update_every=10, data_parallel=True),
+     "unset \\['run.data_parallel'\\]"),
 ])
 def test_alford_lenet5_config_errors(kw, match):
   with pytest.raises(ValueError, match=match):
