@@ -46,12 +46,19 @@ def test_non_finite_loss_is_one_line_and_exit_1(tmp_path):
   assert "error: non-finite training loss" in out.stderr
 
 
+def _sigint_default():
+  # A suite started in the background by a non-interactive shell (`cmd &`,
+  # nohup) passes SIGINT down ignored; the user at a terminal has it.
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_says_where_the_run_resumes(tmp_path):
   wd = tmp_path / "run"
   proc = subprocess.Popen(
       [sys.executable, os.path.join(ROOT, "experiments", "train.py"),
        f"--workdir={wd}", "--hidden=64", "--epochs=500"],
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      preexec_fn=_sigint_default)
   try:
     metrics = wd / "metrics.jsonl"
     deadline = time.time() + 240
@@ -75,6 +82,28 @@ def test_ctrl_c_says_where_the_run_resumes(tmp_path):
   finally:
     ckpt.close()
   assert f"resume from epoch {done + 1}" in err
+
+
+@pytest.mark.parametrize("ignored", [False, True])
+def test_checkpoint_block_defers_ctrl_c_unless_it_is_ignored(ignored):
+  """Ctrl-C inside the checkpoint block takes effect when the block ends;
+  a process that ignores SIGINT keeps ignoring it there."""
+  from snn_jax.training.loop import _interrupts_deferred
+  previous = signal.signal(signal.SIGINT, signal.SIG_IGN if ignored
+                           else signal.default_int_handler)
+  reached_end = False
+  try:
+    try:
+      with _interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs here, inside the block
+        reached_end = True
+      interrupted = False
+    except KeyboardInterrupt:
+      interrupted = True
+  finally:
+    signal.signal(signal.SIGINT, previous)
+  assert reached_end and interrupted is not ignored
 
 
 def test_aliases_and_key_flags(tmp_path):

@@ -716,8 +716,11 @@ def _interrupts_deferred():
   """Ctrl-C (SIGINT) inside the block takes effect when it ends, so a
   checkpoint and its metrics row are written together or not at all (an
   interrupted orbax save leaves worker threads failing noisily). Only the
-  main thread can install signal handlers; elsewhere this does nothing."""
-  if threading.current_thread() is not threading.main_thread():
+  main thread can install signal handlers; elsewhere this does nothing. A
+  process that ignores SIGINT (``nohup``, or started with ``&`` by a
+  non-interactive shell) keeps ignoring it here too."""
+  if (threading.current_thread() is not threading.main_thread()
+      or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
     yield
     return
   caught = []
