@@ -287,7 +287,7 @@ def test_lenet5_rewires_on_device_resumes_and_restores(tmp_path, method):
   # Its schedule spans the 2 epochs: more are refused, and nothing changes.
   with open(tmp_path / "b" / "config.json") as f:
     before = f.read()
-  with pytest.raises(ValueError, match="schedule for 2 epochs"):
+  with pytest.raises(FileExistsError, match="schedule for 2 epochs"):
     train_and_evaluate(cfg.override({"run.epochs": 3}), str(tmp_path / "b"),
                        dataset=ds)
   with open(tmp_path / "b" / "config.json") as f:

@@ -29,6 +29,7 @@ from snn_jax import topology as topology_lib
 from snn_jax.nn import LeNet5
 from snn_jax.training import (TrainConfig, finished_summary,
                               train_and_evaluate)
+from snn_jax.training.config import normalised_dict
 
 class NotFinished(Exception):
   """A report-only pass met a run that has not finished (it is left out of
@@ -131,9 +132,7 @@ def _legacy_topology_dir(workdir: str) -> str | None:
   if not os.path.exists(path):
     return None
   with open(path) as f:
-    raw = json.load(f)
-  named = (raw.get("model", {}).get("topology", {}).get("directory")
-           if isinstance(raw.get("model"), dict) else raw.get("topology_dir"))
+    named = normalised_dict(json.load(f))["model"]["topology"]["directory"]
   return os.path.join(workdir, "topology") if named else None
 
 

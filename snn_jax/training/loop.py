@@ -245,23 +245,6 @@ def restore_model(workdir: str, epoch: int | None = None) -> SparseMLP:
   return model
 
 
-def _refuse_other_epochs_on_device(config: TrainConfig, workdir: str) -> None:
-  """On-device rewiring keeps its whole schedule in the optimizer state,
-  sized by the run's epochs: a started run given another number of epochs
-  is refused (before anything in the workdir changes) with what to do."""
-  path = os.path.join(workdir, "config.json")
-  if not (os.path.exists(path) and _has_progress(workdir)):
-    return
-  with open(path) as f:
-    stored = normalised_dict(json.load(f))["run"]["epochs"]
-  if stored != config.run.epochs:
-    raise ValueError(
-        f"{workdir!r} holds a run that rewires on the device (LeNet-5 "
-        f"SET/RigL) on a schedule for {stored} epochs; it cannot be "
-        f"continued with {config.run.epochs} -- start a new workdir with the "
-        "epochs you want")
-
-
 def _steps_per_epoch(workdir: str) -> int:
   """Optimizer steps per epoch of the run in ``workdir``: the first
   metrics row's ``step`` (written before any checkpoint)."""
@@ -341,7 +324,11 @@ def _prepare_workdir(config: TrainConfig, workdir: str, overwrite: bool,
     old_items = {**flat_items(normalised_dict(old)),
                  "given_topologies": old.get("given_topologies")}
     changed = sorted(k for k in new_items if old_items[k] != new_items[k])
-    diff = [k for k in changed if k not in _NOT_COMPARED]
+    # On-device rewiring keeps its whole schedule, sized by the run's
+    # epochs, in the optimizer state: there epochs cannot grow.
+    not_compared = tuple(k for k in _NOT_COMPARED if not (
+        k == "run.epochs" and config.rewires_on_device))
+    diff = [k for k in changed if k not in not_compared]
     data_problem = None
     if old_fp is None and _has_progress(workdir):
       data_problem = ("was started before data fingerprints were recorded, so "
@@ -354,6 +341,10 @@ def _prepare_workdir(config: TrainConfig, workdir: str, overwrite: bool,
     if (diff or data_problem) and not overwrite:
       what = (f"holds a run with a different config (fields {diff})" if diff
               else data_problem)
+      if "run.epochs" in diff:
+        what += (f"; it rewires on the device on a schedule for "
+                 f"{old_items['run.epochs']} epochs, so it cannot be "
+                 "continued to another number")
       raise FileExistsError(
           f"workdir {workdir!r} {what}; use another --workdir or pass "
           "--overwrite to discard it")
@@ -432,8 +423,6 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
   else:
     topologies = build_topologies(config, ds.input_dim, ds.num_classes)
   model = build_model(config, topologies)
-  if config.rewires_on_device and not overwrite:
-    _refuse_other_epochs_on_device(config, workdir)
   _prepare_workdir(config, workdir, overwrite, ds.fingerprint, given)
   if given is not None:
     _record_given_topologies(topologies, workdir)
