@@ -44,11 +44,39 @@ namespace ffi = xla::ffi;
 namespace {
 
 // ---------------------------------------------------------------------------
-// Vectors: GCC/Clang vector extensions. 16 float lanes lower to one AVX-512
-// register, two AVX2 registers or four SSE registers, whichever the target
-// has: the portable fallback is the compiler's.
-constexpr int kLanes = 16;
+// Vectors: GCC/Clang vector extensions, one vf = one register of the target
+// (AVX-512: 16 float lanes, 32 registers; AVX/AVX2: 8 lanes, 16 registers;
+// NEON: 4 lanes, 32; anything else: 4 lanes as SSE, 16 -- the portable
+// fallback is the compiler's lowering). Every register tile below is sized
+// from these two numbers so that its accumulators and operands fit the
+// register file: a tile that spills runs several times slower (measured:
+// the AVX-512 tiles compiled for an AVX2 machine ran its block-size-1
+// forward 2.3x slower than tiles sized for it, BUILD_NOTES.md).
+#if defined(__AVX512F__)
+constexpr int kLanes = 16, kVecRegs = 32;
+#elif defined(__AVX__)
+constexpr int kLanes = 8, kVecRegs = 16;
+#elif defined(__aarch64__)
+constexpr int kLanes = 4, kVecRegs = 32;
+#else
+constexpr int kLanes = 4, kVecRegs = 16;
+#endif
 typedef float vf __attribute__((vector_size(kLanes * sizeof(float))));
+
+constexpr int Clamp(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+// Gather at block size 1: one row of accumulators, kWide vectors of batch lanes.
+constexpr int kWide = kVecRegs / 2;
+// Gather at other block sizes: kGatherRows output rows x 4 vectors.
+constexpr int kGatherRows = Clamp(kVecRegs / 8, 1, 4);
+// SDDMM: partial sums per output entry (2 x 2 entries at a time).
+constexpr int kSddmmParts = Clamp(kVecRegs / 8, 1, 4);
+// Row-major kernels: a chunk of 32 columns (kChunkVectors registers of
+// weights) times kRowTile batch rows of accumulators.
+constexpr int kChunk = 32, kChunkVectors = kChunk / kLanes;
+constexpr int kRowTile = Clamp((kVecRegs - 1) / (kChunkVectors + 1), 1, 8);
+// dW row-major: kDwRows rows x 4 vectors of columns.
+constexpr int kDwVectors = 4;
+constexpr int kDwRows = Clamp((kVecRegs - kDwVectors - 1) / kDwVectors, 1, 4);
 
 inline vf load(const float* p) {
   vf v;
@@ -231,34 +259,53 @@ float* ScratchSlot(int slot, int64_t n) {
 
 // ---------------------------------------------------------------------------
 // Layout changes. a[rows][cols] (T) -> at[cols][bp] (float), zero-padded
-// lanes rows..bp-1; and back.
+// lanes rows..bp-1; and back. Both move tiles of kTR rows x kTC columns: on
+// the row-major side kTR cache lines, one per row, each used whole; on the
+// feature-major side kTC runs of kTR floats. (A tile of 64 rows reads 64
+// lines a power-of-two stride apart, which share one L1 set and evict each
+// other: that version took 1.5 ms per 4 MB transpose, XLA's takes 0.8.)
+constexpr int64_t kTR = 8, kTC = 16;
+
 template <typename T>
 void ToFeatureMajor(const T* a, int64_t rows, int64_t cols, int64_t bp, float* at) {
-  constexpr int64_t kTile = 64;
-  ParallelRanges((cols + kTile - 1) / kTile, TaskCount(), [&](int64_t t0, int64_t t1) {
-    for (int64_t c0 = t0 * kTile; c0 < std::min(cols, t1 * kTile); c0 += kTile) {
-      int64_t c1 = std::min(cols, c0 + kTile);
-      for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
-        int64_t r1 = std::min(rows, r0 + kTile);
-        for (int64_t c = c0; c < c1; ++c)
-          for (int64_t r = r0; r < r1; ++r) at[c * bp + r] = to_f32<T>(a[r * cols + c]);
+  ParallelRanges((cols + kTC - 1) / kTC, TaskCount(), [&](int64_t t0, int64_t t1) {
+    float tile[kTC][kTR];
+    for (int64_t c0 = t0 * kTC; c0 < std::min(cols, t1 * kTC); c0 += kTC) {
+      const int64_t nc = std::min(kTC, cols - c0);
+      for (int64_t r0 = 0; r0 < bp; r0 += kTR) {
+        if (nc == kTC && r0 + kTR <= rows) {
+          for (int64_t r = 0; r < kTR; ++r)
+            for (int64_t c = 0; c < kTC; ++c) tile[c][r] = to_f32<T>(a[(r0 + r) * cols + c0 + c]);
+          for (int64_t c = 0; c < kTC; ++c)
+            std::memcpy(at + (c0 + c) * bp + r0, tile[c], sizeof(tile[c]));
+          continue;
+        }
+        const int64_t nr = std::min(kTR, bp - r0);
+        for (int64_t c = 0; c < nc; ++c)
+          for (int64_t r = 0; r < nr; ++r)
+            at[(c0 + c) * bp + r0 + r] =
+                r0 + r < rows ? to_f32<T>(a[(r0 + r) * cols + c0 + c]) : 0.0f;
       }
-      for (int64_t c = c0; c < c1; ++c)
-        for (int64_t r = rows; r < bp; ++r) at[c * bp + r] = 0.0f;
     }
   });
 }
 
 template <typename T>
 void FromFeatureMajor(const float* at, int64_t rows, int64_t cols, int64_t bp, T* a) {
-  constexpr int64_t kTile = 64;
-  ParallelRanges((rows + kTile - 1) / kTile, TaskCount(), [&](int64_t t0, int64_t t1) {
-    for (int64_t r0 = t0 * kTile; r0 < std::min(rows, t1 * kTile); r0 += kTile) {
-      int64_t r1 = std::min(rows, r0 + kTile);
-      for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
-        int64_t c1 = std::min(cols, c0 + kTile);
-        for (int64_t r = r0; r < r1; ++r)
-          for (int64_t c = c0; c < c1; ++c) a[r * cols + c] = from_f32<T>(at[c * bp + r]);
+  ParallelRanges((cols + kTC - 1) / kTC, TaskCount(), [&](int64_t t0, int64_t t1) {
+    float tile[kTC][kTR];
+    for (int64_t c0 = t0 * kTC; c0 < std::min(cols, t1 * kTC); c0 += kTC) {
+      const int64_t nc = std::min(kTC, cols - c0);
+      for (int64_t r0 = 0; r0 < rows; r0 += kTR) {
+        if (nc == kTC && r0 + kTR <= rows) {
+          for (int64_t c = 0; c < kTC; ++c)
+            std::memcpy(tile[c], at + (c0 + c) * bp + r0, sizeof(tile[c]));
+          for (int64_t r = 0; r < kTR; ++r)
+            for (int64_t c = 0; c < kTC; ++c) a[(r0 + r) * cols + c0 + c] = from_f32<T>(tile[c][r]);
+          continue;
+        }
+        for (int64_t r = r0; r < std::min(rows, r0 + kTR); ++r)
+          for (int64_t c = 0; c < nc; ++c) a[r * cols + c0 + c] = from_f32<T>(at[(c0 + c) * bp + r]);
       }
     }
   });
@@ -271,7 +318,7 @@ void FromFeatureMajor(const float* at, int64_t rows, int64_t cols, int64_t bp, T
 // with V[k](a, b) = values[k][b][a] (forward: W's block, b = input row) or
 // values[k][a][b] (dX: W^T's block). `in` and `out` are feature-major with
 // bp lanes. One task owns a range of output block rows and all lanes.
-template <typename T, bool kTransposed, int kVectors, int kA = 4>
+template <typename T, bool kTransposed, int kVectors, int kA = kGatherRows>
 void GatherTile(const float* in, const T* values, const int32_t* ptr,
                 const int32_t* perm, const int32_t* gidx, int64_t bs, int64_t bp,
                 int64_t o, int64_t lane0, float* out) {
@@ -310,16 +357,16 @@ void Gather(const float* in, const T* values, const int32_t* ptr, const int32_t*
   // Lanes in groups of kGroup vectors: at block size 1 a whole 1 KB row of
   // 256 batch lanes per load stream (16 independent chains); otherwise 4
   // vectors x 4 output rows. Narrower tails take the 4-vector tiles.
-  const int64_t group = bs == 1 ? 16 : 4;
+  const int64_t group = bs == 1 ? kWide : 4;
   const int64_t groups = (bp / kLanes + group - 1) / group;
   const int64_t tasks = n_out_blocks * groups;
   ParallelRanges(tasks, TaskCount(), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t o = t / groups, g = t % groups;
+      const int64_t g = t / n_out_blocks, o = t % n_out_blocks;
       int64_t lane0 = g * group * kLanes;
       const int64_t lane_end = std::min(bp, lane0 + group * kLanes);
-      if (group == 16 && lane_end - lane0 == 16 * kLanes) {
-        GatherTile<T, kTransposed, 16, 1>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out);
+      if (bs == 1 && lane_end - lane0 == kWide * kLanes) {
+        GatherTile<T, kTransposed, kWide, 1>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out);
         continue;
       }
       for (; lane0 < lane_end; lane0 += 4 * kLanes) {
@@ -336,13 +383,13 @@ void Gather(const float* in, const T* values, const int32_t* ptr, const int32_t*
 }
 
 // dV[k][i][j] = sum over batch lanes of XT[r*bs + i][:] * DYT[c*bs + j][:].
-// Four partial sums per entry over the lane vectors (fixed assignment
-// v mod 4), combined in a fixed order.
+// kSddmmParts partial sums per entry over the lane vectors (fixed
+// assignment v mod kP), combined in a fixed order.
 template <typename T>
 void Sddmm(const float* xt, const float* dyt, const int32_t* row_idx,
            const int32_t* col_idx, int64_t nnzb, int64_t bs, int64_t bp, T* dv) {
   const int64_t nvec = bp / kLanes;
-  constexpr int kI = 2, kJ = 2, kP = 4;
+  constexpr int kI = 2, kJ = 2, kP = kSddmmParts;
   ParallelRanges(nnzb, TaskCount(), [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k) {
       const float* xs = xt + static_cast<int64_t>(row_idx[k]) * bs * bp;
@@ -366,7 +413,10 @@ void Sddmm(const float* xt, const float* dyt, const int32_t* row_idx,
           }
           for (int i = 0; i < ni; ++i)
             for (int j = 0; j < nj; ++j) {
-              vf s = (acc[i][j][0] + acc[i][j][1]) + (acc[i][j][2] + acc[i][j][3]);
+              vf s = acc[i][j][0];  // a fixed tree over the parts
+              if constexpr (kP == 2) s = acc[i][j][0] + acc[i][j][1];
+              if constexpr (kP == 4)
+                s = (acc[i][j][0] + acc[i][j][1]) + (acc[i][j][2] + acc[i][j][3]);
               out[(i0 + i) * bs + j0 + j] = from_f32<T>(hsum(s));
             }
         }
@@ -439,7 +489,7 @@ template <typename T>
 void ForwardRows(const T* x, const T* values, const int32_t* row_idx,
                  const int32_t* col_ptr, const int32_t* col_order, int64_t batch,
                  int64_t n_in, int64_t n_cb, int64_t bs, T* y) {
-  constexpr int kTB = 8, kJV = 2;
+  constexpr int kTB = kRowTile, kJV = kChunkVectors;
   const int64_t n_out = n_cb * bs, chunks = bs / (kJV * kLanes);
   const int64_t tiles = (batch + kTB - 1) / kTB;
   ParallelRanges(n_cb * chunks * tiles, TaskCount(), [&](int64_t t0, int64_t t1) {
@@ -455,63 +505,105 @@ void ForwardRows(const T* x, const T* values, const int32_t* row_idx,
 }
 
 // dX: dx[b][rb*bs + i] = sum_p sum_j dy[b][c_p*bs + j] * V[p][i][j]. A task
-// owns kJV*kLanes columns i of block row rb for the whole batch. Each block
-// is first transposed, for those columns only, into a small buffer in L1
-// (wt[j][i]: a tile, not a copy of the weights), so the inner loop is the
-// forward's: vectors along i, dy broadcast. Partial sums live in a per-task
-// f32 buffer over the batch; the order per output is p, then j: fixed.
+// owns kChunk columns i of block row rb for the whole batch. The row's
+// blocks are first transposed, for those columns only, into a per-task
+// buffer (wt[p][j][i], the row's share of W^T: a tile, not a copy of the
+// weights), so the inner loop is the forward's: vectors along i, dy
+// broadcast, kTB batch rows of accumulators in registers over all of the
+// row's blocks. The order per output is p, then j: fixed.
+template <typename T, int kTB>
+void DxRowTile(const T* dy, const float* wt, const int32_t* col_idx, int64_t p0,
+               int64_t p1, int64_t n_out, int64_t n_in, int64_t bs, int64_t b0,
+               int64_t col0, T* dx) {
+  constexpr int kJV = kChunkVectors;
+  vf acc[kTB][kJV];
+  for (int t = 0; t < kTB; ++t)
+    for (int v = 0; v < kJV; ++v) acc[t][v] = vf{};
+  for (int64_t p = p0; p < p1; ++p) {
+    const float* w_p = wt + (p - p0) * bs * kChunk;
+    const T* dcol = dy + b0 * n_out + static_cast<int64_t>(col_idx[p]) * bs;
+    for (int64_t j = 0; j < bs; ++j) {
+      vf w[kJV];
+      for (int v = 0; v < kJV; ++v) w[v] = load(w_p + j * kChunk + v * kLanes);
+      for (int t = 0; t < kTB; ++t) {
+        const vf d = splat(to_f32<T>(dcol[t * n_out + j]));
+        for (int v = 0; v < kJV; ++v) acc[t][v] += d * w[v];
+      }
+    }
+  }
+  for (int t = 0; t < kTB; ++t)
+    for (int v = 0; v < kJV; ++v) {
+      T* out = dx + (b0 + t) * n_in + col0 + v * kLanes;
+      if constexpr (std::is_same_v<T, float>) {
+        store(out, acc[t][v]);
+      } else {
+        float tmp[kLanes];
+        store(tmp, acc[t][v]);
+        for (int l = 0; l < kLanes; ++l) out[l] = from_f32<T>(tmp[l]);
+      }
+    }
+}
+
 template <typename T>
 void DxRows(const T* dy, const T* values, const int32_t* row_ptr, const int32_t* col_idx,
             int64_t batch, int64_t n_out, int64_t n_rb, int64_t bs, T* dx) {
-  constexpr int kTB = 8, kJV = 2, kW = kJV * kLanes;
-  const int64_t n_in = n_rb * bs, chunks = bs / kW;
+  constexpr int kTB = kRowTile;
+  const int64_t n_in = n_rb * bs, chunks = bs / kChunk;
   ParallelRanges(n_rb * chunks, TaskCount(), [&](int64_t t0, int64_t t1) {
-    float* acc_all = ScratchSlot(0, batch * kW);
-    float* wt = ScratchSlot(1, bs * kW);
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t rb = t / chunks, i0 = (t % chunks) * kW;
-      std::fill(acc_all, acc_all + batch * kW, 0.0f);
-      for (int64_t p = row_ptr[rb]; p < row_ptr[rb + 1]; ++p) {
+      const int64_t rb = t / chunks, i0 = (t % chunks) * kChunk;
+      const int64_t p0 = row_ptr[rb], p1 = row_ptr[rb + 1];
+      float* wt = ScratchSlot(1, std::max<int64_t>(1, (p1 - p0) * bs * kChunk));
+      for (int64_t p = p0; p < p1; ++p) {
         const T* blk = values + p * bs * bs;
-        for (int64_t i = 0; i < kW; ++i)
-          for (int64_t j = 0; j < bs; ++j) wt[j * kW + i] = to_f32<T>(blk[(i0 + i) * bs + j]);
-        const T* dcol = dy + static_cast<int64_t>(col_idx[p]) * bs;
-        for (int64_t b0 = 0; b0 < batch; b0 += kTB) {
-          const int tb = static_cast<int>(std::min<int64_t>(kTB, batch - b0));
-          vf acc[kTB][kJV];
-          for (int r = 0; r < tb; ++r)
-            for (int v = 0; v < kJV; ++v) acc[r][v] = load(acc_all + (b0 + r) * kW + v * kLanes);
-          for (int64_t j = 0; j < bs; ++j) {
-            vf w[kJV];
-            for (int v = 0; v < kJV; ++v) w[v] = load(wt + j * kW + v * kLanes);
-            for (int r = 0; r < tb; ++r) {
-              const vf d = splat(to_f32<T>(dcol[(b0 + r) * n_out + j]));
-              for (int v = 0; v < kJV; ++v) acc[r][v] += d * w[v];
-            }
-          }
-          for (int r = 0; r < tb; ++r)
-            for (int v = 0; v < kJV; ++v) store(acc_all + (b0 + r) * kW + v * kLanes, acc[r][v]);
-        }
+        float* w_p = wt + (p - p0) * bs * kChunk;
+        for (int64_t i = 0; i < kChunk; ++i)
+          for (int64_t j = 0; j < bs; ++j) w_p[j * kChunk + i] = to_f32<T>(blk[(i0 + i) * bs + j]);
       }
-      for (int64_t b = 0; b < batch; ++b)
-        for (int64_t i = 0; i < kW; ++i)
-          dx[b * n_in + rb * bs + i0 + i] = from_f32<T>(acc_all[b * kW + i]);
+      for (int64_t b0 = 0; b0 < batch; b0 += kTB) {
+        ForBatchTile<kTB>(std::min<int64_t>(kTB, batch - b0), [&](auto tb) {
+          DxRowTile<T, decltype(tb)::value>(dy, wt, col_idx, p0, p1, n_out, n_in, bs, b0,
+                                            rb * bs + i0, dx);
+        });
+      }
     }
   });
 }
 
+// Panels: a[batch][n] (T) -> ap[n / bs][batch][bs] (float), each block
+// column's slice of the batch contiguous. Tasks over block columns.
+template <typename T>
+void ToPanels(const T* a, int64_t batch, int64_t n, int64_t bs, float* ap) {
+  ParallelRanges(n / bs, TaskCount(), [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c)
+      for (int64_t b = 0; b < batch; ++b) {
+        const T* src = a + b * n + c * bs;
+        float* dst = ap + (c * batch + b) * bs;
+        for (int64_t i = 0; i < bs; ++i) dst[i] = to_f32<T>(src[i]);
+      }
+  });
+}
+
 // dW: dV[k][i][j] = sum_b x[b][r*bs + i] * dy[b][c*bs + j], vectors along j,
-// the batch summed in order. A task is (block, group of kI rows).
+// the batch summed in order. x and dy are first copied into panels (one
+// contiguous batch x bs slice per block row / column) so that each block's
+// product streams two contiguous arrays; read in place, every batch row
+// was a new cache line and page n floats away. A task is (block, group of
+// kI rows) with kI x kJV accumulators in registers.
 template <typename T>
 void DwRows(const T* x, const T* dy, const int32_t* row_idx, const int32_t* col_idx,
             int64_t batch, int64_t n_in, int64_t n_out, int64_t nnzb, int64_t bs, T* dv) {
-  constexpr int kI = 4, kJV = 4;
+  constexpr int kI = kDwRows, kJV = kDwVectors;
+  float* xp = ScratchSlot(0, batch * n_in);
+  float* dp = ScratchSlot(1, batch * n_out);
+  ToPanels(x, batch, n_in, bs, xp);
+  ToPanels(dy, batch, n_out, bs, dp);
   const int64_t groups = bs / kI;
   ParallelRanges(nnzb * groups, TaskCount(), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t k = t / groups, i0 = (t % groups) * kI;
-      const T* xs = x + static_cast<int64_t>(row_idx[k]) * bs + i0;
-      const T* ds = dy + static_cast<int64_t>(col_idx[k]) * bs;
+      const float* xs = xp + static_cast<int64_t>(row_idx[k]) * batch * bs + i0;
+      const float* ds = dp + static_cast<int64_t>(col_idx[k]) * batch * bs;
       T* out = dv + k * bs * bs + i0 * bs;
       for (int64_t j0 = 0; j0 < bs; j0 += kJV * kLanes) {
         const int nv = static_cast<int>(std::min<int64_t>(kJV, (bs - j0) / kLanes));
@@ -520,18 +612,9 @@ void DwRows(const T* x, const T* dy, const int32_t* row_idx, const int32_t* col_
           for (int v = 0; v < kJV; ++v) acc[i][v] = vf{};
         for (int64_t b = 0; b < batch; ++b) {
           vf d[kJV];
-          for (int v = 0; v < nv; ++v) {
-            if constexpr (std::is_same_v<T, float>) {
-              d[v] = load(ds + b * n_out + j0 + v * kLanes);
-            } else {
-              float tmp[kLanes];
-              for (int l = 0; l < kLanes; ++l)
-                tmp[l] = to_f32<T>(ds[b * n_out + j0 + v * kLanes + l]);
-              d[v] = load(tmp);
-            }
-          }
+          for (int v = 0; v < nv; ++v) d[v] = load(ds + b * bs + j0 + v * kLanes);
           for (int i = 0; i < kI; ++i) {
-            const vf xv = splat(to_f32<T>(xs[b * n_in + i]));
+            const vf xv = splat(xs[b * bs + i]);
             for (int v = 0; v < nv; ++v) acc[i][v] += xv * d[v];
           }
         }
@@ -547,7 +630,7 @@ void DwRows(const T* x, const T* dy, const int32_t* row_idx, const int32_t* col_
   });
 }
 
-bool RowMajor(int64_t bs) { return bs % (2 * kLanes) == 0; }
+bool RowMajor(int64_t bs) { return bs % kChunk == 0; }
 
 // ---------------------------------------------------------------------------
 // FFI handlers.
