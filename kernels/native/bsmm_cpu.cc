@@ -425,6 +425,45 @@ void Sddmm(const float* xt, const float* dyt, const int32_t* row_idx,
   });
 }
 
+// dW at block size 1: dv[k] = sum over lanes of XT[r_k][:] * DYT[c_k][:].
+// Each stored weight reads one random row of DYT, so the lanes are taken
+// in slices of sv vectors small enough that both operands' slices stay in
+// L2 (about kSliceBytes) while a chunk of kChunkK weights runs through
+// every slice; a weight's per-slice vectors are summed into one vector in
+// slice order and reduced once. The order depends on the shapes only.
+constexpr int64_t kSliceBytes = 512 * 1024, kChunkK = 256;
+
+template <typename T>
+void SddmmBs1(const float* xt, const float* dyt, const int32_t* row_idx,
+              const int32_t* col_idx, int64_t nnzb, int64_t n_rows, int64_t bp, T* dv) {
+  const int64_t nvec = bp / kLanes;
+  const int64_t sv = std::max<int64_t>(
+      1, std::min<int64_t>(nvec, kSliceBytes / (n_rows * kLanes * sizeof(float))));
+  ParallelRanges((nnzb + kChunkK - 1) / kChunkK, TaskCount(), [&](int64_t c0, int64_t c1) {
+    vf part[kChunkK];
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t k0 = c * kChunkK, k1 = std::min(nnzb, k0 + kChunkK);
+      for (int64_t k = k0; k < k1; ++k) part[k - k0] = vf{};
+      for (int64_t v0 = 0; v0 < nvec; v0 += sv) {
+        const int64_t v1 = std::min(nvec, v0 + sv);
+        for (int64_t k = k0; k < k1; ++k) {
+          const float* xs = xt + static_cast<int64_t>(row_idx[k]) * bp;
+          const float* ds = dyt + static_cast<int64_t>(col_idx[k]) * bp;
+          vf a0 = vf{}, a1 = vf{};
+          int64_t v = v0;
+          for (; v + 2 <= v1; v += 2) {
+            a0 += load(xs + v * kLanes) * load(ds + v * kLanes);
+            a1 += load(xs + (v + 1) * kLanes) * load(ds + (v + 1) * kLanes);
+          }
+          if (v < v1) a0 += load(xs + v * kLanes) * load(ds + v * kLanes);
+          part[k - k0] += a0 + a1;
+        }
+      }
+      for (int64_t k = k0; k < k1; ++k) dv[k] = from_f32<T>(hsum(part[k - k0]));
+    }
+  });
+}
+
 // ---------------------------------------------------------------------------
 // Row-major kernels for block sizes that are multiples of kLanes: vectors
 // run along a block's columns, which are contiguous in the weights and in
@@ -748,6 +787,11 @@ void Dw(const ffi::AnyBuffer& x, const ffi::AnyBuffer& dy, const int32_t* row_id
   float* dyt = ScratchSlot(1, n_out * bp);
   ToFeatureMajor(static_cast<const T*>(x.untyped_data()), batch, n_in, bp, xt);
   ToFeatureMajor(static_cast<const T*>(dy.untyped_data()), batch, n_out, bp, dyt);
+  if (bs == 1) {
+    SddmmBs1<T>(xt, dyt, row_idx, col_idx, nnzb, n_in + n_out, bp,
+                static_cast<T*>(dv->untyped_data()));
+    return;
+  }
   Sddmm<T>(xt, dyt, row_idx, col_idx, nnzb, bs, bp,
            static_cast<T*>(dv->untyped_data()));
 }

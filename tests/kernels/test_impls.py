@@ -123,10 +123,15 @@ def test_native_cpu(rng, bs, kind, dtype, batch):
 
 
 @needs_native
-@pytest.mark.parametrize("bs", [1, 16])
-def test_native_cpu_same_bits_for_any_thread_count(rng, bs):
-  w, x, dy = _problem(rng, bs, "0.5", jnp.float32, batch=200, n_rb=40, n_cb=30)
+@pytest.mark.parametrize("bs, kind, n_rb, n_cb", [
+    (1, "0.5", 40, 30), (16, "0.5", 40, 30),
+    # dW at block size 1 in many lane slices (6000 rows of lanes exceed the
+    # L2 slice) and many chunks of stored weights
+    (1, "0.005", 3000, 3000)])
+def test_native_cpu_same_bits_for_any_thread_count(rng, bs, kind, n_rb, n_cb):
+  w, x, dy = _problem(rng, bs, kind, jnp.float32, batch=200, n_rb=n_rb, n_cb=n_cb)
   fwd, dx, dw = _native_fns()
+  _check_all(w, x, dy, jnp.float32, fwd, dx, dw)
   before = native_cpu.num_threads()
   try:
     outs = []
