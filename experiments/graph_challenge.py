@@ -16,7 +16,10 @@ and writes it to --output_dir (default out/graph_challenge; pass
 --output_dir=benchmarks/cpu to commit a measurement). Exits 1 when one of
 our kernels' categories differ from the reference (the official truth, or
 scipy for look-alike networks); a disagreeing dense baseline is reported in
-its row and does not fail the run. See snn_jax/graph_challenge.py.
+its row and does not fail the run. The "peak GB" column is the process's
+peak RSS after each method; our kernels run first, so theirs bounds our
+path with the inputs and weights loaded (run one size per process to read
+it for that size). See snn_jax/graph_challenge.py.
 
 Across processes (inputs split over them, categories gathered and checked,
 the rate of the whole job reported):
@@ -117,7 +120,8 @@ def main(argv):
   for r in rows:
     r.update(env)
   print(f"{'network':>10} {'n':>6} {'layers':>6} {'method':>10} {'seconds':>9} "
-        f"{'edges/s':>10} {'vs scipy':>8} {'categories':>10} {'match':>5} reference")
+        f"{'edges/s':>10} {'vs scipy':>8} {'categories':>10} {'match':>5} "
+        f"{'peak GB':>7} reference")
   for r in rows:
     ref = next((q for q in rows if q["method"] == "scipy" and
                 (q["n_neurons"], q["n_layers"]) == (r["n_neurons"], r["n_layers"])),
@@ -127,7 +131,9 @@ def main(argv):
     print(f"{r['network']:>10} {r['n_neurons']:6d} {r['n_layers']:6d} "
           f"{r['method']:>10} {r['seconds']:9.3f} {r['edges_per_second']:10.3g} "
           f"{vs} {r['categories']:10d} {str(r['categories_match']):>5} "
-          f"{r['reference']}"
+          + (f"{r['peak_rss_bytes'] / 1e9:7.2f} " if "peak_rss_bytes" in r
+             else f"{'-':>7} ")
+          + f"{r['reference']}"
           + (f"  ({r['processes']} processes, inputs "
              f"{r['inputs_per_process']})" if "processes" in r else ""))
   os.makedirs(_OUT.value, exist_ok=True)
