@@ -116,6 +116,18 @@ template <typename T> inline T from_f32(float v);
 template <> inline float from_f32<float>(float v) { return v; }
 template <> inline uint16_t from_f32<uint16_t>(float v) { return f32_to_bf16(v); }
 
+// Stores one vector to kLanes elements of T (bfloat16: rounded per lane).
+template <typename T>
+inline void StoreAs(T* out, vf v) {
+  if constexpr (std::is_same_v<T, float>) {
+    store(out, v);
+  } else {
+    float tmp[kLanes];
+    store(tmp, v);
+    for (int l = 0; l < kLanes; ++l) out[l] = from_f32<T>(tmp[l]);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Thread pool. Work is split into a fixed list of tasks; which thread runs a
 // task does not change any result. The calling thread works too, and a call
@@ -506,16 +518,8 @@ void FwdRowTile(const T* x, const T* values, const int32_t* row_idx,
     }
   }
   for (int t = 0; t < kTB; ++t)
-    for (int v = 0; v < kJV; ++v) {
-      T* out = y + (b0 + t) * n_out + cb * bs + j0 + v * kLanes;
-      if constexpr (std::is_same_v<T, float>) {
-        store(out, acc[t][v]);
-      } else {
-        float tmp[kLanes];
-        store(tmp, acc[t][v]);
-        for (int l = 0; l < kLanes; ++l) out[l] = from_f32<T>(tmp[l]);
-      }
-    }
+    for (int v = 0; v < kJV; ++v)
+      StoreAs<T>(y + (b0 + t) * n_out + cb * bs + j0 + v * kLanes, acc[t][v]);
 }
 
 // Runs tile(b0, tb) over the batch in tiles of kTB rows, the last one
@@ -575,16 +579,8 @@ void DxRowTile(const T* dy, const float* wt, const int32_t* col_idx, int64_t p0,
     }
   }
   for (int t = 0; t < kTB; ++t)
-    for (int v = 0; v < kJV; ++v) {
-      T* out = dx + (b0 + t) * n_in + col0 + v * kLanes;
-      if constexpr (std::is_same_v<T, float>) {
-        store(out, acc[t][v]);
-      } else {
-        float tmp[kLanes];
-        store(tmp, acc[t][v]);
-        for (int l = 0; l < kLanes; ++l) out[l] = from_f32<T>(tmp[l]);
-      }
-    }
+    for (int v = 0; v < kJV; ++v)
+      StoreAs<T>(dx + (b0 + t) * n_in + col0 + v * kLanes, acc[t][v]);
 }
 
 template <typename T>
