@@ -212,7 +212,7 @@ def stack_network(layers: Sequence[Topology | sp.spmatrix],
     for k in idx:
       idx[k].append(meta[k])
   n_edges = int(sum(w.nnz for w in layers))
-  del layers, per_layer
+  del layers
 
   def stacked(parts):  # one host copy at a time, freed once on the device
     arr = jnp.asarray(np.stack(parts))
@@ -454,14 +454,15 @@ def benchmark(weights: Sequence[sp.spmatrix], inputs: np.ndarray | sp.spmatrix,
   n_inputs = inputs.shape[0]
   rows: list[dict[str, Any]] = []
 
-  def record(method, seconds, cats, note=""):
+  def record(method, seconds, cats, note="", peak=None):
     rows.append({"network": network, "n_neurons": n, "n_layers": n_layers,
                  "inputs": n_inputs, "edges": edges, "method": method,
                  "seconds": seconds,
                  "edges_per_second": n_inputs * edges / seconds,
                  "categories": int(cats.size),
                  "categories_match": bool(np.array_equal(cats, reference)),
-                 "reference": reference_name, "note": note})
+                 "reference": reference_name, "note": note,
+                 **({} if peak is None else {"peak_rss_bytes": peak})})
 
   def best_of(fn):
     best, out = np.inf, None
@@ -504,17 +505,16 @@ def benchmark(weights: Sequence[sp.spmatrix], inputs: np.ndarray | sp.spmatrix,
   scipy_peak = peak_rss_bytes()
   reference = scipy_cats if truth is None else np.asarray(truth)
   reference_name = "scipy" if truth is None else "official truth"
-  record("scipy", seconds, scipy_cats, "scipy.sparse reference formulation")
-  rows[-1]["peak_rss_bytes"] = scipy_peak
+  record("scipy", seconds, scipy_cats, "scipy.sparse reference formulation",
+         scipy_peak)
   for method, seconds, cats, note, peak in ours:
-    record(method, seconds, cats, note)
-    rows[-1]["peak_rss_bytes"] = peak
+    record(method, seconds, cats, note, peak)
   if n_layers * n * n * 4 <= dense_budget_bytes:
     dense = dense_runner(weights, segment)
     streamed_categories(dense, sparse_inputs, batch_size)  # compile
     seconds, cats = best_of(lambda: streamed_categories(dense, sparse_inputs, batch_size))
-    record("dense", seconds, cats, f"jnp.dot, batches of {batch_size}")
-    rows[-1]["peak_rss_bytes"] = peak_rss_bytes()
+    record("dense", seconds, cats, f"jnp.dot, batches of {batch_size}",
+           peak_rss_bytes())
   return rows
 
 
