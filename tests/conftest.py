@@ -1,13 +1,29 @@
 """Shared test configuration: strict JAX numerics, 4 CPU devices, helpers.
 
 The device count must be set before jax initialises its backends.
+
+Compiled programs are shared through a persistent compilation cache in a
+fresh temporary directory per pytest invocation: the xdist workers and the
+subprocesses the end-to-end tests launch (training binaries, multi-process
+jobs, the notebook's kernel) inherit it through the environment, so a
+program compiled once -- the same model at the same sizes -- is read back
+instead of compiled again. A fresh directory per invocation keeps one run's
+programs (and native kernels rebuilt since) out of the next.
 """
 
 import os
+import shutil
+import tempfile
 import zlib
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_OWN_JIT_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _OWN_JIT_CACHE = tempfile.mkdtemp(prefix="snn_jax_tests_jit_cache_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_JIT_CACHE
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -15,6 +31,12 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def pytest_unconfigure(config):
+  if _OWN_JIT_CACHE is not None:  # the process that made it: xdist's controller
+    shutil.rmtree(_OWN_JIT_CACHE, ignore_errors=True)
+
 
 SHARED_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                             "datasets", "mnist")

@@ -68,7 +68,9 @@ def _summary(workdir):
     return json.load(f)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+# "set" (2 processes x 2 devices, unsharded) is compared epoch by epoch with
+# one process by the killed-and-resumed test below, over 6 epochs.
+@pytest.mark.parametrize("case", ["rigl", "set_sharded"])
 def test_two_processes_train_as_one(tmp_path, case):
   one, two = str(tmp_path / "one"), str(tmp_path / "two")
   _single_process(one, _flags(case))

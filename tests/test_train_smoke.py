@@ -341,6 +341,16 @@ def _events(logdir):
   return out
 
 
+def test_tensorboard_writers_opened_within_one_second_keep_both_files(tmp_path):
+  """tensorboardX names event files by the second and the host: a resumed
+  run's writer opened in the same second must not overwrite the first's."""
+  from snn_jax.training.metrics import MetricWriter
+  wd = str(tmp_path)
+  for _ in range(2):
+    MetricWriter(wd).close()
+  assert len(os.listdir(os.path.join(wd, "tensorboard"))) == 2
+
+
 def test_tensorboard_events_per_step_and_per_epoch(tmp_path):
   wd = str(tmp_path / "run")
   cfg = TrainConfig.from_flat({**SMALL, "epochs": 3})

@@ -7,18 +7,42 @@ A seeded 1,437 / 360 train / test split; pixels 0..16 standardised.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import numpy as np
 
 from snn_jax.data._dataset import Dataset, seeded_split, standardize
 from snn_jax.data._fingerprint import arrays_sha256, make_fingerprint
 
 
-def load_digits(seed: int = 0, normalization: str = "global") -> Dataset:
-  from sklearn.datasets import load_digits as _sk_digits
+def _bundled_digits_file() -> str | None:
+  """scikit-learn's ``datasets/data/digits.csv.gz``, found without importing
+  scikit-learn (its import takes 1.7 s, longer than a tiny training run)."""
+  spec = importlib.util.find_spec("sklearn")
+  for root in (spec.submodule_search_locations or []) if spec else []:
+    path = os.path.join(root, "datasets", "data", "digits.csv.gz")
+    if os.path.isfile(path):
+      return path
+  return None
 
-  d = _sk_digits()
-  x = d.images.astype(np.float32)  # [1797, 8, 8], 0..16
-  y = d.target.astype(np.int32)
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+  """images float32 [1797, 8, 8] (0..16) and labels int32 [1797]: the
+  arrays ``sklearn.datasets.load_digits`` returns, read from its file as it
+  does (one row per image, 64 pixels then the label)."""
+  path = _bundled_digits_file()
+  if path is None:  # a layout we do not know: the public API says why
+    from sklearn.datasets import load_digits as sk_load_digits
+    d = sk_load_digits()
+    return d.images.astype(np.float32), d.target.astype(np.int32)
+  rows = np.loadtxt(path, delimiter=",")
+  return (rows[:, :-1].reshape(-1, 8, 8).astype(np.float32),
+          rows[:, -1].astype(np.int32))
+
+
+def load_digits(seed: int = 0, normalization: str = "global") -> Dataset:
+  x, y = _digits_arrays()  # [1797, 8, 8] 0..16, [1797]
   x_tr, y_tr, x_te, y_te = seeded_split(x, y, 1437, seed)
   fingerprint = make_fingerprint(
       content_sha256=arrays_sha256(x, y), normalization=normalization,

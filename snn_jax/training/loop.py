@@ -643,7 +643,10 @@ def plot_curves(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
     ax.legend(fontsize=7)
   if title:
     fig.suptitle(title, fontsize=9)
-  fig.tight_layout()
+  # Fixed margins: tight_layout measured every tick label and took half of
+  # this function's 0.4 s, which every run of a study pays.
+  fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15,
+                      top=0.86 if title else 0.95, wspace=0.25)
   fig.savefig(path, dpi=90)
   plt.close(fig)
 

@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import re
+import uuid
 from typing import Any, Sequence
 
 import jax
@@ -38,8 +39,12 @@ class MetricWriter:
       from tensorboardX import SummaryWriter
       # Events past the resume point belonged to a killed run: purged.
       resume_step = self.rows[-1]["step"] + 1 if self.rows else 0
+      # tensorboardX names event files by the second and the host only: a
+      # resumed run opening its writer within the same second as the first
+      # would overwrite the first run's file. A random suffix keeps both.
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
-                               purge_step=resume_step or None)
+                               purge_step=resume_step or None,
+                               filename_suffix=f".{uuid.uuid4().hex[:12]}")
 
   def _rewrite(self) -> None:
     if jax.process_index() != 0:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from snn_jax.kernels import (csr_cpu, native_cpu, pallas_gpu, pallas_tpu,
-                             reference, xla)
+                             xla)
 from snn_jax.sparse import BlockCSR
 from tests.conftest import assert_close
 
@@ -48,10 +48,23 @@ def _problem(rng, bs, kind, dtype, batch=24, n_rb=5, n_cb=4):
 
 
 def _refs(w, x, dy):
+  """Y = X W, dX = dY W^T and dW = (X^T dY) at the stored blocks, computed in
+  float64 NumPy from the densified weight (an oracle independent of
+  ``kernels.reference``, which tests/kernels/test_reference.py checks, and
+  one with nothing to compile), rounded once to the kernels' dtype."""
+  bs = w.block_size
+  vals = np.asarray(jnp.asarray(w.values, jnp.float32), np.float64)
+  rows, cols = np.asarray(w.row_idx), np.asarray(w.col_idx)
   n_in, n_out = w.shape
-  return (reference.bsmm_reference(x, w.values, w.row_idx, w.col_idx, n_out=n_out),
-          reference.dx_reference(dy, w.values, w.row_idx, w.col_idx, n_in=n_in),
-          reference.sddmm_reference(x, dy, w.row_idx, w.col_idx, w.values))
+  dense = np.zeros((n_in // bs, bs, n_out // bs, bs))
+  dense[rows, :, cols, :] = vals
+  dense = dense.reshape(n_in, n_out)
+  x64 = np.asarray(jnp.asarray(x, jnp.float32), np.float64)
+  dy64 = np.asarray(jnp.asarray(dy, jnp.float32), np.float64)
+  grad = (x64.T @ dy64).reshape(n_in // bs, bs, n_out // bs, bs)
+  dw = grad[rows, :, cols, :]
+  return tuple(jnp.asarray(a.astype(np.float32)).astype(x.dtype)
+               for a in (x64 @ dense, dy64 @ dense.T, dw))
 
 
 def _check_all(w, x, dy, dtype, fwd, dx, dw):
@@ -64,10 +77,15 @@ def _check_all(w, x, dy, dtype, fwd, dx, dw):
 KINDS = ["one_block", "0.1", "0.5", "dense", "empty_rows_cols"]
 
 
+# bfloat16 on the structures with partial block rows and columns (its
+# casts are the same code at every structure); float32 on all of them.
+XLA_CASES = [(kind, jnp.float32) for kind in KINDS] + [
+    (kind, jnp.bfloat16) for kind in ("0.5", "empty_rows_cols")]
+
+
 @pytest.mark.parametrize("strategy", xla.STRATEGIES)
-@pytest.mark.parametrize("bs", [1, 8, 16, 32, 64, 128])
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bs", [1, 8, 32, 128])  # 16: Pallas, native grids
+@pytest.mark.parametrize("kind, dtype", XLA_CASES)
 def test_xla(rng, strategy, bs, kind, dtype):
   n_rb, n_cb = (12, 9) if bs <= 8 else (5, 4)
   w, x, dy = _problem(rng, bs, kind, dtype, n_rb=n_rb, n_cb=n_cb)
