@@ -16,7 +16,6 @@ Usage (repo root; an idle machine): python benchmarks/set_step_breakdown.py
 
 import json
 import os
-import platform
 import sys
 import time
 
@@ -28,6 +27,7 @@ from flax import nnx
 from snn_jax.kernels import native_cpu
 from snn_jax.training import loop
 from snn_jax.training.config import TrainConfig
+from snn_jax.utils.env import device_info, versions
 
 BATCH = 128
 GROUPS = 5
@@ -158,11 +158,8 @@ def main(out: str) -> None:
           for r in layers),
       "set_speedup_train_step_nnx_jit": steps["dense_train_step_nnx_jit"]
       / steps["set_train_step_nnx_jit"],
-      "environment": {"machine": platform.machine(),
-                      "processor": platform.processor(),
-                      "cpus": os.cpu_count(), "jax": jax.__version__,
-                      "native_threads": native_cpu.num_threads(),
-                      "date": time.strftime("%Y-%m-%d %H:%M:%S")},
+      "environment": {**device_info(), **versions(),
+                      "native_threads": native_cpu.num_threads()},
   }
   os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
   with open(out, "w") as f:

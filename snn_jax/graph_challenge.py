@@ -212,7 +212,6 @@ def stack_network(layers: Sequence[Topology | sp.spmatrix],
     for k in idx:
       idx[k].append(meta[k])
   n_edges = int(sum(w.nnz for w in layers))
-  del layers
 
   def stacked(parts):  # one host copy at a time, freed once on the device
     arr = jnp.asarray(np.stack(parts))
