@@ -141,7 +141,7 @@ def main(argv):
   write_rows(rows, _OUT.value, stem)
   print(f"wrote {_OUT.value}/{stem}.{{csv,json}}")
   baselines = [r for r in rows if not r["categories_match"]
-               and not r["method"].startswith("bsmm")]
+               and not gc.is_ours(r["method"])]
   for r in baselines:
     print(f"note: the {r['method']} baseline disagrees with the "
           f"{r['reference']} (n={r['n_neurons']}, layers={r['n_layers']})")

@@ -17,6 +17,14 @@ no copies of the weights):
   ``sddmm_native(x, dy, row_idx, col_idx, block_size)``
       ``dW`` at the stored blocks only.
 
+and one for inference through a stack of block-size-1 layers:
+
+  ``relu_layers_native(y, <row view>, <column view>, start, length, bias, ymax)``
+      ``y <- min(max(y @ W_l + bias, 0), ymax)`` for ``length`` stacked
+      layers from ``start`` (the Sparse DNN Graph Challenge's layer), rows
+      that die dropped inside, each layer a scatter over the nonzeros of
+      ``y`` where it is sparse and the forward's gather where it is not.
+
 Shapes: ``x: [B, n_in]``, ``dy: [B, n_out]``, ``values: [nnzb, bs, bs]``,
 index arrays int32. float32 or bfloat16 (accumulation in float32). Threads:
 a pool of the machine's hardware threads (``SNN_JAX_NATIVE_THREADS``
@@ -31,6 +39,7 @@ import importlib.util
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _MODULE = "snn_jax.kernels._native_cpu"
 _ext = None
@@ -107,3 +116,48 @@ def sddmm_native(x, dy, row_idx, col_idx, *, block_size: int, out_dtype=None):
   dvalues = _call("snn_jax_bsmm_dw", (row_idx.shape[0], block_size, block_size),
                   x.dtype, x, dy, row_idx, col_idx)
   return dvalues.astype(out_dtype)
+
+
+
+def relu_layers_native(y, row_values, col_idx, row_ptr, col_values, col_rows,
+                       col_ptr, start, *, length: int, bias: float, ymax: float,
+                       sparse_below: float = 0.35):
+  """``length`` ReLU layers of a stack of block-size-1 layers, in one call.
+
+  For ``l`` in ``start .. start + length - 1``:
+  ``y = min(max(y @ W_l + bias, 0), ymax)`` (Kepner et al. 2019, the Sparse
+  DNN Graph Challenge's layer). ``y``: float32 ``[B, n]``. Each ``W_l`` is
+  given twice, as stacks over layers: its row view (``row_values`` float32
+  ``[L, nnz]`` in row order, ``col_idx`` int32 ``[L, nnz]``, ``row_ptr``
+  int32 ``[L, n + 1]``: a BlockCSR's ``values``, ``col_idx``, ``row_ptr``
+  at block size 1) and its column view (``col_values``, ``col_rows``: the
+  values and row indices in column order, i.e. taken through ``col_order``;
+  ``col_ptr``). ``start``: int32 scalar, may be traced. ``bias`` must be
+  <= 0: rows that become all zero stay zero, and are dropped inside as
+  they die (returned as zeros).
+
+  A layer whose live input has density (nonzeros / (live rows x n)) below
+  ``sparse_below`` scatters the rows of ``W_l`` picked by the nonzeros of
+  ``y`` (work proportional to them); any other uses the forward's gather.
+  The weights must be finite: the scatter form never multiplies a zero
+  activation (the challenge's sparse formulation) while the gather form,
+  like ``bsmm``, forms every product, so a NaN or infinite weight would
+  reach different outputs in the two. With finite weights both forms give
+  the same bits, for every ``sparse_below`` and thread count, as ``bsmm``
+  (native) followed by the same bias and clip.
+  """
+  _register()
+  n_layers = row_values.shape[0]
+  if not 0 <= int(length) <= n_layers:
+    raise ValueError(f"length must be in [0, {n_layers}], got {length}")
+  if bias > 0:
+    raise ValueError(f"bias must be <= 0 (a zero row must stay zero), got {bias}")
+  y = jnp.asarray(y, jnp.float32)
+  return jax.ffi.ffi_call(
+      "snn_jax_relu_layers", jax.ShapeDtypeStruct(y.shape, jnp.float32),
+      vmap_method="sequential")(
+          y, row_values.reshape(n_layers, -1).astype(jnp.float32), col_idx, row_ptr,
+          col_values.reshape(n_layers, -1).astype(jnp.float32), col_rows, col_ptr,
+          jnp.asarray(start, jnp.int32).reshape(1),
+          bias=np.float32(bias), ymax=np.float32(ymax), length=np.int64(length),
+          sparse_below=np.float32(sparse_below))

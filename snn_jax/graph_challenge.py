@@ -58,6 +58,7 @@ import scipy.ndimage
 import scipy.sparse as sp
 
 from snn_jax.data import find_idx
+from snn_jax.kernels import native_cpu
 from snn_jax.ops import bsmm, resolve_impl
 from snn_jax.sparse import BlockCSR, block_metadata
 from snn_jax.topology import Topology
@@ -180,6 +181,24 @@ class StackedNetwork:
   def fill(self) -> float:
     """Fraction of stored block entries that are edges."""
     return self.edges / self.values.size
+
+  @functools.cached_property
+  def column_view(self) -> tuple[jax.Array, jax.Array]:
+    """Block size 1: every layer's values and row indices in column order
+    (``values[col_order]``, ``row_idx[col_order]``, each ``[L, nnz]``), for
+    the fused native inference (:func:`infer_fused`); built once per
+    network, on first use. Raises ValueError for non-finite weights."""
+    if self.block_size != 1:
+      raise ValueError("the column view is for block size 1, this network "
+                       f"has block size {self.block_size}")
+    order = self.index["col_order"]
+    values = self.values.reshape(order.shape)
+    if not bool(jnp.isfinite(values).all()):
+      raise ValueError("the network has non-finite weights: the fused "
+                       "inference (which never multiplies a zero activation) "
+                       "and the bsmm path would differ on them; use infer()")
+    return (jnp.take_along_axis(values, order, axis=1),
+            jnp.take_along_axis(self.index["row_idx"], order, axis=1))
 
 
 def stack_network(layers: Sequence[Topology | sp.spmatrix],
@@ -314,6 +333,42 @@ def infer(net: StackedNetwork, y0: np.ndarray, *, impl: str = "auto",
       np.asarray(y0, np.float32), net.values.shape[0], segment)
 
 
+def fused_available(net: StackedNetwork) -> bool:
+  """Whether :func:`infer_fused` can run ``net`` here: block size 1 and the
+  native CPU kernels built, on a CPU backend."""
+  return (net.block_size == 1 and native_cpu.AVAILABLE
+          and jax.default_backend() == "cpu")
+
+
+@functools.lru_cache(maxsize=None)
+def _fused_runner(n: int, n_layers: int):
+  bias, ymax = BIAS[n], YMAX
+  return jax.jit(lambda y, values, index, col_values, col_rows:
+                 native_cpu.relu_layers_native(
+                     y, values, index["col_idx"], index["row_ptr"], col_values,
+                     col_rows, index["col_ptr"], 0, length=n_layers, bias=bias,
+                     ymax=ymax))
+
+
+def infer_fused(net: StackedNetwork, y0: np.ndarray) -> np.ndarray:
+  """Final activations float32[N, n], all layers in one native call
+  (``kernels.native_cpu.relu_layers_native``): no per-layer dispatch,
+  inputs dropped inside as they die, each layer a scatter over the nonzero
+  activations where they are sparse (the challenge's own formulation) and
+  the block-size-1 gather where they are not. Same bits as :func:`infer`.
+  Needs :func:`fused_available`."""
+  if not fused_available(net):
+    raise ValueError(
+        "infer_fused needs block size 1 and the native CPU kernels on a CPU "
+        f"backend (block size {net.block_size}, native kernels "
+        f"{'built' if native_cpu.AVAILABLE else 'not built'}, backend "
+        f"{jax.default_backend()}); use infer()")
+  col_values, col_rows = net.column_view
+  run = _fused_runner(net.n_neurons, int(net.values.shape[0]))
+  return np.asarray(run(jnp.asarray(y0, jnp.float32), net.values, net.index,
+                        col_values, col_rows))
+
+
 def streamed_categories(run: Callable[[np.ndarray], np.ndarray],
                         inputs: np.ndarray | sp.spmatrix,
                         batch_size: int) -> np.ndarray:
@@ -423,7 +478,9 @@ def benchmark(weights: Sequence[sp.spmatrix], inputs: np.ndarray | sp.spmatrix,
               block_sizes: tuple[int, ...] = (1,), impl: str = "auto",
               dense_budget_bytes: float = 2e9, segment: int = 16,
               repeats: int = 1, batch_size: int = 4096) -> list[dict[str, Any]]:
-  """Times scipy, our kernel at each block size and dense ``jnp.dot`` on one
+  """Times scipy, our kernel at each block size (``bsmm_bs<bs>``: a scan of
+  ``bsmm`` layers; at block size 1 with the native kernels also
+  ``fused_bs1``, :func:`infer_fused`) and dense ``jnp.dot`` on one
   network (best of ``repeats`` runs each) and checks every method's
   categories against ``truth`` (the official categories, 0-based), or
   against scipy's where there is no truth. Returns one row per method:
@@ -493,13 +550,17 @@ def benchmark(weights: Sequence[sp.spmatrix], inputs: np.ndarray | sp.spmatrix,
   ours = []
   for bs in block_sizes:
     net = stack_network(weights, bs)
-    run = lambda y, net=net: infer(net, y, impl=impl, segment=segment)
-    streamed_categories(run, sparse_inputs, batch_size)  # compiles every bucket
-    seconds, cats = best_of(lambda: streamed_categories(run, sparse_inputs, batch_size))
-    ours.append((f"bsmm_bs{bs}", seconds, cats,
-                 f"impl={impl}, block fill {net.fill:.3f}, batches of {batch_size}",
-                 peak_rss_bytes()))
-    net = run = None  # freed before the baselines run
+    runs = [(f"bsmm_bs{bs}", lambda y, net=net: infer(net, y, impl=impl, segment=segment),
+             f"impl={impl}, block fill {net.fill:.3f}, batches of {batch_size}")]
+    if bs == 1 and impl in ("auto", "native_cpu") and fused_available(net):
+      runs.append(("fused_bs1", lambda y, net=net: infer_fused(net, y),
+                   "native relu_layers: all layers in one call, dead inputs "
+                   f"dropped inside, batches of {batch_size}"))
+    for method, run, note in runs:
+      streamed_categories(run, sparse_inputs, batch_size)  # compiles every shape
+      seconds, cats = best_of(lambda: streamed_categories(run, sparse_inputs, batch_size))
+      ours.append((method, seconds, cats, note, peak_rss_bytes()))
+    net = runs = run = None  # freed before the baselines run
   seconds, scipy_cats = best_of(lambda: categories(infer_scipy(weights, sparse_inputs)))
   scipy_peak = peak_rss_bytes()
   reference = scipy_cats if truth is None else np.asarray(truth)
@@ -528,8 +589,13 @@ def kernel_failures(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   """The rows of *our kernels* whose categories differ from the reference:
   these fail a run. A disagreeing dense or scipy baseline is reported in its
   row but is not a failure of ours."""
-  return [r for r in rows if r["method"].startswith("bsmm")
-          and not r["categories_match"]]
+  return [r for r in rows if is_ours(r["method"]) and not r["categories_match"]]
+
+
+def is_ours(method: str) -> bool:
+  """Whether a benchmark row's ``method`` is one of our kernels (not a
+  baseline)."""
+  return method.startswith(("bsmm", "fused"))
 
 
 def run_challenge(n_neurons: int, n_layers: int, images: np.ndarray, *,

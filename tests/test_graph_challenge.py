@@ -11,6 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from snn_jax import graph_challenge as gc
+from snn_jax.kernels import native_cpu
 from tests.conftest import SHARED_MNIST
 
 SHARED_GC = os.path.join(os.path.dirname(SHARED_MNIST), "graph_challenge")
@@ -67,9 +68,16 @@ def test_kernels_match_scipy(rng, bs):
   y0 = (rng.uniform(size=(64, 1024)) < 0.6).astype(np.float32)
   ref = gc.infer_scipy(gc.scipy_network(layers), y0).toarray()
   assert ref.any()  # a non-trivial comparison
-  ours = gc.infer(gc.stack_network(layers, bs), y0, segment=4)
+  net = gc.stack_network(layers, bs)
+  ours = gc.infer(net, y0, segment=4)
   np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(gc.categories(ours), gc.categories(ref))
+  if bs == 1 and gc.fused_available(net):
+    fused = gc.infer_fused(net, y0)  # same bits as the bsmm scan
+    np.testing.assert_array_equal(fused.view(np.int32), ours.view(np.int32))
+  elif bs != 1:
+    with pytest.raises(ValueError, match="block size 1"):
+      gc.infer_fused(net, y0)
   dense = gc.dense_runner(layers, 4)(y0)
   np.testing.assert_allclose(dense, ref, rtol=1e-5, atol=1e-5)
 
@@ -78,7 +86,8 @@ def test_run_challenge_rows(rng):
   imgs = rng.integers(0, 256, size=(40, 28, 28), dtype=np.uint8)
   rows = gc.run_challenge(1024, 3, imgs, block_sizes=(1,), segment=2,
                           batch_size=16)  # three batches, the last partial
-  assert [r["method"] for r in rows] == ["scipy", "bsmm_bs1", "dense"]
+  fused = ["fused_bs1"] if native_cpu.AVAILABLE else []
+  assert [r["method"] for r in rows] == ["scipy", "bsmm_bs1", *fused, "dense"]
   assert all(r["categories_match"] for r in rows)
   assert all(r["edges_per_second"] > 0 for r in rows)
   assert {(r["network"], r["reference"]) for r in rows} == {("look-alike", "scipy")}
@@ -119,8 +128,10 @@ def test_kernel_failures_only_count_our_kernels():
   rows = [{"method": "scipy", "categories_match": False},
           {"method": "dense", "categories_match": False},
           {"method": "bsmm_bs1", "categories_match": True},
-          {"method": "bsmm_bs32", "categories_match": False}]
-  assert [r["method"] for r in gc.kernel_failures(rows)] == ["bsmm_bs32"]
+          {"method": "bsmm_bs32", "categories_match": False},
+          {"method": "fused_bs1", "categories_match": False}]
+  assert [r["method"] for r in gc.kernel_failures(rows)] == ["bsmm_bs32",
+                                                              "fused_bs1"]
 
 
 def _write_tsv(path, lines):
@@ -208,6 +219,10 @@ def test_official_network_reproduces_the_official_categories():
   net = gc.stack_network(data.layers, 1)
   ours = gc.streamed_categories(lambda y: gc.infer(net, y), data.inputs, 4096)
   np.testing.assert_array_equal(ours, data.truth)
+  if gc.fused_available(net):
+    fused = gc.streamed_categories(lambda y: gc.infer_fused(net, y),
+                                   data.inputs, 500)  # three batches
+    np.testing.assert_array_equal(fused, data.truth)
   ref = gc.categories(gc.infer_scipy(data.layers, data.inputs))
   np.testing.assert_array_equal(ref, data.truth)
 

@@ -250,15 +250,17 @@ int64_t TaskCount() { return 4 * static_cast<int64_t>(Pool::Get().threads()); }
 
 // Per-thread scratch, grown on demand and kept: a kernel call touches no
 // fresh pages (first-touch page faults cost more than the work at low
-// density). Two slots per thread: the two feature-major operands of one
-// call on the calling thread, or a task's buffers on a pool thread.
+// density). Slots 0 and 1: the two feature-major operands of one call on
+// the calling thread, or a task's buffers on a pool thread; 2 and 4: the
+// row-major operands of ReluLayers on the calling thread; 3: a task's
+// accumulator row (ReluLayers' scatter, any thread).
 float* ScratchSlot(int slot, int64_t n) {
   struct Buffer {
     float* data = nullptr;
     int64_t size = 0;
     ~Buffer() { std::free(data); }
   };
-  thread_local Buffer buffers[2];
+  thread_local Buffer buffers[5];
   Buffer& b = buffers[slot];
   if (b.size < n) {
     std::free(b.data);
@@ -366,25 +368,65 @@ void GatherTile(const float* in, const T* values, const int32_t* ptr,
   }
 }
 
+// Block size 1: out[o][:] = sum_p in[g(k)][:] * values[k], with the lane
+// count a template parameter (nv vectors, 1 .. kWide) and no block loops, so
+// every lane count -- from the 8 or 24 rows a Graph Challenge layer carries
+// once most of its inputs have died, to full groups of kWide vectors -- gets
+// a fully unrolled loop of nv independent FMA chains. (The generic tile
+// below, with its run-time block loops, took ~3x as long on 8- and 24-row
+// batches: BUILD_NOTES.md.) Same summation order as the generic tile, so
+// the same bits.
+template <typename T, int kNV>
+void GatherBs1Tile(const float* in, const T* values, const int32_t* ptr,
+                   const int32_t* perm, const int32_t* gidx, int64_t bp, int64_t o,
+                   int64_t lane0, float* out) {
+  vf acc[kNV];
+  for (int v = 0; v < kNV; ++v) acc[v] = vf{};
+  const int64_t begin = ptr[o], end = ptr[o + 1];
+  for (int64_t p = begin; p < end; ++p) {
+    const int64_t k = perm ? perm[p] : p;
+    const float* src = in + static_cast<int64_t>(gidx[k]) * bp + lane0;
+    const vf w = splat(to_f32<T>(values[k]));
+    for (int v = 0; v < kNV; ++v) acc[v] += load(src + v * kLanes) * w;
+  }
+  for (int v = 0; v < kNV; ++v) store(out + o * bp + lane0 + v * kLanes, acc[v]);
+}
+
+// Dispatches a run-time vector count nv (1 .. kNV) to GatherBs1Tile<nv>.
+template <typename T, int kNV>
+void GatherBs1Lanes(const float* in, const T* values, const int32_t* ptr,
+                    const int32_t* perm, const int32_t* gidx, int64_t bp, int64_t o,
+                    int64_t lane0, int64_t nv, float* out) {
+  if constexpr (kNV >= 1) {
+    if (nv == kNV)
+      GatherBs1Tile<T, kNV>(in, values, ptr, perm, gidx, bp, o, lane0, out);
+    else
+      GatherBs1Lanes<T, kNV - 1>(in, values, ptr, perm, gidx, bp, o, lane0, nv, out);
+  }
+}
+
 template <typename T, bool kTransposed>
 void Gather(const float* in, const T* values, const int32_t* ptr, const int32_t* perm,
             const int32_t* gidx, int64_t n_out_blocks, int64_t bs, int64_t bp,
             float* out) {
-  // Lanes in groups of kGroup vectors: at block size 1 a whole 1 KB row of
-  // 256 batch lanes per load stream (16 independent chains); otherwise 4
-  // vectors x 4 output rows. Narrower tails take the 4-vector tiles.
+  // Lanes in groups of `group` vectors: at block size 1 up to kWide vectors
+  // per load stream (AVX-512: 256 lanes, AVX2: 64), kWide independent chains;
+  // otherwise 4 vectors x kGatherRows output rows, narrower tails taking
+  // the 3-, 2- and 1-vector tiles.
+  const int64_t vectors = bp / kLanes;
   const int64_t group = bs == 1 ? kWide : 4;
-  const int64_t groups = (bp / kLanes + group - 1) / group;
+  const int64_t groups = (vectors + group - 1) / group;
   const int64_t tasks = n_out_blocks * groups;
   ParallelRanges(tasks, TaskCount(), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t g = t / n_out_blocks, o = t % n_out_blocks;
       int64_t lane0 = g * group * kLanes;
-      const int64_t lane_end = std::min(bp, lane0 + group * kLanes);
-      if (bs == 1 && lane_end - lane0 == kWide * kLanes) {
-        GatherTile<T, kTransposed, kWide, 1>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out);
+      if (bs == 1) {
+        GatherBs1Lanes<T, kWide>(in, values, ptr, perm, gidx, bp, o, lane0,
+                                 std::min(group, vectors - g * group), out);
         continue;
       }
+      const int64_t lane_end = std::min(bp, lane0 + group * kLanes);
       for (; lane0 < lane_end; lane0 += 4 * kLanes) {
         const int64_t nv = std::min<int64_t>(4, (lane_end - lane0) / kLanes);
         switch (nv) {
@@ -814,6 +856,179 @@ ffi::Error BsmmDwImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Buffer<ffi::S32>
   return ffi::Error::Success();
 }
 
+
+// ---------------------------------------------------------------------------
+// Stacked ReLU layers at block size 1 (the Sparse DNN Graph Challenge's
+// inference, Kepner et al. 2019):
+//   Y_{l+1} = min(max(Y_l W_l + bias, 0), ymax),   l = start .. start+length-1,
+// over layers stacked on a leading axis, in one call: no per-layer dispatch,
+// slicing or transposes, and rows that become all zero are dropped as they
+// die (with bias <= 0 a zero row stays zero; such rows come back as zeros).
+// Each layer of the live rows takes one of two forms, chosen by the density
+// of its input (nonzeros / (live rows * n)):
+//   scatter (density < sparse_below): row-major; a task owns rows and, for
+//     each nonzero y[b][i], adds y[b][i] * W[i][:] into an accumulator row
+//     over the row view (row_ptr, col_idx, values in row order) -- work
+//     proportional to the nonzeros of Y, as the challenge's sparse form;
+//   gather (otherwise): feature-major, the forward's block-size-1 gather
+//     over the column view given as column-ordered copies of the values
+//     and row indices (built once per network, so no indirection per
+//     weight: twice as fast as through col_order at narrow batches).
+// The scatter form never multiplies a zero activation; the gather form
+// forms every product. Both sum each output in row order from an
+// accumulator that starts at +0, so with finite weights (whose products
+// with zero are zeros that change no sum) they give the same bits as each
+// other and as the forward kernel followed by the same bias and clip; the
+// callers require finite weights (snn_jax/graph_challenge.py).
+inline float Epilogue(float acc, float bias, float ymax) {
+  return std::min(std::max(acc + bias, 0.0f), ymax);
+}
+
+// Scatter layer over `rows` row-major rows: out[b][:], and per-row nonzero
+// counts of the output in counts[b].
+void ScatterLayer(const float* in, const float* values, const int32_t* row_ptr,
+                  const int32_t* col_idx, int64_t rows, int64_t n, float bias,
+                  float ymax, float* out, int64_t* counts) {
+  ParallelRanges(rows, TaskCount(), [&](int64_t b0, int64_t b1) {
+    float* acc = ScratchSlot(3, n);
+    for (int64_t b = b0; b < b1; ++b) {
+      std::fill(acc, acc + n, 0.0f);
+      const float* yb = in + b * n;
+      for (int64_t i = 0; i < n; ++i) {
+        const float x = yb[i];
+        if (x == 0.0f) continue;
+        for (int64_t p = row_ptr[i]; p < row_ptr[i + 1]; ++p) acc[col_idx[p]] += x * values[p];
+      }
+      float* ob = out + b * n;
+      int64_t count = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        ob[j] = Epilogue(acc[j], bias, ymax);
+        count += ob[j] != 0.0f;
+      }
+      counts[b] = count;
+    }
+  });
+}
+
+// Gather layer on feature-major operands (n rows of bp lanes; lanes >= rows
+// stay zero); per-lane nonzero counts of the output in counts[0 .. rows).
+void GatherLayer(const float* in, const float* col_values, const int32_t* col_rows,
+                 const int32_t* col_ptr, int64_t rows, int64_t n, int64_t bp, float bias,
+                 float ymax, float* out, int64_t* counts) {
+  Gather<float, false>(in, col_values, col_ptr, nullptr, col_rows, n, 1, bp, out);
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(n, TaskCount()));
+  const int64_t step = (n + parts - 1) / parts, tasks = (n + step - 1) / step;
+  std::vector<int64_t> part_counts(tasks * rows, 0);
+  Pool::Get().ParallelFor(tasks, [&](int64_t t) {
+    int64_t* c = part_counts.data() + t * rows;
+    for (int64_t j = t * step; j < std::min(n, (t + 1) * step); ++j) {
+      float* row = out + j * bp;
+      for (int64_t l = 0; l < rows; ++l) {
+        row[l] = Epilogue(row[l], bias, ymax);
+        c[l] += row[l] != 0.0f;
+      }
+      for (int64_t l = rows; l < bp; ++l) row[l] = 0.0f;
+    }
+  });
+  for (int64_t l = 0; l < rows; ++l) counts[l] = 0;
+  for (int64_t t = 0; t < tasks; ++t)
+    for (int64_t l = 0; l < rows; ++l) counts[l] += part_counts[t * rows + l];
+}
+
+ffi::Error ReluLayersImpl(ffi::Buffer<ffi::F32> y0, ffi::Buffer<ffi::F32> row_values,
+                          ffi::Buffer<ffi::S32> col_idx, ffi::Buffer<ffi::S32> row_ptr,
+                          ffi::Buffer<ffi::F32> col_values, ffi::Buffer<ffi::S32> col_rows,
+                          ffi::Buffer<ffi::S32> col_ptr, ffi::Buffer<ffi::S32> start_buf,
+                          float bias, float ymax, int64_t length, float sparse_below,
+                          ffi::Result<ffi::Buffer<ffi::F32>> y) {
+  auto yd = y0.dimensions(), vd = row_values.dimensions();
+  if (yd.size() != 2 || vd.size() != 2 || start_buf.element_count() != 1)
+    return ffi::Error::InvalidArgument(
+        "relu_layers: y0 must be [B, n], values [L, nnz], start a scalar");
+  const int64_t batch = yd[0], n = yd[1], n_layers = vd[0], nnz = vd[1];
+  auto dims_are = [](auto buf, int64_t a, int64_t b) {
+    auto d = buf.dimensions();
+    return d.size() == 2 && d[0] == a && d[1] == b;
+  };
+  if (!dims_are(col_idx, n_layers, nnz) || !dims_are(row_ptr, n_layers, n + 1) ||
+      !dims_are(col_values, n_layers, nnz) || !dims_are(col_rows, n_layers, nnz) ||
+      !dims_are(col_ptr, n_layers, n + 1) || !dims_are(*y, batch, n))
+    return ffi::Error::InvalidArgument("relu_layers: inconsistent shapes");
+  if (bias > 0.0f)
+    return ffi::Error::InvalidArgument("relu_layers: bias must be <= 0 (a zero row "
+                                       "must stay zero)");
+  const int64_t start = start_buf.typed_data()[0];
+  if (length < 0 || start < 0 || start + length > n_layers)
+    return ffi::Error::InvalidArgument("relu_layers: layers [start, start+length) "
+                                       "outside the stack");
+  // Live rows (original indices) and their activations, compacted: row-major
+  // in rm[cur] or feature-major in fm[fcur] (fcur >= 0).
+  std::vector<int64_t> live, counts(batch);
+  const float* y_in = y0.typed_data();
+  for (int64_t b = 0; b < batch; ++b) {
+    int64_t c = 0;
+    for (int64_t j = 0; j < n; ++j) c += y_in[b * n + j] != 0.0f;
+    if (c) live.push_back(b);
+  }
+  float* rm[2] = {ScratchSlot(2, batch * n), ScratchSlot(4, batch * n)};
+  int cur = 0, fcur = -1;
+  int64_t nonzeros = 0;
+  for (size_t r = 0; r < live.size(); ++r) {
+    std::memcpy(rm[cur] + r * n, y_in + live[r] * n, sizeof(float) * n);
+    for (int64_t j = 0; j < n; ++j) nonzeros += rm[cur][r * n + j] != 0.0f;
+  }
+  const int64_t bp_max = Lanes(std::max<int64_t>(1, static_cast<int64_t>(live.size())));
+  float* fm[2] = {ScratchSlot(0, n * bp_max), ScratchSlot(1, n * bp_max)};
+  auto to_rows = [&](int64_t rows, int64_t bp) {  // leave the feature-major layout
+    FromFeatureMajor(fm[fcur], rows, n, bp, rm[cur]);
+    fcur = -1;
+  };
+  for (int64_t l = start; l < start + length && !live.empty(); ++l) {
+    const int64_t rows = static_cast<int64_t>(live.size()), bp = Lanes(rows);
+    const bool scatter = static_cast<double>(nonzeros) <
+                         static_cast<double>(sparse_below) * static_cast<double>(rows * n);
+    if (scatter) {
+      if (fcur >= 0) to_rows(rows, bp);
+      ScatterLayer(rm[cur], row_values.typed_data() + l * nnz, row_ptr.typed_data() + l * (n + 1),
+                   col_idx.typed_data() + l * nnz, rows, n, bias, ymax, rm[cur ^ 1],
+                   counts.data());
+      cur ^= 1;
+    } else {
+      if (fcur < 0) {
+        ToFeatureMajor(rm[cur], rows, n, bp, fm[0]);
+        fcur = 0;
+      }
+      GatherLayer(fm[fcur], col_values.typed_data() + l * nnz, col_rows.typed_data() + l * nnz,
+                  col_ptr.typed_data() + l * (n + 1), rows, n, bp, bias, ymax, fm[fcur ^ 1],
+                  counts.data());
+      fcur ^= 1;
+    }
+    nonzeros = 0;
+    int64_t kept = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      nonzeros += counts[r];
+      kept += counts[r] != 0;
+    }
+    if (kept < rows) {  // drop the rows that died, in row-major form
+      if (fcur >= 0) to_rows(rows, bp);
+      int64_t w = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        if (!counts[r]) continue;
+        if (w != r) std::memmove(rm[cur] + w * n, rm[cur] + r * n, sizeof(float) * n);
+        live[w++] = live[r];
+      }
+      live.resize(w);
+    }
+  }
+  const int64_t rows = static_cast<int64_t>(live.size());
+  if (fcur >= 0) to_rows(rows, Lanes(rows));
+  float* out = y->typed_data();
+  std::memset(out, 0, sizeof(float) * batch * n);
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(out + live[r] * n, rm[cur] + r * n, sizeof(float) * n);
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmFwd, BsmmFwdImpl,
@@ -841,6 +1056,22 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmDw, BsmmDwImpl,
                                   .Arg<ffi::Buffer<ffi::S32>>()  // col_idx
                                   .Ret<ffi::AnyBuffer>());      // dvalues
 
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxReluLayers, ReluLayersImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // y0 [B, n]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // values, row order [L, nnz]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // col_idx [L, nnz]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // row_ptr [L, n+1]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // values, column order [L, nnz]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // row of each, column order
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // col_ptr [L, n+1]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // start (scalar)
+                                  .Attr<float>("bias")
+                                  .Attr<float>("ymax")
+                                  .Attr<int64_t>("length")
+                                  .Attr<float>("sparse_below")
+                                  .Ret<ffi::Buffer<ffi::F32>>());  // y [B, n]
+
 // ---------------------------------------------------------------------------
 // The Python module: handler capsules for jax.ffi.register_ffi_target, and
 // the thread count.
@@ -855,7 +1086,8 @@ PyObject* Handlers(PyObject*, PyObject*) {
   const std::pair<const char*, void*> items[] = {
       {"snn_jax_bsmm_fwd", reinterpret_cast<void*>(SnnJaxBsmmFwd)},
       {"snn_jax_bsmm_dx", reinterpret_cast<void*>(SnnJaxBsmmDx)},
-      {"snn_jax_bsmm_dw", reinterpret_cast<void*>(SnnJaxBsmmDw)}};
+      {"snn_jax_bsmm_dw", reinterpret_cast<void*>(SnnJaxBsmmDw)},
+      {"snn_jax_relu_layers", reinterpret_cast<void*>(SnnJaxReluLayers)}};
   for (const auto& [name, fn] : items) {
     PyObject* c = Capsule(fn);
     if (c == nullptr || PyDict_SetItemString(d, name, c) != 0) {
