@@ -538,11 +538,11 @@ def benchmark(weights: Sequence[sp.spmatrix], inputs: np.ndarray | sp.spmatrix,
     reference_name = "scipy" if truth is None else "official truth"
     for bs in block_sizes:
       net = stack_network(weights, bs)
-      run = lambda y, net=net: infer(net, y, impl=impl, segment=segment)
-      cats, t = distributed_categories(run, sparse_inputs, batch_size)
-      record(f"bsmm_bs{bs}", t["seconds"], cats,
-             f"impl={impl}, {procs} processes, batches of {batch_size}")
-      rows[-1].update(processes=procs, **t)
+      for method, run in _our_runs(net, impl, segment):
+        cats, t = distributed_categories(run, sparse_inputs, batch_size)
+        record(method, t["seconds"], cats,
+               f"impl={impl}, {procs} processes, batches of {batch_size}")
+        rows[-1].update(processes=procs, **t)
     return rows
   # Our kernels run first, so the process's peak RSS after them (recorded
   # in their rows) bounds what our path needs with the inputs and weights
@@ -550,17 +550,15 @@ def benchmark(weights: Sequence[sp.spmatrix], inputs: np.ndarray | sp.spmatrix,
   ours = []
   for bs in block_sizes:
     net = stack_network(weights, bs)
-    runs = [(f"bsmm_bs{bs}", lambda y, net=net: infer(net, y, impl=impl, segment=segment),
-             f"impl={impl}, block fill {net.fill:.3f}, batches of {batch_size}")]
-    if bs == 1 and impl in ("auto", "native_cpu") and fused_available(net):
-      runs.append(("fused_bs1", lambda y, net=net: infer_fused(net, y),
-                   "native relu_layers: all layers in one call, dead inputs "
-                   f"dropped inside, batches of {batch_size}"))
-    for method, run, note in runs:
+    for method, run in _our_runs(net, impl, segment):
+      note = (f"impl={impl}, block fill {net.fill:.3f}" if method.startswith("bsmm")
+              else "native relu_layers: all layers in one call, dead inputs "
+              "dropped inside")
       streamed_categories(run, sparse_inputs, batch_size)  # compiles every shape
       seconds, cats = best_of(lambda: streamed_categories(run, sparse_inputs, batch_size))
-      ours.append((method, seconds, cats, note, peak_rss_bytes()))
-    net = runs = run = None  # freed before the baselines run
+      ours.append((method, seconds, cats, f"{note}, batches of {batch_size}",
+                   peak_rss_bytes()))
+    net = run = None  # freed before the baselines run
   seconds, scipy_cats = best_of(lambda: categories(infer_scipy(weights, sparse_inputs)))
   scipy_peak = peak_rss_bytes()
   reference = scipy_cats if truth is None else np.asarray(truth)
@@ -576,6 +574,18 @@ def benchmark(weights: Sequence[sp.spmatrix], inputs: np.ndarray | sp.spmatrix,
     record("dense", seconds, cats, f"jnp.dot, batches of {batch_size}",
            peak_rss_bytes())
   return rows
+
+
+def _our_runs(net: StackedNetwork, impl: str, segment: int
+              ) -> list[tuple[str, Callable[[np.ndarray], np.ndarray]]]:
+  """(method, run) for each of our paths on ``net``: the ``bsmm`` scan, and
+  at block size 1 with the native kernels (``impl`` auto or native_cpu)
+  the fused inference."""
+  runs = [(f"bsmm_bs{net.block_size}",
+           lambda y: infer(net, y, impl=impl, segment=segment))]
+  if impl in ("auto", "native_cpu") and fused_available(net):
+    runs.append(("fused_bs1", lambda y: infer_fused(net, y)))
+  return runs
 
 
 def peak_rss_bytes() -> int:
