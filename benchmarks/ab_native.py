@@ -6,7 +6,7 @@ most kernel changes do; this loads two compiled ``_native_cpu`` modules
 under its own FFI target names, checks that they give the same bits, and
 times them interleaved (best of 8 rounds) on the block-size-1 shapes that
 matter here: the SET-MLP's 1000 x 1000 layer at batch 128 and the kernel
-grid's 4096 x 4096 at batch 256.
+grid's 4096 x 4096 at batch 256, densities 0.01 and 0.1.
 
   cp snn_jax/kernels/_native_cpu*.so /tmp/before.so   # then rebuild
   python benchmarks/ab_native.py /tmp/before.so \
@@ -25,7 +25,7 @@ import numpy as np
 from snn_jax.sparse import BlockCSR
 from snn_jax.utils.env import device_info, versions
 
-SHAPES = ((1000, 128, 0.04), (4096, 256, 0.01))  # n, batch, density
+SHAPES = ((1000, 128, 0.04), (4096, 256, 0.01), (4096, 256, 0.1))  # n, batch, density
 ROUNDS = 8
 
 

@@ -32,8 +32,8 @@ gen_s = time.perf_counter() - t0
 t0 = time.perf_counter()
 w = t.to_bcsr()
 bcsr_s = time.perf_counter() - t0
-row = {"command_extra": sys.argv[3:], "sparse_training": s["config"]["sparse_training"],
-       "update_every": s["config"]["update_every"], "widths": s["widths"], "density": s["density"], "nnz_params": s["nnz_params"],
+row = {"command_extra": sys.argv[3:], "sparse_training": s["config"]["sparse"]["method"],
+       "update_every": s["config"]["sparse"]["update_every"], "widths": s["widths"], "density": s["density"], "nnz_params": s["nnz_params"],
        "dense_params": s["dense_params"], "epochs": s["epochs"],
        "train_seconds_incl_compile": s["train_seconds"],
        "samples_per_second_incl_compile": s["samples_per_second"],
