@@ -416,9 +416,9 @@ void Gather(const float* in, const T* values, const int32_t* ptr, const int32_t*
   // Block size 1 walks output rows outermost, all lane groups of a row
   // together, so the gathered input rows are fetched whole once per output
   // row (their later groups follow the first through the cache) and the
-  // row's indices and weights are read once: 1.1-1.8x over groups outermost
-  // once the feature-major input outgrows L2 (BUILD_NOTES.md). Other block
-  // sizes walk groups outermost.
+  // row's indices and weights are read once: 1.1-1.5x faster than groups
+  // outermost at the shapes measured (BUILD_NOTES.md). Other block sizes
+  // walk groups outermost.
   const int64_t vectors = bp / kLanes;
   const int64_t group = bs == 1 ? kWide : 4;
   const int64_t groups = (vectors + group - 1) / group;
