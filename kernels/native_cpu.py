@@ -118,7 +118,6 @@ def sddmm_native(x, dy, row_idx, col_idx, *, block_size: int, out_dtype=None):
   return dvalues.astype(out_dtype)
 
 
-
 def relu_layers_native(y, row_values, col_idx, row_ptr, col_values, col_rows,
                        col_ptr, start, *, length: int, bias: float, ymax: float,
                        sparse_below: float = 0.35):
