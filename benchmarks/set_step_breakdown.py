@@ -6,8 +6,10 @@ measured by ``set_vs_dense_epoch.sh``; this script splits the step so the
 gap can be read: per layer, the native kernels (forward, dX, dW at the
 stored weights) against dense ``jnp.dot`` at the same shapes, and per step,
 the whole ``train_step`` (``nnx.jit``) against the same step as a plain
-``jax.jit`` over split state, ``nnx.cached_partial``, and forward+backward
-alone. Random inputs (batch 128, as the epoch benchmark); every figure is
+``jax.jit`` over split state, ``nnx.cached_partial``, forward+backward
+alone, and the split-state step with the block-size-1 kernels given
+batch-major operands (the layout before the ops layer asked XLA for
+feature-major ones). Random inputs (batch 128, as the epoch benchmark); every figure is
 the best of 5 timed groups, the implementations interleaved group by group.
 
 Usage (repo root; an idle machine): python benchmarks/set_step_breakdown.py
@@ -131,12 +133,43 @@ def step_timers(sparse: bool, rng) -> dict:
 
   cached = nnx.cached_partial(loop.train_step, model, opt)
   tag = "set" if sparse else "dense"
+  extra = {}
+  if sparse:
+    # The same split-state step with the block-size-1 kernels given
+    # batch-major operands (their transposes inside every call), as before
+    # the ops layer asked XLA for feature-major ones: traced once under the
+    # switch, then timed like the others.
+    model_b = loop.build_model(cfg, loop.build_topologies(cfg, 784, 10))
+    opt_b = nnx.Optimizer(model_b, tx, wrt=nnx.Param)
+    graphdef_b, state_b = nnx.split((model_b, opt_b))
+
+    @jax.jit
+    def batch_major_step(state, x, y):
+      m, o = nnx.merge(graphdef_b, state)
+      (loss, _), g = nnx.value_and_grad(
+          lambda m: loop._loss_and_acc(m, x, y), has_aux=True)(m)
+      o.update(m, g)
+      return nnx.state((m, o)), loss
+
+    real = native_cpu.feature_major
+    native_cpu.feature_major = lambda block_size: False
+    try:
+      held_b = list(batch_major_step(state_b, *batch()))
+      jax.block_until_ready(held_b)
+    finally:
+      native_cpu.feature_major = real
+
+    def run_batch_major():
+      held_b[0], loss = batch_major_step(held_b[0], *batch())
+      return loss
+    extra["set_train_step_jax_jit_batch_major_operands"] = run_batch_major
   return {
       f"{tag}_train_step_nnx_jit": lambda: loop.train_step(model, opt,
                                                            *batch())[0],
       f"{tag}_train_step_cached_partial": lambda: cached(*batch())[0],
       f"{tag}_train_step_jax_jit_split_state": run_functional,
       f"{tag}_forward_backward_only": lambda: fwd_bwd(params, *batch()),
+      **extra,
   }
 
 
@@ -158,6 +191,9 @@ def main(out: str) -> None:
           for r in layers),
       "set_speedup_train_step_nnx_jit": steps["dense_train_step_nnx_jit"]
       / steps["set_train_step_nnx_jit"],
+      "feature_major_operands_step_over_batch_major": steps[
+          "set_train_step_jax_jit_split_state"]
+      / steps["set_train_step_jax_jit_batch_major_operands"],
       "environment": {**device_info(), **versions(),
                       "native_threads": native_cpu.num_threads()},
   }

@@ -26,7 +26,13 @@ and one for inference through a stack of block-size-1 layers:
       ``y`` where it is sparse and the forward's gather where it is not.
 
 Shapes: ``x: [B, n_in]``, ``dy: [B, n_out]``, ``values: [nnzb, bs, bs]``,
-index arrays int32. float32 or bfloat16 (accumulation in float32). Threads:
+index arrays int32. At block sizes that are not multiples of 32 the kernels
+compute on feature-major operands (``n`` rows of ``B`` batch entries); with
+``feature_major_operands=True`` (what ``snn_jax.ops`` passes where
+:func:`feature_major` holds) XLA hands the dense operands over, and takes
+the result back, in that layout (``ffi_call``'s operand layouts), so inside
+a network the transposes fold into the neighbouring fusions; otherwise the
+kernel transposes them itself, twice per call. float32 or bfloat16 (accumulation in float32). Threads:
 a pool of the machine's hardware threads (``SNN_JAX_NATIVE_THREADS``
 overrides; :func:`set_num_threads`); each output element is computed by one
 task in one fixed order, so every thread count gives the same bits. Under
@@ -92,29 +98,63 @@ def set_num_threads(n: int) -> int:
   return _ext.set_num_threads(int(n))
 
 
-def _call(name: str, shape, dtype, *args):
+# The row-major kernels (block sizes that are multiples of this) take
+# batch-major dense operands; every other block size computes feature-major.
+ROW_MAJOR_BLOCK = 32
+
+
+def feature_major(block_size: int) -> bool:
+  """Whether the kernels at this block size want their dense operands
+  feature-major (``[B, n]`` arrays laid out ``{0,1}``: ``n`` rows of ``B``
+  batch entries). Where they do, the ops layer asks XLA for that layout
+  through ``ffi_call``'s operand layouts, so the transposes are folded into
+  the neighbouring fusions (a ReLU, a bias add) instead of run twice per
+  call inside the kernel."""
+  return block_size % ROW_MAJOR_BLOCK != 0
+
+
+def _call(name: str, shape, dtype, *args, dense_args=(), dense_out=False,
+          feature_major_operands=False):
+  """``dense_args``: indices of the dense [B, n] operands and ``dense_out``
+  whether the result is one; with ``feature_major_operands`` XLA hands
+  those over (and takes the result) laid out {0,1}."""
   _register()
+  layouts = {}
+  if feature_major_operands:
+    layouts = dict(
+        input_layouts=[(1, 0) if i in dense_args else None
+                       for i in range(len(args))],
+        output_layouts=(1, 0) if dense_out else None)
   return jax.ffi.ffi_call(name, jax.ShapeDtypeStruct(shape, dtype),
-                          vmap_method="sequential")(*args)
+                          vmap_method="sequential", **layouts)(
+                              *args, feature_major=bool(feature_major_operands))
 
 
-def bsmm_fwd_native(x, values, row_idx, col_ptr, col_order, *, n_out: int):
-  """``y[B, n_out] = x @ W``."""
+def bsmm_fwd_native(x, values, row_idx, col_ptr, col_order, *, n_out: int,
+                    feature_major_operands: bool = False):
+  """``y[B, n_out] = x @ W``. ``feature_major_operands``: ``x`` and ``y``
+  are handed over feature-major (only where :func:`feature_major` holds)."""
   return _call("snn_jax_bsmm_fwd", (x.shape[0], n_out), x.dtype, x, values,
-               row_idx, col_ptr, col_order)
+               row_idx, col_ptr, col_order, dense_args=(0,), dense_out=True,
+               feature_major_operands=feature_major_operands)
 
 
-def bsmm_dx_native(dy, values, row_ptr, col_idx, *, n_in: int):
-  """``dx[B, n_in] = dy @ W.T``."""
+def bsmm_dx_native(dy, values, row_ptr, col_idx, *, n_in: int,
+                   feature_major_operands: bool = False):
+  """``dx[B, n_in] = dy @ W.T`` (``feature_major_operands``: as the forward)."""
   return _call("snn_jax_bsmm_dx", (dy.shape[0], n_in), dy.dtype, dy, values,
-               row_ptr, col_idx)
+               row_ptr, col_idx, dense_args=(0,), dense_out=True,
+               feature_major_operands=feature_major_operands)
 
 
-def sddmm_native(x, dy, row_idx, col_idx, *, block_size: int, out_dtype=None):
-  """``dvalues[nnzb, bs, bs]``: ``x.T @ dy`` at the stored blocks only."""
+def sddmm_native(x, dy, row_idx, col_idx, *, block_size: int, out_dtype=None,
+                 feature_major_operands: bool = False):
+  """``dvalues[nnzb, bs, bs]``: ``x.T @ dy`` at the stored blocks only
+  (``feature_major_operands``: ``x`` and ``dy`` handed over feature-major)."""
   out_dtype = jnp.dtype(out_dtype or x.dtype)
   dvalues = _call("snn_jax_bsmm_dw", (row_idx.shape[0], block_size, block_size),
-                  x.dtype, x, dy, row_idx, col_idx)
+                  x.dtype, x, dy, row_idx, col_idx, dense_args=(0, 1),
+                  feature_major_operands=feature_major_operands)
   return dvalues.astype(out_dtype)
 
 

@@ -125,8 +125,9 @@ def _forward(s: _Static, x, values, row_ptr, col_idx, row_idx, col_ptr,
                             n_out=s.n_out,
                             **_xla_options(s, values))
   if s.impl == "native_cpu":
-    return native_cpu.bsmm_fwd_native(x, values, row_idx, col_ptr, col_order,
-                                      n_out=s.n_out)
+    return native_cpu.bsmm_fwd_native(
+        x, values, row_idx, col_ptr, col_order, n_out=s.n_out,
+        feature_major_operands=native_cpu.feature_major(s.block_size))
   if s.impl == "pallas_gpu":
     t = tuning.gpu_tiles(s.device_kind, s.block_size, jnp.dtype(x.dtype).name)
     return pallas_gpu.bsmm_fwd_pallas(
@@ -143,7 +144,9 @@ def _forward(s: _Static, x, values, row_ptr, col_idx, row_idx, col_ptr,
 def _dx(s: _Static, dy, values, row_ptr, col_idx, row_idx):
   impl = s.backward_impl
   if impl == "native_cpu":
-    return native_cpu.bsmm_dx_native(dy, values, row_ptr, col_idx, n_in=s.n_in)
+    return native_cpu.bsmm_dx_native(
+        dy, values, row_ptr, col_idx, n_in=s.n_in,
+        feature_major_operands=native_cpu.feature_major(s.block_size))
   if impl == "xla":
     return xla.bsmm_dx_xla(dy, values, row_idx, col_idx, n_in=s.n_in,
                            **_xla_options(s, values))
@@ -162,8 +165,9 @@ def _dx(s: _Static, dy, values, row_ptr, col_idx, row_idx):
 def _dw(s: _Static, x, dy, values, row_idx, col_idx):
   impl = s.backward_impl
   if impl == "native_cpu":
-    return native_cpu.sddmm_native(x, dy, row_idx, col_idx,
-                                   block_size=s.block_size, out_dtype=values.dtype)
+    return native_cpu.sddmm_native(
+        x, dy, row_idx, col_idx, block_size=s.block_size, out_dtype=values.dtype,
+        feature_major_operands=native_cpu.feature_major(s.block_size))
   if impl == "xla":
     return xla.sddmm_xla(x, dy, row_idx, col_idx, block_size=s.block_size,
                          out_dtype=values.dtype, **_xla_options(s, values))

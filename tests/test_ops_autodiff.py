@@ -1,6 +1,8 @@
 """``snn_jax.ops.bsmm``: forward and VJP against the dense reference, under
 jit/grad/vmap, leading batch dims, dtypes, errors, and no retracing."""
 
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -74,6 +76,37 @@ def test_check_grads_native(rng, bs):
   x = jnp.asarray(rng.standard_normal((5, 64)), jnp.float32)
   f = lambda x, v: bsmm(x, w.replace(values=v), impl="native_cpu")
   check_grads(f, (x, w.values), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+
+
+def _relu_mlp_loss(ws, vals, x, impl):
+  h = x
+  for w, v in zip(ws, vals):
+    h = jax.nn.relu(bsmm(h, w.replace(values=v), impl=impl) + 0.1)
+  return (h ** 2).sum()
+
+
+@needs_native
+def test_native_hidden_activations_are_never_transposed(rng):
+  """Inside a network the block-size-1 kernels get feature-major operands
+  from the fusions beside them: in the compiled gradient of a three-layer
+  ReLU MLP every kernel call takes them so and no copy or transpose
+  touches a hidden activation (before, each kernel call transposed its
+  dense operands twice inside)."""
+  ws = [_w(rng, 48, 40, 1, 0.2, seed=0), _w(rng, 40, 40, 1, 0.2, seed=1),
+        _w(rng, 40, 40, 1, 0.2, seed=2)]
+  vals = [w.values for w in ws]
+  x = jnp.asarray(rng.standard_normal((16, 48)), jnp.float32)
+  grad = jax.jit(jax.grad(lambda v, x: _relu_mlp_loss(ws, v, x, "native_cpu")))
+  hlo = grad.lower(vals, x).compile().as_text()
+  # the instructions themselves, inside fusions too (not op names in metadata)
+  moved = re.findall(r"= f32\[16,40\]\{[0-9,]*\} (?:copy|transpose)\(.*", hlo)
+  assert not moved, "\n".join(moved)
+  calls = re.findall(r'custom_call_target="snn_jax_bsmm_\w+".*', hlo)
+  assert len(calls) == 8  # 3 forward, 2 dX, 3 dW
+  assert all("feature_major = true" in c for c in calls), calls
+  want = jax.grad(lambda v, x: _relu_mlp_loss(ws, v, x, "dense"))(vals, x)
+  for g, r in zip(grad(vals, x), want):
+    assert_close(g, r, jnp.float32, "dw")
 
 
 @needs_native

@@ -37,6 +37,10 @@
 
 #include <unistd.h>
 
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -253,14 +257,15 @@ int64_t TaskCount() { return 4 * static_cast<int64_t>(Pool::Get().threads()); }
 // density). Slots 0 and 1: the two feature-major operands of one call on
 // the calling thread, or a task's buffers on a pool thread; 2 and 4: the
 // row-major operands of ReluLayers on the calling thread; 3: a task's
-// accumulator row (ReluLayers' scatter, any thread).
+// accumulator row (ReluLayers' scatter, any thread); 5 and 6: the forward's
+// column-ordered values and row indices (calling thread).
 float* ScratchSlot(int slot, int64_t n) {
   struct Buffer {
     float* data = nullptr;
     int64_t size = 0;
     ~Buffer() { std::free(data); }
   };
-  thread_local Buffer buffers[5];
+  thread_local Buffer buffers[7];
   Buffer& b = buffers[slot];
   if (b.size < n) {
     std::free(b.data);
@@ -294,10 +299,44 @@ void ForTransposeTiles(int64_t rows, int64_t cols, int64_t row_end, Fn&& fn) {
   });
 }
 
+// dst[j][i] = src[i][j] for an 8 x 8 tile of floats (row strides in floats):
+// with AVX, eight loads, 24 shuffles and eight stores instead of 64 scalar
+// moves.
+inline void Transpose8x8(const float* src, int64_t src_stride, float* dst,
+                         int64_t dst_stride) {
+#if defined(__AVX__)
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * src_stride);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * dst_stride,
+                     _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+#else
+  for (int i = 0; i < 8; ++i)
+    for (int j = 0; j < 8; ++j) dst[j * dst_stride + i] = src[i * src_stride + j];
+#endif
+}
+
 template <typename T>
 void ToFeatureMajor(const T* a, int64_t rows, int64_t cols, int64_t bp, float* at) {
   ForTransposeTiles(rows, cols, bp, [&](int64_t c0, int64_t nc, int64_t r0, bool full) {
     if (full) {
+      if constexpr (std::is_same_v<T, float> && kTR == 8 && kTC % 8 == 0) {
+        for (int64_t c = 0; c < kTC; c += 8)
+          Transpose8x8(a + r0 * cols + c0 + c, cols, at + (c0 + c) * bp + r0, bp);
+        return;
+      }
       float tile[kTC][kTR];
       for (int64_t r = 0; r < kTR; ++r)
         for (int64_t c = 0; c < kTC; ++c) tile[c][r] = to_f32<T>(a[(r0 + r) * cols + c0 + c]);
@@ -317,6 +356,17 @@ template <typename T>
 void FromFeatureMajor(const float* at, int64_t rows, int64_t cols, int64_t bp, T* a) {
   ForTransposeTiles(rows, cols, rows, [&](int64_t c0, int64_t nc, int64_t r0, bool full) {
     if (full) {
+      if constexpr (std::is_same_v<T, float> && kTR == 8 && kTC % 8 == 0) {
+        // Through an L1 tile, so each output row's kTC floats (a cache line)
+        // are stored together: storing the two 8 x 8 halves straight into
+        // rows n floats apart was slower at n = 4096.
+        alignas(64) float rows_tile[kTR][kTC];
+        for (int64_t c = 0; c < kTC; c += 8)
+          Transpose8x8(at + (c0 + c) * bp + r0, bp, &rows_tile[0][c], kTC);
+        for (int64_t r = 0; r < kTR; ++r)
+          std::memcpy(a + (r0 + r) * cols + c0, rows_tile[r], sizeof(rows_tile[r]));
+        return;
+      }
       float tile[kTC][kTR];
       for (int64_t c = 0; c < kTC; ++c)
         std::memcpy(tile[c], at + (c0 + c) * bp + r0, sizeof(tile[c]));
@@ -326,6 +376,44 @@ void FromFeatureMajor(const float* at, int64_t rows, int64_t cols, int64_t bp, T
     }
     for (int64_t r = r0; r < std::min(rows, r0 + kTR); ++r)
       for (int64_t c = 0; c < nc; ++c) a[r * cols + c0 + c] = from_f32<T>(at[(c0 + c) * bp + r]);
+  });
+}
+
+// Operands XLA already hands over feature-major (the ops layer asks for
+// layout {0,1} of a [B, n] array through ffi_call's operand layouts, so the
+// transposes above disappear into the producers' fusions): memory a[n][B].
+// Used in place when float32 with B a multiple of kLanes; otherwise widened
+// into bp-lane rows of scratch, lanes past B zero.
+template <typename T>
+const float* FeatureMajorIn(const T* a, int64_t batch, int64_t n, int64_t bp, int slot) {
+  if constexpr (std::is_same_v<T, float>)
+    if (bp == batch) return a;
+  float* at = ScratchSlot(slot, n * bp);
+  ParallelRanges(n, TaskCount(), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t b = 0; b < batch; ++b) at[r * bp + b] = to_f32<T>(a[r * batch + b]);
+      for (int64_t b = batch; b < bp; ++b) at[r * bp + b] = 0.0f;
+    }
+  });
+  return at;
+}
+
+// Where a feature-major result of n rows is computed: the output buffer
+// itself when that needs no padding or rounding, else scratch that
+// FeatureMajorOutDone copies over.
+template <typename T>
+float* FeatureMajorOut(T* a, int64_t batch, int64_t n, int64_t bp, int slot) {
+  if constexpr (std::is_same_v<T, float>)
+    if (bp == batch) return a;
+  return ScratchSlot(slot, n * bp);
+}
+
+template <typename T>
+void FeatureMajorOutDone(const float* at, int64_t batch, int64_t n, int64_t bp, T* a) {
+  if (static_cast<const void*>(at) == static_cast<const void*>(a)) return;
+  ParallelRanges(n, TaskCount(), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t b = 0; b < batch; ++b) a[r * batch + b] = from_f32<T>(at[r * bp + b]);
   });
 }
 
@@ -491,40 +579,79 @@ void Sddmm(const float* xt, const float* dyt, const int32_t* row_idx,
 }
 
 // dW at block size 1: dv[k] = sum over lanes of XT[r_k][:] * DYT[c_k][:].
-// Each stored weight reads one random row of DYT, so the lanes are taken
-// in slices of sv vectors small enough that both operands' slices stay in
-// L2 (about kSliceBytes) while a chunk of kChunkK weights runs through
-// every slice; a weight's per-slice vectors are summed into one vector in
-// slice order and reduced once. The order depends on the shapes only.
-constexpr int64_t kSliceBytes = 512 * 1024, kChunkK = 256;
+// Stored weights go in groups of kDwGroup consecutive ones, each weight one
+// FMA chain over all its lanes, the group's chains interleaved so that the
+// FMA latency is hidden; where the group lies in one row (stored weights
+// are in row order) one load of XT feeds all its chains. The group's sums
+// are reduced together (Hsum8) and a group never spans two tasks, so the
+// order depends on the structure only. Against the earlier form (lane
+// slices sized for L2, one weight at a time, a horizontal sum per weight)
+// 0.36-0.84x the time in a throw-away harness at 1000 x 1000 and 4096 x
+// 4096 (BUILD_NOTES.md has the committed measurement).
+constexpr int kDwGroup = 8;
+
+// out[j] = the sum of s[j]'s lanes, j < kDwGroup, in a fixed order.
+inline void Hsum8(const vf* s, float* out) {
+#if defined(__AVX__) && !defined(__AVX512F__)
+  static_assert(kDwGroup == 8 && kLanes == 8);
+  const __m256 a = _mm256_hadd_ps((__m256)s[0], (__m256)s[1]);
+  const __m256 b = _mm256_hadd_ps((__m256)s[2], (__m256)s[3]);
+  const __m256 c = _mm256_hadd_ps((__m256)s[4], (__m256)s[5]);
+  const __m256 d = _mm256_hadd_ps((__m256)s[6], (__m256)s[7]);
+  const __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
+  _mm256_storeu_ps(out, _mm256_add_ps(_mm256_permute2f128_ps(ab, cd, 0x20),
+                                      _mm256_permute2f128_ps(ab, cd, 0x31)));
+#else
+  for (int j = 0; j < kDwGroup; ++j) out[j] = hsum(s[j]);
+#endif
+}
+
+// s[j] = XT[x_j][:] * DYT[cols[j]][:] lane by lane, summed over the lane
+// vectors (j < kJ); x_j is `rows[j]`, or `rows[0]` for all when kSameRow.
+template <int kJ, bool kSameRow>
+inline void DotChains(const float* xt, const float* dyt, const int32_t* rows,
+                      const int32_t* cols, int64_t nvec, int64_t bp, vf* s) {
+  const float* x[kJ];
+  const float* d[kJ];
+  for (int j = 0; j < kJ; ++j) {
+    x[j] = xt + static_cast<int64_t>(rows[kSameRow ? 0 : j]) * bp;
+    d[j] = dyt + static_cast<int64_t>(cols[j]) * bp;
+    s[j] = vf{};
+  }
+  for (int64_t v = 0; v < nvec; ++v) {
+    if constexpr (kSameRow) {
+      const vf xv = load(x[0] + v * kLanes);
+      for (int j = 0; j < kJ; ++j) s[j] += xv * load(d[j] + v * kLanes);
+    } else {
+      for (int j = 0; j < kJ; ++j) s[j] += load(x[j] + v * kLanes) * load(d[j] + v * kLanes);
+    }
+  }
+}
 
 template <typename T>
 void SddmmBs1(const float* xt, const float* dyt, const int32_t* row_idx,
-              const int32_t* col_idx, int64_t nnzb, int64_t n_rows, int64_t bp, T* dv) {
+              const int32_t* col_idx, int64_t nnzb, int64_t bp, T* dv) {
   const int64_t nvec = bp / kLanes;
-  const int64_t sv = std::max<int64_t>(
-      1, std::min<int64_t>(nvec, kSliceBytes / (n_rows * kLanes * sizeof(float))));
-  ParallelRanges((nnzb + kChunkK - 1) / kChunkK, TaskCount(), [&](int64_t c0, int64_t c1) {
-    vf part[kChunkK];
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t k0 = c * kChunkK, k1 = std::min(nnzb, k0 + kChunkK);
-      for (int64_t k = k0; k < k1; ++k) part[k - k0] = vf{};
-      for (int64_t v0 = 0; v0 < nvec; v0 += sv) {
-        const int64_t v1 = std::min(nvec, v0 + sv);
-        for (int64_t k = k0; k < k1; ++k) {
-          const float* xs = xt + static_cast<int64_t>(row_idx[k]) * bp;
-          const float* ds = dyt + static_cast<int64_t>(col_idx[k]) * bp;
-          vf a0 = vf{}, a1 = vf{};
-          int64_t v = v0;
-          for (; v + 2 <= v1; v += 2) {
-            a0 += load(xs + v * kLanes) * load(ds + v * kLanes);
-            a1 += load(xs + (v + 1) * kLanes) * load(ds + (v + 1) * kLanes);
-          }
-          if (v < v1) a0 += load(xs + v * kLanes) * load(ds + v * kLanes);
-          part[k - k0] += a0 + a1;
-        }
+  const int64_t groups = (nnzb + kDwGroup - 1) / kDwGroup;
+  ParallelRanges(groups, TaskCount(), [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t k = g * kDwGroup;
+      if (k + kDwGroup <= nnzb) {
+        vf s[kDwGroup];
+        if (row_idx[k] == row_idx[k + kDwGroup - 1])  // rows are sorted
+          DotChains<kDwGroup, true>(xt, dyt, row_idx + k, col_idx + k, nvec, bp, s);
+        else
+          DotChains<kDwGroup, false>(xt, dyt, row_idx + k, col_idx + k, nvec, bp, s);
+        float out[kDwGroup];
+        Hsum8(s, out);
+        for (int j = 0; j < kDwGroup; ++j) dv[k + j] = from_f32<T>(out[j]);
+        continue;
       }
-      for (int64_t k = k0; k < k1; ++k) dv[k] = from_f32<T>(hsum(part[k - k0]));
+      for (int64_t kk = k; kk < nnzb; ++kk) {  // the last, partial group
+        vf s[1];
+        DotChains<1, true>(xt, dyt, row_idx + kk, col_idx + kk, nvec, bp, s);
+        dv[kk] = from_f32<T>(hsum(s[0]));
+      }
     }
   });
 }
@@ -742,12 +869,63 @@ ffi::Error CheckDtypes(const ffi::AnyBuffer& a, const ffi::AnyBuffer& b) {
   return ffi::Error::Success();
 }
 
+// Feature-major operands are for the block sizes that run feature-major
+// inside; the row-major kernels (multiples of kChunk) take batch-major ones.
+ffi::Error CheckFeatureMajor(bool feature_major, int64_t bs) {
+  if (feature_major && RowMajor(bs))
+    return ffi::Error::InvalidArgument(
+        "feature-major operands are only taken at block sizes that are not "
+        "multiples of 32; pass batch-major operands at this block size");
+  return ffi::Error::Success();
+}
+
+// The forward at block size 1 would read each weight and its row index
+// through col_order: two dependent random reads ahead of every gathered
+// input row. One pass first copies both into column order (independent
+// reads, many in flight), and the gather then streams them.
+template <typename T>
+void ForwardGatherBs1(const float* xt, const T* values, const int32_t* row_idx,
+                      const int32_t* col_ptr, const int32_t* col_order, int64_t n_out,
+                      int64_t bp, float* yt) {
+  const int64_t nnz = col_ptr[n_out];
+  static_assert(sizeof(T) <= sizeof(float) && sizeof(int32_t) == sizeof(float));
+  T* values_c = reinterpret_cast<T*>(ScratchSlot(5, nnz));
+  int32_t* rows_c = reinterpret_cast<int32_t*>(ScratchSlot(6, nnz));
+  ParallelRanges(nnz, TaskCount(), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int32_t k = col_order[p];
+      values_c[p] = values[k];
+      rows_c[p] = row_idx[k];
+    }
+  });
+  Gather<T, false>(xt, values_c, col_ptr, nullptr, rows_c, n_out, 1, bp, yt);
+}
+
+template <typename T>
+void ForwardGather(const float* xt, const T* values, const int32_t* row_idx,
+                   const int32_t* col_ptr, const int32_t* col_order, int64_t n_cb,
+                   int64_t bs, int64_t bp, float* yt) {
+  if (bs == 1)
+    ForwardGatherBs1<T>(xt, values, row_idx, col_ptr, col_order, n_cb, bp, yt);
+  else
+    Gather<T, false>(xt, values, col_ptr, col_order, row_idx, n_cb, bs, bp, yt);
+}
+
 template <typename T>
 void Forward(const ffi::AnyBuffer& x, const ffi::AnyBuffer& values, const int32_t* row_idx,
              const int32_t* col_ptr, const int32_t* col_order, int64_t n_cb, int64_t bs,
-             ffi::AnyBuffer* y) {
+             bool feature_major, ffi::AnyBuffer* y) {
   const int64_t batch = x.dimensions()[0], n_in = x.dimensions()[1];
   const int64_t n_out = n_cb * bs, bp = Lanes(batch);
+  if (feature_major) {
+    T* y_data = static_cast<T*>(y->untyped_data());
+    const float* xt = FeatureMajorIn(static_cast<const T*>(x.untyped_data()), batch, n_in, bp, 0);
+    float* yt = FeatureMajorOut(y_data, batch, n_out, bp, 1);
+    ForwardGather<T>(xt, static_cast<const T*>(values.untyped_data()), row_idx, col_ptr,
+                     col_order, n_cb, bs, bp, yt);
+    FeatureMajorOutDone(yt, batch, n_out, bp, y_data);
+    return;
+  }
   if (RowMajor(bs)) {
     ForwardRows<T>(static_cast<const T*>(x.untyped_data()),
                    static_cast<const T*>(values.untyped_data()), row_idx, col_ptr,
@@ -757,17 +935,18 @@ void Forward(const ffi::AnyBuffer& x, const ffi::AnyBuffer& values, const int32_
   float* xt = ScratchSlot(0, n_in * bp);
   float* yt = ScratchSlot(1, n_out * bp);
   ToFeatureMajor(static_cast<const T*>(x.untyped_data()), batch, n_in, bp, xt);
-  Gather<T, false>(xt, static_cast<const T*>(values.untyped_data()), col_ptr,
-                   col_order, row_idx, n_cb, bs, bp, yt);
+  ForwardGather<T>(xt, static_cast<const T*>(values.untyped_data()), row_idx, col_ptr,
+                   col_order, n_cb, bs, bp, yt);
   FromFeatureMajor(yt, batch, n_out, bp, static_cast<T*>(y->untyped_data()));
 }
 
 ffi::Error BsmmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer values, ffi::Buffer<ffi::S32> row_idx,
                        ffi::Buffer<ffi::S32> col_ptr, ffi::Buffer<ffi::S32> col_order,
-                       ffi::Result<ffi::AnyBuffer> y) {
+                       bool feature_major, ffi::Result<ffi::AnyBuffer> y) {
   int64_t nnzb, bs;
   if (auto e = CheckBlocks(values, &nnzb, &bs); e.failure()) return e;
   if (auto e = CheckDtypes(x, values); e.failure()) return e;
+  if (auto e = CheckFeatureMajor(feature_major, bs); e.failure()) return e;
   const int64_t n_cb = static_cast<int64_t>(col_ptr.element_count()) - 1;
   if (x.dimensions().size() != 2 || y->dimensions().size() != 2 ||
       x.dimensions()[1] % bs || y->dimensions()[1] != n_cb * bs ||
@@ -777,18 +956,29 @@ ffi::Error BsmmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer values, ffi::Buffer<ffi:
     return ffi::Error::InvalidArgument("bsmm_fwd: inconsistent shapes");
   if (x.element_type() == ffi::DataType::F32)
     Forward<float>(x, values, row_idx.typed_data(), col_ptr.typed_data(),
-                   col_order.typed_data(), n_cb, bs, &*y);
+                   col_order.typed_data(), n_cb, bs, feature_major, &*y);
   else
     Forward<uint16_t>(x, values, row_idx.typed_data(), col_ptr.typed_data(),
-                      col_order.typed_data(), n_cb, bs, &*y);
+                      col_order.typed_data(), n_cb, bs, feature_major, &*y);
   return ffi::Error::Success();
 }
 
 template <typename T>
 void Dx(const ffi::AnyBuffer& dy, const ffi::AnyBuffer& values, const int32_t* row_ptr,
-        const int32_t* col_idx, int64_t n_rb, int64_t bs, ffi::AnyBuffer* dx) {
+        const int32_t* col_idx, int64_t n_rb, int64_t bs, bool feature_major,
+        ffi::AnyBuffer* dx) {
   const int64_t batch = dy.dimensions()[0], n_out = dy.dimensions()[1];
   const int64_t n_in = n_rb * bs, bp = Lanes(batch);
+  if (feature_major) {
+    T* dx_data = static_cast<T*>(dx->untyped_data());
+    const float* dyt =
+        FeatureMajorIn(static_cast<const T*>(dy.untyped_data()), batch, n_out, bp, 0);
+    float* dxt = FeatureMajorOut(dx_data, batch, n_in, bp, 1);
+    Gather<T, true>(dyt, static_cast<const T*>(values.untyped_data()), row_ptr,
+                    nullptr, col_idx, n_rb, bs, bp, dxt);
+    FeatureMajorOutDone(dxt, batch, n_in, bp, dx_data);
+    return;
+  }
   if (RowMajor(bs)) {
     DxRows<T>(static_cast<const T*>(dy.untyped_data()),
               static_cast<const T*>(values.untyped_data()), row_ptr, col_idx, batch,
@@ -804,10 +994,12 @@ void Dx(const ffi::AnyBuffer& dy, const ffi::AnyBuffer& values, const int32_t* r
 }
 
 ffi::Error BsmmDxImpl(ffi::AnyBuffer dy, ffi::AnyBuffer values, ffi::Buffer<ffi::S32> row_ptr,
-                      ffi::Buffer<ffi::S32> col_idx, ffi::Result<ffi::AnyBuffer> dx) {
+                      ffi::Buffer<ffi::S32> col_idx, bool feature_major,
+                      ffi::Result<ffi::AnyBuffer> dx) {
   int64_t nnzb, bs;
   if (auto e = CheckBlocks(values, &nnzb, &bs); e.failure()) return e;
   if (auto e = CheckDtypes(dy, values); e.failure()) return e;
+  if (auto e = CheckFeatureMajor(feature_major, bs); e.failure()) return e;
   const int64_t n_rb = static_cast<int64_t>(row_ptr.element_count()) - 1;
   if (dy.dimensions().size() != 2 || dx->dimensions().size() != 2 ||
       dy.dimensions()[1] % bs || dx->dimensions()[1] != n_rb * bs ||
@@ -815,29 +1007,40 @@ ffi::Error BsmmDxImpl(ffi::AnyBuffer dy, ffi::AnyBuffer values, ffi::Buffer<ffi:
       static_cast<int64_t>(col_idx.element_count()) != nnzb)
     return ffi::Error::InvalidArgument("bsmm_dx: inconsistent shapes");
   if (dy.element_type() == ffi::DataType::F32)
-    Dx<float>(dy, values, row_ptr.typed_data(), col_idx.typed_data(), n_rb, bs, &*dx);
+    Dx<float>(dy, values, row_ptr.typed_data(), col_idx.typed_data(), n_rb, bs,
+              feature_major, &*dx);
   else
-    Dx<uint16_t>(dy, values, row_ptr.typed_data(), col_idx.typed_data(), n_rb, bs, &*dx);
+    Dx<uint16_t>(dy, values, row_ptr.typed_data(), col_idx.typed_data(), n_rb, bs,
+                 feature_major, &*dx);
   return ffi::Error::Success();
 }
 
 template <typename T>
 void Dw(const ffi::AnyBuffer& x, const ffi::AnyBuffer& dy, const int32_t* row_idx,
-        const int32_t* col_idx, int64_t nnzb, int64_t bs, ffi::AnyBuffer* dv) {
+        const int32_t* col_idx, int64_t nnzb, int64_t bs, bool feature_major,
+        ffi::AnyBuffer* dv) {
   const int64_t batch = x.dimensions()[0], n_in = x.dimensions()[1];
   const int64_t n_out = dy.dimensions()[1], bp = Lanes(batch);
-  if (RowMajor(bs)) {
+  const float* xt;
+  const float* dyt;
+  if (feature_major) {
+    xt = FeatureMajorIn(static_cast<const T*>(x.untyped_data()), batch, n_in, bp, 0);
+    dyt = FeatureMajorIn(static_cast<const T*>(dy.untyped_data()), batch, n_out, bp, 1);
+  } else if (RowMajor(bs)) {
     DwRows<T>(static_cast<const T*>(x.untyped_data()), static_cast<const T*>(dy.untyped_data()),
               row_idx, col_idx, batch, n_in, n_out, nnzb, bs,
               static_cast<T*>(dv->untyped_data()));
     return;
+  } else {
+    float* xs = ScratchSlot(0, n_in * bp);
+    float* dys = ScratchSlot(1, n_out * bp);
+    ToFeatureMajor(static_cast<const T*>(x.untyped_data()), batch, n_in, bp, xs);
+    ToFeatureMajor(static_cast<const T*>(dy.untyped_data()), batch, n_out, bp, dys);
+    xt = xs;
+    dyt = dys;
   }
-  float* xt = ScratchSlot(0, n_in * bp);
-  float* dyt = ScratchSlot(1, n_out * bp);
-  ToFeatureMajor(static_cast<const T*>(x.untyped_data()), batch, n_in, bp, xt);
-  ToFeatureMajor(static_cast<const T*>(dy.untyped_data()), batch, n_out, bp, dyt);
   if (bs == 1) {
-    SddmmBs1<T>(xt, dyt, row_idx, col_idx, nnzb, n_in + n_out, bp,
+    SddmmBs1<T>(xt, dyt, row_idx, col_idx, nnzb, bp,
                 static_cast<T*>(dv->untyped_data()));
     return;
   }
@@ -846,10 +1049,12 @@ void Dw(const ffi::AnyBuffer& x, const ffi::AnyBuffer& dy, const int32_t* row_id
 }
 
 ffi::Error BsmmDwImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Buffer<ffi::S32> row_idx,
-                      ffi::Buffer<ffi::S32> col_idx, ffi::Result<ffi::AnyBuffer> dv) {
+                      ffi::Buffer<ffi::S32> col_idx, bool feature_major,
+                      ffi::Result<ffi::AnyBuffer> dv) {
   int64_t nnzb, bs;
   if (auto e = CheckBlocks(*dv, &nnzb, &bs); e.failure()) return e;
   if (auto e = CheckDtypes(x, dy); e.failure()) return e;
+  if (auto e = CheckFeatureMajor(feature_major, bs); e.failure()) return e;
   if (x.dimensions().size() != 2 || dy.dimensions().size() != 2 ||
       x.dimensions()[0] != dy.dimensions()[0] || x.dimensions()[1] % bs ||
       dy.dimensions()[1] % bs || dv->element_type() != x.element_type() ||
@@ -857,9 +1062,11 @@ ffi::Error BsmmDwImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Buffer<ffi::S32>
       static_cast<int64_t>(col_idx.element_count()) != nnzb)
     return ffi::Error::InvalidArgument("bsmm_dw: inconsistent shapes");
   if (x.element_type() == ffi::DataType::F32)
-    Dw<float>(x, dy, row_idx.typed_data(), col_idx.typed_data(), nnzb, bs, &*dv);
+    Dw<float>(x, dy, row_idx.typed_data(), col_idx.typed_data(), nnzb, bs, feature_major,
+              &*dv);
   else
-    Dw<uint16_t>(x, dy, row_idx.typed_data(), col_idx.typed_data(), nnzb, bs, &*dv);
+    Dw<uint16_t>(x, dy, row_idx.typed_data(), col_idx.typed_data(), nnzb, bs,
+                 feature_major, &*dv);
   return ffi::Error::Success();
 }
 
@@ -1044,6 +1251,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmFwd, BsmmFwdImpl,
                                   .Arg<ffi::Buffer<ffi::S32>>()  // row_idx
                                   .Arg<ffi::Buffer<ffi::S32>>()  // col_ptr
                                   .Arg<ffi::Buffer<ffi::S32>>()  // col_order
+                                  .Attr<bool>("feature_major")  // x, y laid out {0,1}
                                   .Ret<ffi::AnyBuffer>());      // y [B, n_out]
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmDx, BsmmDxImpl,
@@ -1052,6 +1260,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmDx, BsmmDxImpl,
                                   .Arg<ffi::AnyBuffer>()        // values
                                   .Arg<ffi::Buffer<ffi::S32>>()  // row_ptr
                                   .Arg<ffi::Buffer<ffi::S32>>()  // col_idx
+                                  .Attr<bool>("feature_major")  // dy, dx laid out {0,1}
                                   .Ret<ffi::AnyBuffer>());      // dx [B, n_in]
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmDw, BsmmDwImpl,
@@ -1060,6 +1269,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmDw, BsmmDwImpl,
                                   .Arg<ffi::AnyBuffer>()        // dy [B, n_out]
                                   .Arg<ffi::Buffer<ffi::S32>>()  // row_idx
                                   .Arg<ffi::Buffer<ffi::S32>>()  // col_idx
+                                  .Attr<bool>("feature_major")  // x, dy laid out {0,1}
                                   .Ret<ffi::AnyBuffer>());      // dvalues
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxReluLayers, ReluLayersImpl,

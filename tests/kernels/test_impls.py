@@ -9,6 +9,7 @@ rejects.
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -119,14 +120,16 @@ needs_native = pytest.mark.skipif(not native_cpu.AVAILABLE,
                                   reason=native_cpu.UNAVAILABLE_REASON)
 
 
-def _native_fns():
+def _native_fns(feature_major_operands=False):
+  fm = dict(feature_major_operands=feature_major_operands)
   return (lambda x, w: native_cpu.bsmm_fwd_native(
-              x, w.values, w.row_idx, w.col_ptr, w.col_order, n_out=w.shape[1]),
+              x, w.values, w.row_idx, w.col_ptr, w.col_order, n_out=w.shape[1],
+              **fm),
           lambda dy, w: native_cpu.bsmm_dx_native(
-              dy, w.values, w.row_ptr, w.col_idx, n_in=w.shape[0]),
+              dy, w.values, w.row_ptr, w.col_idx, n_in=w.shape[0], **fm),
           lambda x, dy, w: native_cpu.sddmm_native(
               x, dy, w.row_idx, w.col_idx, block_size=w.block_size,
-              out_dtype=w.values.dtype))
+              out_dtype=w.values.dtype, **fm))
 
 
 @needs_native
@@ -143,8 +146,8 @@ def test_native_cpu(rng, bs, kind, dtype, batch):
 @needs_native
 @pytest.mark.parametrize("bs, kind, n_rb, n_cb", [
     (1, "0.5", 40, 30), (16, "0.5", 40, 30),
-    # dW at block size 1 in many lane slices (6000 rows of lanes exceed the
-    # L2 slice) and many chunks of stored weights
+    # dW at block size 1: many groups of stored weights, within a row and
+    # spanning two, over many tasks
     (1, "0.005", 3000, 3000)])
 def test_native_cpu_same_bits_for_any_thread_count(rng, bs, kind, n_rb, n_cb):
   w, x, dy = _problem(rng, bs, kind, jnp.float32, batch=200, n_rb=n_rb, n_cb=n_cb)
@@ -162,6 +165,45 @@ def test_native_cpu_same_bits_for_any_thread_count(rng, bs, kind, n_rb, n_cb):
   for other in outs[1:]:
     for a, b in zip(outs[0], other):
       np.testing.assert_array_equal(a, b)
+
+
+@needs_native
+@pytest.mark.parametrize("bs", [1, 3, 16])
+@pytest.mark.parametrize("kind", ["0.5", "empty_rows_cols"])
+@pytest.mark.parametrize("dtype", DTYPES)
+# 16 lanes: float32 used in place (a multiple of every target's vector width);
+# 1 and 67: widened into padded scratch.
+@pytest.mark.parametrize("batch", [1, 16, 67])
+def test_native_cpu_feature_major_operands(rng, bs, kind, dtype, batch):
+  """Operands handed over feature-major (XLA lays them out {0,1}) give the
+  bits of the batch-major call, standalone and with the layout change
+  folded into a producer and a consumer inside one jit."""
+  n_rb, n_cb = (12, 9) if bs <= 8 else (5, 4)
+  w, x, dy = _problem(rng, bs, kind, dtype, batch=batch, n_rb=n_rb, n_cb=n_cb)
+  assert native_cpu.feature_major(bs)
+  rows = [np.asarray(f(*a, w).astype(jnp.float32)) for f, a in
+          zip(_native_fns(), ((x,), (dy,), (x, dy)))]
+  fwd, dx, dw = _native_fns(feature_major_operands=True)
+  _check_all(w, x, dy, dtype, fwd, dx, dw)
+  fused = jax.jit(lambda x, dy, w: (
+      jnp.tanh(fwd(x * 2, w)), jnp.tanh(dx(dy * 2, w)), dw(x * 2, dy * 2, w)))
+  fwd_b, dx_b, dw_b = _native_fns()
+  want = (jnp.tanh(fwd_b(x * 2, w)), jnp.tanh(dx_b(dy * 2, w)),
+          dw_b(x * 2, dy * 2, w))
+  for g, r in zip(fused(x, dy, w), want):
+    np.testing.assert_array_equal(np.asarray(g.astype(jnp.float32)),
+                                  np.asarray(r.astype(jnp.float32)))
+  for f, a, row in zip((fwd, dx, dw), ((x,), (dy,), (x, dy)), rows):
+    np.testing.assert_array_equal(np.asarray(f(*a, w).astype(jnp.float32)), row)
+
+
+@needs_native
+def test_native_cpu_feature_major_refused_for_row_major_blocks(rng):
+  w, x, _ = _problem(rng, 32, "0.5", jnp.float32, batch=8)
+  assert not native_cpu.feature_major(32)
+  fwd, _, _ = _native_fns(feature_major_operands=True)
+  with pytest.raises(Exception, match="feature-major operands are only taken"):
+    jax.block_until_ready(fwd(x, w))
 
 
 @needs_native
