@@ -509,6 +509,13 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
         parallel.place(mesh, model, optimizer,
                        shard_blocks=config.run.shard_blocks)
       return n
+    # The step with the model and optimizer's graph traversal cached
+    # (nnx.cached_partial: ~0.3 ms less Python per step, a few % of a
+    # SET-MLP step on 2 cores); built anew after every host-side rewiring
+    # and not used where arrays are re-placed on a mesh or resized.
+    cache_step = mesh is None and not rewirer.changes_shapes
+    cached_step = (nnx.cached_partial(train_step, model, optimizer)
+                   if cache_step and not on_device else None)
     for i, (xb, yb) in enumerate(it):
       if mesh is None:
         xb, yb = jnp.asarray(xb), jnp.asarray(yb)
@@ -517,6 +524,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
       if on_device:
         loss, acc, moved = train_step_rewiring(model, optimizer, xb, yb)
         moved_on_device.append(moved)
+      elif cached_step is not None:
+        loss, acc = cached_step(xb, yb)
       else:
         loss, acc = train_step(model, optimizer, xb, yb)
       losses.append(loss)
@@ -529,6 +538,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
           rewire_after_eval = (xb, yb)
         else:
           rewired += rewire(xb, yb)
+          if cached_step is not None:
+            cached_step = nnx.cached_partial(train_step, model, optimizer)
     losses = np.asarray(jax.device_get(losses))
     if not np.isfinite(losses).all():
       bad = int(np.argmin(np.isfinite(losses)))
