@@ -92,6 +92,22 @@ def layer_rows(topologies, rng) -> list[dict]:
   return rows
 
 
+def _split_state_step(model, opt):
+  """The loop's step as a plain ``jax.jit`` over split state: (the jitted
+  ``step(state, x, y) -> (state, loss)``, the initial state)."""
+  graphdef, state = nnx.split((model, opt))
+
+  @jax.jit
+  def step(state, x, y):
+    m, o = nnx.merge(graphdef, state)
+    (loss, _), g = nnx.value_and_grad(
+        lambda m: loop._loss_and_acc(m, x, y), has_aux=True)(m)
+    o.update(m, g)
+    return nnx.state((m, o)), loss
+
+  return step, state
+
+
 def step_timers(sparse: bool, rng) -> dict:
   """Zero-argument step functions of one model: the loop's train_step and
   its variants, on 8 rotating random batches."""
@@ -108,16 +124,7 @@ def step_timers(sparse: bool, rng) -> dict:
     i[0] = (i[0] + 1) % 8
     return xs[i[0]], ys[i[0]]
 
-  graphdef, state = nnx.split((model, opt))
-
-  @jax.jit
-  def functional_step(state, x, y):
-    m, o = nnx.merge(graphdef, state)
-    (loss, _), g = nnx.value_and_grad(
-        lambda m: loop._loss_and_acc(m, x, y), has_aux=True)(m)
-    o.update(m, g)
-    return nnx.state((m, o)), loss
-
+  functional_step, state = _split_state_step(model, opt)
   held = [state]
 
   def run_functional():
@@ -140,16 +147,8 @@ def step_timers(sparse: bool, rng) -> dict:
     # the ops layer asked XLA for feature-major ones: traced once under the
     # switch, then timed like the others.
     model_b = loop.build_model(cfg, loop.build_topologies(cfg, 784, 10))
-    opt_b = nnx.Optimizer(model_b, tx, wrt=nnx.Param)
-    graphdef_b, state_b = nnx.split((model_b, opt_b))
-
-    @jax.jit
-    def batch_major_step(state, x, y):
-      m, o = nnx.merge(graphdef_b, state)
-      (loss, _), g = nnx.value_and_grad(
-          lambda m: loop._loss_and_acc(m, x, y), has_aux=True)(m)
-      o.update(m, g)
-      return nnx.state((m, o)), loss
+    batch_major_step, state_b = _split_state_step(
+        model_b, nnx.Optimizer(model_b, tx, wrt=nnx.Param))
 
     real = native_cpu.feature_major
     native_cpu.feature_major = lambda block_size: False
