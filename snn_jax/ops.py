@@ -25,8 +25,8 @@ Implementations (``impl``):
                    only add overhead there. Otherwise CPU: dense from the
                    block density where the committed benchmark measured it
                    faster for a training step
-                   (``kernels.tuning.cpu_dense_threshold``: 0.13 at block
-                   size 1, 0.26 at 8, 0.49 at 32, 0.6 at 128), below it
+                   (``kernels.tuning.cpu_dense_threshold``: 0.29 at block
+                   size 1, 0.32 at 8, 0.72 at 32, 0.64 at 128), below it
                    native_cpu where it was built (else xla, with one
                    warning saying why).
                    GPU: pallas_gpu for block_size >= 16, else xla. TPU:
@@ -80,7 +80,7 @@ def resolve_impl(impl: str, block_size: int, backend: str | None = None,
   ``auto`` on CPU picks ``dense`` when the block density (stored blocks /
   all blocks) is at least ``kernels.tuning.cpu_dense_threshold(block_size)``
   -- where the committed benchmark measured dense ``jnp.dot`` faster than
-  the native kernel for a training step (e.g. 0.13 at block size 1, 0.49
+  the native kernel for a training step (e.g. 0.29 at block size 1, 0.72
   at 32) -- and the native kernel below it."""
   global _warned_no_native
   if impl == "csr_cpu":

@@ -225,8 +225,8 @@ def test_auto_resolution():
 
 
 @pytest.mark.parametrize("block_size,sparse_below,dense_at", [
-    (1, 0.1, 0.2), (8, 0.2, 0.3), (32, 0.4, 0.5), (128, 0.5, 0.7),
-    (4, 0.1, 0.25)])
+    (1, 0.25, 0.3), (8, 0.3, 0.35), (32, 0.7, 0.75), (128, 0.6, 0.7),
+    (4, 0.29, 0.32)])
 def test_auto_goes_dense_on_cpu_from_the_measured_density(
     block_size, sparse_below, dense_at):
   """Where the committed benchmark measured dense jnp.dot faster than the
