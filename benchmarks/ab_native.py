@@ -53,25 +53,23 @@ def _ops(tag, operands, w, batch):
   n_in, n_out = w.shape
   fm = operands == "feature_major"
 
-  def call(name, shape, dense_args, dense_out):
+  def call(name, shape, dense_args, dense_out, *args):
     kwargs = {}
     if fm:
       kwargs = dict(input_layouts=[(1, 0) if i in dense_args else None
-                                   for i in range(5 if name == "bsmm_fwd" else 4)],
+                                   for i in range(len(args))],
                     output_layouts=(1, 0) if dense_out else None)
     f = jax.ffi.ffi_call(f"{tag}_snn_jax_{name}",
                          jax.ShapeDtypeStruct(shape, jnp.float32), **kwargs)
-    if operands is None:
-      return f
-    return lambda *a: f(*a, feature_major=fm)
+    return f(*args) if operands is None else f(*args, feature_major=fm)
 
   return {
-      "fwd": jax.jit(lambda x, dy, v: call("bsmm_fwd", (batch, n_out), (0,), True)(
-          x, v, w.row_idx, w.col_ptr, w.col_order)),
-      "dx": jax.jit(lambda x, dy, v: call("bsmm_dx", (batch, n_in), (0,), True)(
-          dy, v, w.row_ptr, w.col_idx)),
-      "dw": jax.jit(lambda x, dy, v: call("bsmm_dw", v.shape, (0, 1), False)(
-          x, dy, w.row_idx, w.col_idx)),
+      "fwd": jax.jit(lambda x, dy, v: call("bsmm_fwd", (batch, n_out), (0,), True,
+                                           x, v, w.row_idx, w.col_ptr, w.col_order)),
+      "dx": jax.jit(lambda x, dy, v: call("bsmm_dx", (batch, n_in), (0,), True,
+                                          dy, v, w.row_ptr, w.col_idx)),
+      "dw": jax.jit(lambda x, dy, v: call("bsmm_dw", v.shape, (0, 1), False,
+                                          x, dy, w.row_idx, w.col_idx)),
   }
 
 

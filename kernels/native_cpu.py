@@ -32,8 +32,8 @@ compute on feature-major operands (``n`` rows of ``B`` batch entries); with
 :func:`feature_major` holds) XLA hands the dense operands over, and takes
 the result back, in that layout (``ffi_call``'s operand layouts), so inside
 a network the transposes fold into the neighbouring fusions; otherwise the
-kernel transposes them itself, twice per call. float32 or bfloat16 (accumulation in float32). Threads:
-a pool of the machine's hardware threads (``SNN_JAX_NATIVE_THREADS``
+kernel transposes them itself, twice per call. float32 or bfloat16
+(accumulation in float32). Threads: a pool of the machine's hardware threads (``SNN_JAX_NATIVE_THREADS``
 overrides; :func:`set_num_threads`); each output element is computed by one
 task in one fixed order, so every thread count gives the same bits. Under
 ``vmap`` the calls run once per batch element (``vmap_method="sequential"``).

@@ -417,6 +417,29 @@ void FeatureMajorOutDone(const float* at, int64_t batch, int64_t n, int64_t bp, 
   });
 }
 
+// Batch rows rounded up to whole vectors: the feature-major row length.
+int64_t Lanes(int64_t b) { return (b + kLanes - 1) / kLanes * kLanes; }
+
+// compute(in_t, out_t) on feature-major operands, from a [batch, in_rows]
+// input to a [batch, out_rows] result: both as XLA hands them over
+// (feature_major) or transposed here, into and out of scratch.
+template <typename T, typename Fn>
+void OnFeatureMajor(const T* in, int64_t in_rows, T* out, int64_t out_rows, int64_t batch,
+                    bool feature_major, Fn&& compute) {
+  const int64_t bp = Lanes(batch);
+  if (feature_major) {
+    float* out_t = FeatureMajorOut(out, batch, out_rows, bp, 1);
+    compute(FeatureMajorIn(in, batch, in_rows, bp, 0), out_t);
+    FeatureMajorOutDone(out_t, batch, out_rows, bp, out);
+    return;
+  }
+  float* in_t = ScratchSlot(0, in_rows * bp);
+  float* out_t = ScratchSlot(1, out_rows * bp);
+  ToFeatureMajor(in, batch, in_rows, bp, in_t);
+  compute(in_t, out_t);
+  FromFeatureMajor(out_t, batch, out_rows, bp, out);
+}
+
 // ---------------------------------------------------------------------------
 // The gather kernel behind forward and dX:
 //   out[o*bs + a][:] = sum_{p in ptr[o] .. ptr[o+1]} sum_b
@@ -850,8 +873,6 @@ bool RowMajor(int64_t bs) { return bs % kChunk == 0; }
 // ---------------------------------------------------------------------------
 // FFI handlers.
 
-int64_t Lanes(int64_t b) { return (b + kLanes - 1) / kLanes * kLanes; }
-
 ffi::Error CheckBlocks(const ffi::AnyBuffer& values, int64_t* nnzb, int64_t* bs) {
   auto d = values.dimensions();
   if (d.size() != 3 || d[1] != d[2])
@@ -917,27 +938,17 @@ void Forward(const ffi::AnyBuffer& x, const ffi::AnyBuffer& values, const int32_
              bool feature_major, ffi::AnyBuffer* y) {
   const int64_t batch = x.dimensions()[0], n_in = x.dimensions()[1];
   const int64_t n_out = n_cb * bs, bp = Lanes(batch);
-  if (feature_major) {
-    T* y_data = static_cast<T*>(y->untyped_data());
-    const float* xt = FeatureMajorIn(static_cast<const T*>(x.untyped_data()), batch, n_in, bp, 0);
-    float* yt = FeatureMajorOut(y_data, batch, n_out, bp, 1);
-    ForwardGather<T>(xt, static_cast<const T*>(values.untyped_data()), row_idx, col_ptr,
-                     col_order, n_cb, bs, bp, yt);
-    FeatureMajorOutDone(yt, batch, n_out, bp, y_data);
+  const T* x_data = static_cast<const T*>(x.untyped_data());
+  T* y_data = static_cast<T*>(y->untyped_data());
+  const T* v = static_cast<const T*>(values.untyped_data());
+  if (!feature_major && RowMajor(bs)) {
+    ForwardRows<T>(x_data, v, row_idx, col_ptr, col_order, batch, n_in, n_cb, bs, y_data);
     return;
   }
-  if (RowMajor(bs)) {
-    ForwardRows<T>(static_cast<const T*>(x.untyped_data()),
-                   static_cast<const T*>(values.untyped_data()), row_idx, col_ptr,
-                   col_order, batch, n_in, n_cb, bs, static_cast<T*>(y->untyped_data()));
-    return;
-  }
-  float* xt = ScratchSlot(0, n_in * bp);
-  float* yt = ScratchSlot(1, n_out * bp);
-  ToFeatureMajor(static_cast<const T*>(x.untyped_data()), batch, n_in, bp, xt);
-  ForwardGather<T>(xt, static_cast<const T*>(values.untyped_data()), row_idx, col_ptr,
-                   col_order, n_cb, bs, bp, yt);
-  FromFeatureMajor(yt, batch, n_out, bp, static_cast<T*>(y->untyped_data()));
+  OnFeatureMajor(x_data, n_in, y_data, n_out, batch, feature_major,
+                 [&](const float* xt, float* yt) {
+                   ForwardGather<T>(xt, v, row_idx, col_ptr, col_order, n_cb, bs, bp, yt);
+                 });
 }
 
 ffi::Error BsmmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer values, ffi::Buffer<ffi::S32> row_idx,
@@ -969,28 +980,17 @@ void Dx(const ffi::AnyBuffer& dy, const ffi::AnyBuffer& values, const int32_t* r
         ffi::AnyBuffer* dx) {
   const int64_t batch = dy.dimensions()[0], n_out = dy.dimensions()[1];
   const int64_t n_in = n_rb * bs, bp = Lanes(batch);
-  if (feature_major) {
-    T* dx_data = static_cast<T*>(dx->untyped_data());
-    const float* dyt =
-        FeatureMajorIn(static_cast<const T*>(dy.untyped_data()), batch, n_out, bp, 0);
-    float* dxt = FeatureMajorOut(dx_data, batch, n_in, bp, 1);
-    Gather<T, true>(dyt, static_cast<const T*>(values.untyped_data()), row_ptr,
-                    nullptr, col_idx, n_rb, bs, bp, dxt);
-    FeatureMajorOutDone(dxt, batch, n_in, bp, dx_data);
+  const T* dy_data = static_cast<const T*>(dy.untyped_data());
+  T* dx_data = static_cast<T*>(dx->untyped_data());
+  const T* v = static_cast<const T*>(values.untyped_data());
+  if (!feature_major && RowMajor(bs)) {
+    DxRows<T>(dy_data, v, row_ptr, col_idx, batch, n_out, n_rb, bs, dx_data);
     return;
   }
-  if (RowMajor(bs)) {
-    DxRows<T>(static_cast<const T*>(dy.untyped_data()),
-              static_cast<const T*>(values.untyped_data()), row_ptr, col_idx, batch,
-              n_out, n_rb, bs, static_cast<T*>(dx->untyped_data()));
-    return;
-  }
-  float* dyt = ScratchSlot(0, n_out * bp);
-  float* dxt = ScratchSlot(1, n_in * bp);
-  ToFeatureMajor(static_cast<const T*>(dy.untyped_data()), batch, n_out, bp, dyt);
-  Gather<T, true>(dyt, static_cast<const T*>(values.untyped_data()), row_ptr,
-                  nullptr, col_idx, n_rb, bs, bp, dxt);
-  FromFeatureMajor(dxt, batch, n_in, bp, static_cast<T*>(dx->untyped_data()));
+  OnFeatureMajor(dy_data, n_out, dx_data, n_in, batch, feature_major,
+                 [&](const float* dyt, float* dxt) {
+                   Gather<T, true>(dyt, v, row_ptr, nullptr, col_idx, n_rb, bs, bp, dxt);
+                 });
 }
 
 ffi::Error BsmmDxImpl(ffi::AnyBuffer dy, ffi::AnyBuffer values, ffi::Buffer<ffi::S32> row_ptr,

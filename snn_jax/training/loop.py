@@ -511,11 +511,12 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
       return n
     # The step with the model and optimizer's graph traversal cached
     # (nnx.cached_partial: ~0.3 ms less Python per step, a few % of a
-    # SET-MLP step on 2 cores); built anew after every host-side rewiring
-    # and not used where arrays are re-placed on a mesh or resized.
-    cache_step = mesh is None and not rewirer.changes_shapes
+    # SET-MLP step on 2 cores, benchmarks/cpu/set_step_breakdown_20261203_
+    # evening.json); built anew after every host-side rewiring and not used
+    # where arrays are re-placed on a mesh or resized.
     cached_step = (nnx.cached_partial(train_step, model, optimizer)
-                   if cache_step and not on_device else None)
+                   if mesh is None and not rewirer.changes_shapes
+                   and not on_device else None)
     for i, (xb, yb) in enumerate(it):
       if mesh is None:
         xb, yb = jnp.asarray(xb), jnp.asarray(yb)
