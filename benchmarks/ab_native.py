@@ -6,12 +6,15 @@ most kernel changes do; this loads compiled ``_native_cpu`` modules
 under its own FFI target names, checks their results and times them
 interleaved (best of 8 rounds). A build that sums in another order must
 agree with the first to float32 rounding; each row records which builds
-gave the first's bits. Shapes: the block-size-1 ones that matter here: the SET-MLP's 1000 x 1000 layer at batch 128 and the kernel
-grid's 4096 x 4096 at batch 256, densities 0.01 and 0.1.
+gave the first's bits. Shapes: at block size 1 the SET-MLP's 1000 x 1000
+layer at batch 128 and the kernel grid's 4096 x 4096 at batch 256,
+densities 0.01 and 0.1; at block sizes 32 and 128 the grid's 4096 x 4096
+at batch 256, densities 0.01 and 0.1 (--block_sizes picks a subset,
+e.g. --block_sizes=1).
 
-  cp snn_jax/kernels/_native_cpu*.so /tmp/before.so   # then rebuild
+  cp kernels/_native_cpu*.so /tmp/before.so   # then rebuild
   python benchmarks/ab_native.py /tmp/before.so \
-      snn_jax/kernels/_native_cpu*.so benchmarks/cpu/ab_native_<date>.json
+      kernels/_native_cpu*.so benchmarks/cpu/ab_native_<date>.json
 
 Each build is ``PATH`` or ``LABEL=PATH`` (labels default to before, after,
 build2, ...), optionally suffixed ``:batch_major`` or ``:feature_major``
@@ -37,7 +40,9 @@ import numpy as np
 from snn_jax.sparse import BlockCSR
 from snn_jax.utils.env import device_info, versions
 
-SHAPES = ((1000, 128, 0.04), (4096, 256, 0.01), (4096, 256, 0.1))  # n, batch, density
+SHAPES = ((1000, 128, 0.04, 1), (4096, 256, 0.01, 1), (4096, 256, 0.1, 1),
+          (4096, 256, 0.01, 32), (4096, 256, 0.1, 32),
+          (4096, 256, 0.01, 128), (4096, 256, 0.1, 128))  # n, batch, density, bs
 ROUNDS = 8
 
 
@@ -90,22 +95,24 @@ def _parse(args: list[str]) -> dict:
   return builds
 
 
-def main(args: list[str], output: str) -> None:
+def main(args: list[str], output: str, block_sizes: set[int] | None = None) -> None:
   builds = _parse(args)
   for tag, (path, _) in builds.items():
     _load(tag, path)
   base = next(iter(builds))
   rng = np.random.default_rng(0)
   rows = []
-  for n, batch, density in SHAPES:
-    mask = rng.random((n, n)) < density
+  for n, batch, density, bs in SHAPES:
+    if block_sizes is not None and bs not in block_sizes:
+      continue
+    mask = np.kron(rng.random((n // bs, n // bs)) < density, np.ones((bs, bs), bool))
     w = BlockCSR.from_dense(jnp.asarray(mask * rng.standard_normal((n, n)),
-                                        jnp.float32), 1)
+                                        jnp.float32), bs)
     x = jnp.asarray(rng.standard_normal((batch, n)), jnp.float32)
     dy = jnp.asarray(rng.standard_normal((batch, n)), jnp.float32)
     ops = {tag: _ops(tag, operands, w, batch)
            for tag, (_, operands) in builds.items()}
-    reps = max(1, int(2e8 / (w.nnzb * batch)))
+    reps = max(1, int(2e8 / (w.nnzb * bs * bs * batch)))
     for op in ("fwd", "dx", "dw"):
       outs = {tag: np.asarray(ops[tag][op](x, dy, w.values)) for tag in builds}
       same_bits = {}
@@ -125,13 +132,14 @@ def main(args: list[str], output: str) -> None:
           for _ in range(reps):
             f(x, dy, w.values).block_until_ready()
           best[tag] = min(best[tag], (time.perf_counter() - t0) / reps * 1e3)
-      row = {"n": n, "batch": batch, "density": float(density), "op": op,
+      row = {"n": n, "batch": batch, "density": float(density), "block_size": bs,
+             "op": op,
              "same_bits_as_" + base: same_bits,
              **{f"{tag}_ms": best[tag] for tag in builds},
              **{f"{tag}_over_{base}": best[tag] / best[base]
                 for tag in builds if tag != base}}
       rows.append(row)
-      print(f"n={n:5d} batch={batch:4d} d={density:<5} {op:>3}: " + "  ".join(
+      print(f"n={n:5d} bs={bs:3d} batch={batch:4d} d={density:<5} {op:>3}: " + "  ".join(
           f"{tag} {best[tag]:7.3f} ms" for tag in builds) + "  " + "  ".join(
               f"{tag}/{base} {best[tag] / best[base]:.2f}"
               for tag in builds if tag != base))
@@ -145,6 +153,9 @@ def main(args: list[str], output: str) -> None:
 
 
 if __name__ == "__main__":
-  if len(sys.argv) < 4:
+  argv = [a for a in sys.argv[1:] if not a.startswith("--block_sizes=")]
+  chosen = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--block_sizes=")]
+  if len(argv) < 3:
     raise SystemExit(__doc__)
-  main(sys.argv[1:-1], sys.argv[-1])
+  main(argv[:-1], argv[-1],
+       {int(b) for b in chosen[-1].split(",")} if chosen else None)

@@ -74,10 +74,18 @@ constexpr int kWide = kVecRegs / 2;
 constexpr int kGatherRows = Clamp(kVecRegs / 8, 1, 4);
 // SDDMM: partial sums per output entry (2 x 2 entries at a time).
 constexpr int kSddmmParts = Clamp(kVecRegs / 8, 1, 4);
-// Row-major kernels: a chunk of 32 columns (kChunkVectors registers of
-// weights) times kRowTile batch rows of accumulators.
-constexpr int kChunk = 32, kChunkVectors = kChunk / kLanes;
-constexpr int kRowTile = Clamp((kVecRegs - 1) / (kChunkVectors + 1), 1, 8);
+// Row-major kernels (block sizes that are multiples of kChunk): register
+// tiles of kRowTile batch rows x kTileVectors vectors of columns
+// (kTileCols). The weight vectors stay in registers beside the accumulators
+// and one broadcast, so a step of kRowTile * kTileVectors FMAs loads
+// kTileVectors + kRowTile operands (AVX2: 6 x 2, 12 FMAs per 8 loads). The
+// earlier 3 x 4 tile needed 17 registers, so the compiler re-read every
+// weight vector from memory once per row: 15 loads per 12 FMAs, and the
+// forward ran load-bound (BUILD_NOTES.md).
+constexpr int kChunk = 32;
+constexpr int kTileVectors = 2, kTileCols = kTileVectors * kLanes;
+constexpr int kRowTile = Clamp((kVecRegs - kTileVectors - 1) / kTileVectors, 1, 8);
+static_assert(kChunk % kTileCols == 0, "row-major block sizes must split into tiles");
 // dW row-major: kDwRows rows x 4 vectors of columns.
 constexpr int kDwVectors = 4;
 constexpr int kDwRows = Clamp((kVecRegs - kDwVectors - 1) / kDwVectors, 1, 4);
@@ -88,7 +96,10 @@ inline vf load(const float* p) {
   return v;
 }
 inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof(vf)); }
-inline vf splat(float s) { return vf{} + s; }
+// A broadcast. s - 0.0 is s for every float (-0.0 included), so the
+// compiler folds the subtraction away; `vf{} + s` is not (it turns -0.0
+// into +0.0), and its scalar add sat in every innermost loop.
+inline vf splat(float s) { return s - vf{}; }
 
 inline float hsum(vf v) {  // a fixed tree: the same bits every time
   float t[kLanes];
@@ -686,8 +697,8 @@ void SddmmBs1(const float* xt, const float* dyt, const int32_t* row_idx,
 // rule (one task per output element) and fixed summation order as above.
 
 // Forward: y[b][cb*bs + j] = sum_p sum_i x[b][r_p*bs + i] * V[k_p][i][j].
-// A task is (column chunk of kJV vectors in output block column cb, tile of
-// kTB batch rows); kTB x kJV accumulators stay in registers.
+// A task is (kJV vectors of columns in output block column cb, tile of kTB
+// batch rows); kTB x kJV accumulators stay in registers.
 template <typename T, int kTB, int kJV>
 void FwdRowTile(const T* x, const T* values, const int32_t* row_idx,
                 const int32_t* col_ptr, const int32_t* col_order, int64_t n_in,
@@ -735,8 +746,8 @@ template <typename T>
 void ForwardRows(const T* x, const T* values, const int32_t* row_idx,
                  const int32_t* col_ptr, const int32_t* col_order, int64_t batch,
                  int64_t n_in, int64_t n_cb, int64_t bs, T* y) {
-  constexpr int kTB = kRowTile, kJV = kChunkVectors;
-  const int64_t n_out = n_cb * bs, chunks = bs / (kJV * kLanes);
+  constexpr int kTB = kRowTile, kJV = kTileVectors;
+  const int64_t n_out = n_cb * bs, chunks = bs / kTileCols;
   const int64_t tiles = (batch + kTB - 1) / kTB;
   ParallelRanges(n_cb * chunks * tiles, TaskCount(), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
@@ -751,7 +762,7 @@ void ForwardRows(const T* x, const T* values, const int32_t* row_idx,
 }
 
 // dX: dx[b][rb*bs + i] = sum_p sum_j dy[b][c_p*bs + j] * V[p][i][j]. A task
-// owns kChunk columns i of block row rb for the whole batch. The row's
+// owns kTileCols columns i of block row rb for the whole batch. The row's
 // blocks are first transposed, for those columns only, into a per-task
 // buffer (wt[p][j][i], the row's share of W^T: a tile, not a copy of the
 // weights), so the inner loop is the forward's: vectors along i, dy
@@ -761,16 +772,16 @@ template <typename T, int kTB>
 void DxRowTile(const T* dy, const float* wt, const int32_t* col_idx, int64_t p0,
                int64_t p1, int64_t n_out, int64_t n_in, int64_t bs, int64_t b0,
                int64_t col0, T* dx) {
-  constexpr int kJV = kChunkVectors;
+  constexpr int kJV = kTileVectors;
   vf acc[kTB][kJV];
   for (int t = 0; t < kTB; ++t)
     for (int v = 0; v < kJV; ++v) acc[t][v] = vf{};
   for (int64_t p = p0; p < p1; ++p) {
-    const float* w_p = wt + (p - p0) * bs * kChunk;
+    const float* w_p = wt + (p - p0) * bs * kTileCols;
     const T* dcol = dy + b0 * n_out + static_cast<int64_t>(col_idx[p]) * bs;
     for (int64_t j = 0; j < bs; ++j) {
       vf w[kJV];
-      for (int v = 0; v < kJV; ++v) w[v] = load(w_p + j * kChunk + v * kLanes);
+      for (int v = 0; v < kJV; ++v) w[v] = load(w_p + j * kTileCols + v * kLanes);
       for (int t = 0; t < kTB; ++t) {
         const vf d = splat(to_f32<T>(dcol[t * n_out + j]));
         for (int v = 0; v < kJV; ++v) acc[t][v] += d * w[v];
@@ -786,17 +797,18 @@ template <typename T>
 void DxRows(const T* dy, const T* values, const int32_t* row_ptr, const int32_t* col_idx,
             int64_t batch, int64_t n_out, int64_t n_rb, int64_t bs, T* dx) {
   constexpr int kTB = kRowTile;
-  const int64_t n_in = n_rb * bs, chunks = bs / kChunk;
+  const int64_t n_in = n_rb * bs, chunks = bs / kTileCols;
   ParallelRanges(n_rb * chunks, TaskCount(), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t rb = t / chunks, i0 = (t % chunks) * kChunk;
+      const int64_t rb = t / chunks, i0 = (t % chunks) * kTileCols;
       const int64_t p0 = row_ptr[rb], p1 = row_ptr[rb + 1];
-      float* wt = ScratchSlot(1, std::max<int64_t>(1, (p1 - p0) * bs * kChunk));
+      float* wt = ScratchSlot(1, std::max<int64_t>(1, (p1 - p0) * bs * kTileCols));
       for (int64_t p = p0; p < p1; ++p) {
         const T* blk = values + p * bs * bs;
-        float* w_p = wt + (p - p0) * bs * kChunk;
-        for (int64_t i = 0; i < kChunk; ++i)
-          for (int64_t j = 0; j < bs; ++j) w_p[j * kChunk + i] = to_f32<T>(blk[(i0 + i) * bs + j]);
+        float* w_p = wt + (p - p0) * bs * kTileCols;
+        for (int64_t i = 0; i < kTileCols; ++i)
+          for (int64_t j = 0; j < bs; ++j)
+            w_p[j * kTileCols + i] = to_f32<T>(blk[(i0 + i) * bs + j]);
       }
       for (int64_t b0 = 0; b0 < batch; b0 += kTB) {
         ForBatchTile<kTB>(std::min<int64_t>(kTB, batch - b0), [&](auto tb) {
