@@ -10,7 +10,9 @@ gave the first's bits. Shapes: at block size 1 the SET-MLP's 1000 x 1000
 layer at batch 128 and the kernel grid's 4096 x 4096 at batch 256,
 densities 0.01 and 0.1; at block sizes 32 and 128 the grid's 4096 x 4096
 at batch 256, densities 0.01 and 0.1 (--block_sizes picks a subset,
-e.g. --block_sizes=1).
+e.g. --block_sizes=1). --shapes=N:BATCH:DENSITY:BS,... replaces the list,
+e.g. --shapes=65536:128:0.001:1 for one layer of the giant MLP (large
+shapes are drawn as random block coordinates, never as a dense matrix).
 
   cp kernels/_native_cpu*.so /tmp/before.so   # then rebuild
   python benchmarks/ab_native.py /tmp/before.so \
@@ -95,19 +97,30 @@ def _parse(args: list[str]) -> dict:
   return builds
 
 
-def main(args: list[str], output: str, block_sizes: set[int] | None = None) -> None:
+def _weights(rng: np.random.Generator, n: int, density: float, bs: int) -> BlockCSR:
+  nb = n // bs
+  if n <= 8192:
+    mask = np.kron(rng.random((nb, nb)) < density, np.ones((bs, bs), bool))
+    return BlockCSR.from_dense(jnp.asarray(mask * rng.standard_normal((n, n)),
+                                           jnp.float32), bs)
+  flat = np.unique(rng.integers(0, nb * nb, size=int(density * nb * nb)))
+  values = rng.standard_normal((flat.size, bs, bs)).astype(np.float32)
+  return BlockCSR.from_coo(flat // nb, flat % nb, shape=(n, n), block_size=bs,
+                           values=values)
+
+
+def main(args: list[str], output: str, block_sizes: set[int] | None = None,
+         shapes: tuple[tuple[int, int, float, int], ...] = SHAPES) -> None:
   builds = _parse(args)
   for tag, (path, _) in builds.items():
     _load(tag, path)
   base = next(iter(builds))
   rng = np.random.default_rng(0)
   rows = []
-  for n, batch, density, bs in SHAPES:
+  for n, batch, density, bs in shapes:
     if block_sizes is not None and bs not in block_sizes:
       continue
-    mask = np.kron(rng.random((n // bs, n // bs)) < density, np.ones((bs, bs), bool))
-    w = BlockCSR.from_dense(jnp.asarray(mask * rng.standard_normal((n, n)),
-                                        jnp.float32), bs)
+    w = _weights(rng, n, density, bs)
     x = jnp.asarray(rng.standard_normal((batch, n)), jnp.float32)
     dy = jnp.asarray(rng.standard_normal((batch, n)), jnp.float32)
     ops = {tag: _ops(tag, operands, w, batch)
@@ -153,9 +166,18 @@ def main(args: list[str], output: str, block_sizes: set[int] | None = None) -> N
 
 
 if __name__ == "__main__":
-  argv = [a for a in sys.argv[1:] if not a.startswith("--block_sizes=")]
+  argv = [a for a in sys.argv[1:] if not a.startswith(("--block_sizes=", "--shapes="))]
   chosen = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--block_sizes=")]
+  given = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--shapes=")]
   if len(argv) < 3:
     raise SystemExit(__doc__)
+  shapes = SHAPES
+  if given:
+    try:
+      shapes = tuple((int(n), int(b), float(d), int(bs)) for n, b, d, bs in
+                     (item.split(":") for item in given[-1].split(",")))
+    except ValueError as e:
+      raise SystemExit(f"--shapes={given[-1]}: each shape is "
+                       f"N:BATCH:DENSITY:BS ({e})") from None
   main(argv[:-1], argv[-1],
-       {int(b) for b in chosen[-1].split(",")} if chosen else None)
+       {int(b) for b in chosen[-1].split(",")} if chosen else None, shapes)

@@ -8,6 +8,9 @@
 # ../shared/datasets/mnist). Default output out/giant_mlp.json. Further
 # arguments go to train.py, e.g. --sparse_training=rigl --update_every=30
 # (RigL's growth without a dense gradient, measured for memory).
+# Runs the checkout it is started in: from an older commit's work tree (with
+# that tree's python on PATH) it measures that commit's kernels, for a
+# side-by-side ratio on one machine; the output records the commit.
 set -euo pipefail
 OUT_JSON=${1:-out/giant_mlp.json}
 shift || true
@@ -17,7 +20,7 @@ WORK=$(mktemp -d)
   --hidden=65536,65536,65536 --density=0.001 --epochs=1 --batch_size=128 \
   --workdir="$WORK/run" --noprogress "$@" | tail -2
 python - "$WORK" "$OUT_JSON" "$@" <<'PY'
-import json, os, re, sys, time
+import json, os, re, subprocess, sys, time
 work, out = sys.argv[1:3]
 with open(os.path.join(work, "run", "summary.json")) as f:
   s = json.load(f)
@@ -32,15 +35,20 @@ gen_s = time.perf_counter() - t0
 t0 = time.perf_counter()
 w = t.to_bcsr()
 bcsr_s = time.perf_counter() - t0
-row = {"command_extra": sys.argv[3:], "sparse_training": s["config"]["sparse"]["method"],
-       "update_every": s["config"]["sparse"]["update_every"], "widths": s["widths"], "density": s["density"], "nnz_params": s["nnz_params"],
+row = {"command_extra": sys.argv[3:],
+       "sparse_training": s["config"].get("sparse", {}).get("method"),
+       "update_every": s["config"].get("sparse", {}).get("update_every"), "widths": s["widths"], "density": s["density"], "nnz_params": s["nnz_params"],
        "dense_params": s["dense_params"], "epochs": s["epochs"],
        "train_seconds_incl_compile": s["train_seconds"],
        "samples_per_second_incl_compile": s["samples_per_second"],
        "final_test_acc": s["final_test_acc"], "peak_rss_gb": rss_kb / 1e6,
        "wall_clock": wall, "layer_generation_s": gen_s, "layer_bcsr_s": bcsr_s,
-       "data_source": s["data_source"],
-       "data_fingerprint": s["data_fingerprint"]["id"],
+       "data_source": s.get("data_source"),
+       "data_fingerprint": (s.get("data_fingerprint") or {}).get("id"),
+       "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
+                                text=True).stdout.strip(),
+       "cpu_model": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                          if l.startswith("model name")), None),
        **{k: v for k, v in s.items() if k.startswith(("device_", "version_"))}}
 os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
 with open(out, "w") as f:

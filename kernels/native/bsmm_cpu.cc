@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -148,6 +149,38 @@ inline void StoreAs(T* out, vf v) {
 // task does not change any result. The calling thread works too, and a call
 // that finds the pool busy (another kernel running concurrently) runs its
 // tasks itself, so no call ever waits on another.
+// Hand-offs spin before they sleep: a worker that finished a job watches for
+// the next one for kSpinMicros, and the caller watches for the workers'
+// last tasks as long, before either waits on a condition variable. Waking a
+// sleeping thread through the kernel took ~80 us per call on the 2-core VM
+// (a 1000 x 1000 forward at density 0.04 ran no faster on two threads than
+// on one); the kernels of one training step come back to back, well within
+// the spin. Spinning stops after kSpinMicros, so an idle process sleeps.
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+#ifndef SNN_SPIN_MICROS
+#define SNN_SPIN_MICROS 100
+#endif
+constexpr int kSpinMicros = SNN_SPIN_MICROS;
+
+// Spins until pred() or kSpinMicros have passed; returns pred().
+template <typename Pred>
+bool SpinFor(Pred&& pred) {
+  if (pred()) return true;
+  if constexpr (kSpinMicros <= 0) return false;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
+  for (int i = 1;; ++i) {
+    for (int j = 0; j < 16; ++j) CpuRelax();
+    if (pred()) return true;
+    if (i % 8 == 0 && std::chrono::steady_clock::now() >= until) return false;
+  }
+}
 class Pool {
  public:
   static Pool& Get() {
@@ -184,14 +217,18 @@ class Pool {
       std::lock_guard<std::mutex> lock(mu_);
       job_ = &job;
       wanted_ = limit_.load() - 1;
-      ++generation_;
+      generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
     Run(&job);
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      // No worker joins after this; those that joined finish their tasks.
+      std::lock_guard<std::mutex> lock(mu_);
       job_ = nullptr;
-      done_cv_.wait(lock, [&] { return busy_ == 0; });
+    }
+    if (!SpinFor([&] { return busy_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock<std::mutex> lock(mu_);
+      done_cv_.wait(lock, [&] { return busy_.load() == 0; });
     }
     run_mu_.unlock();
   }
@@ -222,19 +259,20 @@ class Pool {
     uint64_t seen = 0;
     for (;;) {
       Job* job;
+      SpinFor([&] { return generation_.load(std::memory_order_acquire) != seen; });
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return generation_ != seen; });
-        seen = generation_;
+        cv_.wait(lock, [&] { return generation_.load() != seen; });
+        seen = generation_.load();
         if (job_ == nullptr || wanted_ <= 0) continue;
         --wanted_;
         job = job_;
-        ++busy_;
+        busy_.fetch_add(1);
       }
       Run(job);
       {
         std::lock_guard<std::mutex> lock(mu_);
-        if (--busy_ == 0) done_cv_.notify_all();
+        if (busy_.fetch_sub(1) == 1) done_cv_.notify_all();
       }
     }
   }
@@ -245,9 +283,9 @@ class Pool {
   std::mutex run_mu_, mu_;
   std::condition_variable cv_, done_cv_;
   Job* job_ = nullptr;
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};
   int wanted_ = 0;
-  int busy_ = 0;
+  std::atomic<int> busy_{0};
 };
 
 // Splits [0, n) into about `parts` contiguous ranges; fn(begin, end).
@@ -490,6 +528,37 @@ void GatherTile(const float* in, const T* values, const int32_t* ptr,
   }
 }
 
+// Software prefetch of gathered rows at block size 1. The rows a gather
+// reads are named by the index arrays, which the hardware prefetcher
+// cannot follow; where the feature-major operand outgrows the caches (the
+// giant MLP's 65,536 x 128 lanes: 32 MB) each row is a fresh trip to L3 or
+// DRAM. The forward, dX and dW then ask for the rows of the stored entry
+// kPrefetchRows ahead. Below kPrefetchMinBytes the rows are in cache and
+// the extra instructions only cost (dW at 1000 x 1000: 1.1x the time), so
+// smaller operands go without (BUILD_NOTES.md has the measurements).
+#ifndef SNN_PREFETCH_ROWS
+#define SNN_PREFETCH_ROWS 16
+#endif
+constexpr int kPrefetchRows = SNN_PREFETCH_ROWS;
+constexpr int64_t kPrefetchMinBytes = int64_t{8} << 20;
+
+inline bool PrefetchGathers(int64_t rows, int64_t bp) {
+  return kPrefetchRows > 0 && rows * bp * static_cast<int64_t>(sizeof(float)) > kPrefetchMinBytes;
+}
+
+// Asks for the cache lines of kFloats floats from `src` ahead of their use.
+template <int kFloats>
+inline void PrefetchRow(const float* src) {
+  for (int f = 0; f < kFloats; f += 64 / static_cast<int>(sizeof(float)))
+    __builtin_prefetch(src + f);
+}
+
+// The same for n floats (a whole feature-major row).
+inline void PrefetchFloats(const float* src, int64_t n) {
+  for (int64_t f = 0; f < n; f += 64 / static_cast<int64_t>(sizeof(float)))
+    __builtin_prefetch(src + f);
+}
+
 // Block size 1: out[o][:] = sum_p in[g(k)][:] * values[k], with the lane
 // count a template parameter (nv vectors, 1 .. kWide) and no block loops, so
 // every lane count -- from the 8 or 24 rows a Graph Challenge layer carries
@@ -501,12 +570,16 @@ void GatherTile(const float* in, const T* values, const int32_t* ptr,
 template <typename T, int kNV>
 void GatherBs1Tile(const float* in, const T* values, const int32_t* ptr,
                    const int32_t* perm, const int32_t* gidx, int64_t bp, int64_t o,
-                   int64_t lane0, float* out) {
+                   int64_t lane0, bool prefetch, float* out) {
   vf acc[kNV];
   for (int v = 0; v < kNV; ++v) acc[v] = vf{};
   const int64_t begin = ptr[o], end = ptr[o + 1];
   for (int64_t p = begin; p < end; ++p) {
     const int64_t k = perm ? perm[p] : p;
+    if (prefetch && p + kPrefetchRows < end) {
+      const int64_t kn = perm ? perm[p + kPrefetchRows] : p + kPrefetchRows;
+      PrefetchRow<kNV * kLanes>(in + static_cast<int64_t>(gidx[kn]) * bp + lane0);
+    }
     const float* src = in + static_cast<int64_t>(gidx[k]) * bp + lane0;
     const vf w = splat(to_f32<T>(values[k]));
     for (int v = 0; v < kNV; ++v) acc[v] += load(src + v * kLanes) * w;
@@ -518,19 +591,20 @@ void GatherBs1Tile(const float* in, const T* values, const int32_t* ptr,
 template <typename T, int kNV>
 void GatherBs1Lanes(const float* in, const T* values, const int32_t* ptr,
                     const int32_t* perm, const int32_t* gidx, int64_t bp, int64_t o,
-                    int64_t lane0, int64_t nv, float* out) {
+                    int64_t lane0, int64_t nv, bool prefetch, float* out) {
   if constexpr (kNV >= 1) {
     if (nv == kNV)
-      GatherBs1Tile<T, kNV>(in, values, ptr, perm, gidx, bp, o, lane0, out);
+      GatherBs1Tile<T, kNV>(in, values, ptr, perm, gidx, bp, o, lane0, prefetch, out);
     else
-      GatherBs1Lanes<T, kNV - 1>(in, values, ptr, perm, gidx, bp, o, lane0, nv, out);
+      GatherBs1Lanes<T, kNV - 1>(in, values, ptr, perm, gidx, bp, o, lane0, nv, prefetch,
+                                 out);
   }
 }
 
 template <typename T, bool kTransposed>
-void Gather(const float* in, const T* values, const int32_t* ptr, const int32_t* perm,
-            const int32_t* gidx, int64_t n_out_blocks, int64_t bs, int64_t bp,
-            float* out) {
+void Gather(const float* in, int64_t in_rows, const T* values, const int32_t* ptr,
+            const int32_t* perm, const int32_t* gidx, int64_t n_out_blocks, int64_t bs,
+            int64_t bp, float* out) {
   // Lanes in groups of `group` vectors: at block size 1 up to kWide vectors
   // per load stream (AVX-512: 256 lanes, AVX2: 64), kWide independent chains;
   // otherwise 4 vectors x kGatherRows output rows, narrower tails taking
@@ -545,6 +619,7 @@ void Gather(const float* in, const T* values, const int32_t* ptr, const int32_t*
   const int64_t group = bs == 1 ? kWide : 4;
   const int64_t groups = (vectors + group - 1) / group;
   const int64_t tasks = n_out_blocks * groups;
+  const bool prefetch = PrefetchGathers(in_rows, bp);
   ParallelRanges(tasks, TaskCount(), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t g = bs == 1 ? t % groups : t / n_out_blocks;
@@ -552,7 +627,7 @@ void Gather(const float* in, const T* values, const int32_t* ptr, const int32_t*
       int64_t lane0 = g * group * kLanes;
       if (bs == 1) {
         GatherBs1Lanes<T, kWide>(in, values, ptr, perm, gidx, bp, o, lane0,
-                                 std::min(group, vectors - g * group), out);
+                                 std::min(group, vectors - g * group), prefetch, out);
         continue;
       }
       const int64_t lane_end = std::min(bp, lane0 + group * kLanes);
@@ -664,12 +739,15 @@ inline void DotChains(const float* xt, const float* dyt, const int32_t* rows,
 
 template <typename T>
 void SddmmBs1(const float* xt, const float* dyt, const int32_t* row_idx,
-              const int32_t* col_idx, int64_t nnzb, int64_t bp, T* dv) {
+              const int32_t* col_idx, int64_t nnzb, int64_t bp, bool prefetch, T* dv) {
   const int64_t nvec = bp / kLanes;
   const int64_t groups = (nnzb + kDwGroup - 1) / kDwGroup;
   ParallelRanges(groups, TaskCount(), [&](int64_t g0, int64_t g1) {
     for (int64_t g = g0; g < g1; ++g) {
       const int64_t k = g * kDwGroup;
+      if (prefetch && k + kPrefetchRows + kDwGroup <= nnzb)
+        for (int j = 0; j < kDwGroup; ++j)
+          PrefetchFloats(dyt + static_cast<int64_t>(col_idx[k + kPrefetchRows + j]) * bp, bp);
       if (k + kDwGroup <= nnzb) {
         vf s[kDwGroup];
         if (row_idx[k] == row_idx[k + kDwGroup - 1])  // rows are sorted
@@ -917,7 +995,7 @@ ffi::Error CheckFeatureMajor(bool feature_major, int64_t bs) {
 // input row. One pass first copies both into column order (independent
 // reads, many in flight), and the gather then streams them.
 template <typename T>
-void ForwardGatherBs1(const float* xt, const T* values, const int32_t* row_idx,
+void ForwardGatherBs1(const float* xt, int64_t n_in, const T* values, const int32_t* row_idx,
                       const int32_t* col_ptr, const int32_t* col_order, int64_t n_out,
                       int64_t bp, float* yt) {
   const int64_t nnz = col_ptr[n_out];
@@ -931,17 +1009,17 @@ void ForwardGatherBs1(const float* xt, const T* values, const int32_t* row_idx,
       rows_c[p] = row_idx[k];
     }
   });
-  Gather<T, false>(xt, values_c, col_ptr, nullptr, rows_c, n_out, 1, bp, yt);
+  Gather<T, false>(xt, n_in, values_c, col_ptr, nullptr, rows_c, n_out, 1, bp, yt);
 }
 
 template <typename T>
-void ForwardGather(const float* xt, const T* values, const int32_t* row_idx,
+void ForwardGather(const float* xt, int64_t n_in, const T* values, const int32_t* row_idx,
                    const int32_t* col_ptr, const int32_t* col_order, int64_t n_cb,
                    int64_t bs, int64_t bp, float* yt) {
   if (bs == 1)
-    ForwardGatherBs1<T>(xt, values, row_idx, col_ptr, col_order, n_cb, bp, yt);
+    ForwardGatherBs1<T>(xt, n_in, values, row_idx, col_ptr, col_order, n_cb, bp, yt);
   else
-    Gather<T, false>(xt, values, col_ptr, col_order, row_idx, n_cb, bs, bp, yt);
+    Gather<T, false>(xt, n_in, values, col_ptr, col_order, row_idx, n_cb, bs, bp, yt);
 }
 
 template <typename T>
@@ -959,7 +1037,7 @@ void Forward(const ffi::AnyBuffer& x, const ffi::AnyBuffer& values, const int32_
   }
   OnFeatureMajor(x_data, n_in, y_data, n_out, batch, feature_major,
                  [&](const float* xt, float* yt) {
-                   ForwardGather<T>(xt, v, row_idx, col_ptr, col_order, n_cb, bs, bp, yt);
+                   ForwardGather<T>(xt, n_in, v, row_idx, col_ptr, col_order, n_cb, bs, bp, yt);
                  });
 }
 
@@ -1001,7 +1079,7 @@ void Dx(const ffi::AnyBuffer& dy, const ffi::AnyBuffer& values, const int32_t* r
   }
   OnFeatureMajor(dy_data, n_out, dx_data, n_in, batch, feature_major,
                  [&](const float* dyt, float* dxt) {
-                   Gather<T, true>(dyt, v, row_ptr, nullptr, col_idx, n_rb, bs, bp, dxt);
+                   Gather<T, true>(dyt, n_out, v, row_ptr, nullptr, col_idx, n_rb, bs, bp, dxt);
                  });
 }
 
@@ -1052,7 +1130,7 @@ void Dw(const ffi::AnyBuffer& x, const ffi::AnyBuffer& dy, const int32_t* row_id
     dyt = dys;
   }
   if (bs == 1) {
-    SddmmBs1<T>(xt, dyt, row_idx, col_idx, nnzb, bp,
+    SddmmBs1<T>(xt, dyt, row_idx, col_idx, nnzb, bp, PrefetchGathers(n_out, bp),
                 static_cast<T*>(dv->untyped_data()));
     return;
   }
@@ -1140,7 +1218,7 @@ void ScatterLayer(const float* in, const float* values, const int32_t* row_ptr,
 void GatherLayer(const float* in, const float* col_values, const int32_t* col_rows,
                  const int32_t* col_ptr, int64_t rows, int64_t n, int64_t bp, float bias,
                  float ymax, float* out, int64_t* counts) {
-  Gather<float, false>(in, col_values, col_ptr, nullptr, col_rows, n, 1, bp, out);
+  Gather<float, false>(in, n, col_values, col_ptr, nullptr, col_rows, n, 1, bp, out);
   const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(n, TaskCount()));
   const int64_t step = (n + parts - 1) / parts, tasks = (n + step - 1) / step;
   std::vector<int64_t> part_counts(tasks * rows, 0);

@@ -144,6 +144,36 @@ def test_native_cpu(rng, bs, kind, dtype, batch):
 
 
 @needs_native
+@pytest.mark.parametrize("feature_major_operands", [False, True])
+def test_native_cpu_operands_beyond_prefetch_threshold(rng, feature_major_operands):
+  """Block size 1 with gathered operands of 20,000 rows x 128 lanes (10 MB,
+  above the 8 MB from which the kernels prefetch gathered rows): forward,
+  dX and dW against a float64 sparse oracle (no dense 20,000^2 matrix)."""
+  n, batch, nnz = 20_000, 128, 40_000
+  flat = np.unique(rng.integers(0, n * n, size=nnz))
+  rows, cols = flat // n, flat % n
+  vals = rng.standard_normal(flat.size).astype(np.float32)
+  w = BlockCSR.from_coo(rows, cols, shape=(n, n), block_size=1,
+                        values=vals.reshape(-1, 1, 1))
+  x = rng.standard_normal((batch, n)).astype(np.float32)
+  dy = rng.standard_normal((batch, n)).astype(np.float32)
+  # from_coo sorts the entries into row order: read them back from w.
+  r, c = np.asarray(w.row_idx), np.asarray(w.col_idx)
+  v = np.asarray(w.values, np.float64).reshape(-1)
+  x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+  ref_y = np.zeros((batch, n))
+  np.add.at(ref_y.T, c, (x64[:, r] * v).T)
+  ref_dx = np.zeros((batch, n))
+  np.add.at(ref_dx.T, r, (dy64[:, c] * v).T)
+  ref_dw = (x64[:, r] * dy64[:, c]).sum(0).reshape(-1, 1, 1)
+  fwd, dx, dw = _native_fns(feature_major_operands)
+  xj, dyj = jnp.asarray(x), jnp.asarray(dy)
+  assert_close(fwd(xj, w), jnp.asarray(ref_y, jnp.float32), jnp.float32, "fwd")
+  assert_close(dx(dyj, w), jnp.asarray(ref_dx, jnp.float32), jnp.float32, "dx")
+  assert_close(dw(xj, dyj, w), jnp.asarray(ref_dw, jnp.float32), jnp.float32, "dw")
+
+
+@needs_native
 @pytest.mark.parametrize("bs, kind, n_rb, n_cb", [
     (1, "0.5", 40, 30), (16, "0.5", 40, 30),
     # dW at block size 1: many groups of stored weights, within a row and
