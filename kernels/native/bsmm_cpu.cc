@@ -546,14 +546,7 @@ inline bool PrefetchGathers(int64_t rows, int64_t bp) {
   return kPrefetchRows > 0 && rows * bp * static_cast<int64_t>(sizeof(float)) > kPrefetchMinBytes;
 }
 
-// Asks for the cache lines of kFloats floats from `src` ahead of their use.
-template <int kFloats>
-inline void PrefetchRow(const float* src) {
-  for (int f = 0; f < kFloats; f += 64 / static_cast<int>(sizeof(float)))
-    __builtin_prefetch(src + f);
-}
-
-// The same for n floats (a whole feature-major row).
+// Asks for the cache lines of n floats from `src` ahead of their use.
 inline void PrefetchFloats(const float* src, int64_t n) {
   for (int64_t f = 0; f < n; f += 64 / static_cast<int64_t>(sizeof(float)))
     __builtin_prefetch(src + f);
@@ -578,7 +571,7 @@ void GatherBs1Tile(const float* in, const T* values, const int32_t* ptr,
     const int64_t k = perm ? perm[p] : p;
     if (prefetch && p + kPrefetchRows < end) {
       const int64_t kn = perm ? perm[p + kPrefetchRows] : p + kPrefetchRows;
-      PrefetchRow<kNV * kLanes>(in + static_cast<int64_t>(gidx[kn]) * bp + lane0);
+      PrefetchFloats(in + static_cast<int64_t>(gidx[kn]) * bp + lane0, kNV * kLanes);
     }
     const float* src = in + static_cast<int64_t>(gidx[k]) * bp + lane0;
     const vf w = splat(to_f32<T>(values[k]));
