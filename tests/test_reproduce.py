@@ -57,6 +57,41 @@ def test_deep_init_records_divergence(tmp_path):
                                 "error": row["error"]}]
 
 
+def _partial_report_rows():
+  """Rows as a report over a half-finished grid sees them: a group of three
+  equal accuracies (0.1 three times averages to 0.1 + 2e-17), a group with
+  one finished seed beside two unfinished ones, and one diverged run."""
+  from snn_jax.studies import NOT_FINISHED
+  def row(depth, init, seed, acc, error=""):
+    return {"depth": depth, "init": init, "seed": seed, "final_test_acc": acc,
+            "error": error, "hidden_family": "erdos_renyi",
+            "init_moment_last_hidden": 0.5 + seed}
+  return ([row(8, "dense_he", s, 0.1) for s in range(3)]
+          + [row(64, "sparse_he", 0, 0.7667)]
+          + [row(64, "sparse_he", s, None, NOT_FINISHED) for s in (1, 2)]
+          + [row(8, "sparse_he", 0, None, "non-finite loss")])
+
+
+def test_report_plots_of_partial_groups(tmp_path):
+  """Error bars of groups of one seed or of equal values are drawn (never
+  negative after rounding) and unfinished runs are left out, so a report
+  over a grid still running does not stop at its plots."""
+  from snn_jax.reproduce import isakov2020 as isakov
+  from snn_jax.reproduce import _common as common
+  from snn_jax.studies.deep_init import plot_deep_init
+  rows = _partial_report_rows()
+  assert np.mean([0.1, 0.1, 0.1]) != 0.1  # the rounding this guards against
+  plot_deep_init(rows, str(tmp_path / "depth.png"))
+  finished = [r for r in rows if r["final_test_acc"] is not None]
+  stats = common.group_stats(finished, ("hidden_family", "depth", "init"))
+  assert [(s["depth"], s["init"], s["runs"]) for s in stats] == [
+      (8, "dense_he", 3), (64, "sparse_he", 1)]
+  assert stats[1]["ci_low"] == stats[1]["ci_high"] == 0.7667
+  isakov.plot_dead_units(finished, stats, str(tmp_path / "dead.png"))
+  assert os.path.getsize(tmp_path / "depth.png") > 1000
+  assert os.path.getsize(tmp_path / "dead.png") > 1000
+
+
 @pytest.mark.parametrize("bad", [dict(depths=()), dict(depths=(0,)),
                                  dict(width=0), dict(inits=("xavier",)),
                                  dict(seeds=())])

@@ -122,9 +122,12 @@ def plot_deep_init(rows, path: str) -> None:
     for d in depths:
       accs = [r["final_test_acc"] if r["final_test_acc"] is not None else 0.1
               for r in rows if r["init"] == init and r["depth"] == d]
-      mean.append(np.mean(accs))
-      lo.append(np.mean(accs) - np.min(accs))
-      hi.append(np.max(accs) - np.mean(accs))
+      # np.mean of equal values can round past them (three runs at 0.1
+      # average to 0.1 + 2e-17); held in [min, max] no bar is negative.
+      m = float(np.clip(np.mean(accs), np.min(accs), np.max(accs)))
+      mean.append(m)
+      lo.append(m - np.min(accs))
+      hi.append(np.max(accs) - m)
     ax.errorbar(depths, mean, yerr=[lo, hi], marker="o", capsize=3, label=init)
   ax.set_xscale("log", base=2)
   ax.set_xlabel("hidden layers")
