@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from snn_jax import data, topology
-from snn_jax.studies import DEEP_INIT, DeepInitConfig, load_rows, run_deep_init
-from snn_jax.training import TrainConfig
+from snn_jax.studies import (DEEP_INIT, DeepInitConfig, load_rows,
+                             reporting_only, run_deep_init)
+from snn_jax.training import TrainConfig, diverged_record, train_and_evaluate
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +56,23 @@ def test_deep_init_records_divergence(tmp_path):
   assert summary["by_depth"] == [] and summary["runs_finished"] == 0
   assert summary["failed"] == [{"depth": 2, "init": "dense_he", "seed": 0,
                                 "error": row["error"]}]
+  # The divergence is recorded in the run's folder, so a report over the
+  # committed results (no checkpoints, no process memory) gives the same
+  # diverged row instead of calling the run unfinished.
+  run_dir = str(tmp_path / "runs" / "depth2_dense_he_s0")
+  record = diverged_record(run_dir)
+  assert record["epoch"] == 1 and record["error"][:200] == row["error"]
+  with reporting_only():
+    again = run_deep_init(cfg, str(tmp_path), dataset=poisoned)
+  (reported,) = load_rows(DEEP_INIT, str(tmp_path))
+  assert reported["diverged"] and reported["error"] == row["error"]
+  assert again["failed"] == summary["failed"]
+  # A run that completes later (here: started over on good data) drops it.
+  train_and_evaluate(cfg.base.override({"model.hidden": (16, 16),
+                                        "model.init": "dense_he"}),
+                     run_dir, dataset=good, overwrite=True)
+  assert diverged_record(run_dir) is None
+  assert os.path.exists(os.path.join(run_dir, "summary.json"))
 
 
 def _partial_report_rows():

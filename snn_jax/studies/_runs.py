@@ -27,7 +27,7 @@ import numpy as np
 
 from snn_jax import topology as topology_lib
 from snn_jax.nn import LeNet5
-from snn_jax.training import (TrainConfig, finished_summary,
+from snn_jax.training import (TrainConfig, diverged_record, finished_summary,
                               train_and_evaluate)
 from snn_jax.training.config import normalised_dict
 
@@ -43,9 +43,10 @@ _REPORT_ONLY = contextvars.ContextVar("report_only", default=False)
 @contextlib.contextmanager
 def reporting_only(enabled: bool = True):
   """Within the block, :func:`train` and :func:`train_stack` train nothing:
-  they return finished runs' summaries and raise :class:`NotFinished` for
-  the others (which :func:`guarded` turns into rows with ``error ==
-  NOT_FINISHED``) -- how a study of many runs is reported while, or between
+  they return finished runs' summaries, raise ``FloatingPointError`` for
+  runs whose last attempt diverged (``diverged.json``; the same row as the
+  training pass gave) and :class:`NotFinished` for the others (which
+  :func:`guarded` turns into rows with ``error == NOT_FINISHED``) -- how a study of many runs is reported while, or between
   sessions in which, its runs continue."""
   token = _REPORT_ONLY.set(bool(enabled))
   try:
@@ -59,6 +60,21 @@ def report_only_now() -> bool:
   return _REPORT_ONLY.get()
 
 
+def _finished_or_raise(run_dir: str, workdir: str, epochs: int
+                       ) -> dict[str, Any]:
+  """A report-only pass's view of the run in ``run_dir``: its summary when
+  finished; ``FloatingPointError`` with the recorded message where its last
+  attempt diverged (the same row a training pass gives); else
+  ``NotFinished``."""
+  s = finished_summary(run_dir, epochs)
+  if s is not None:
+    return s
+  record = diverged_record(run_dir)
+  if record is not None:
+    raise FloatingPointError(record["error"])
+  raise NotFinished(workdir)
+
+
 def train(config: TrainConfig, workdir: str, dataset, *,
           report_only: bool | None = None,
           overwrite: bool = False) -> dict[str, Any]:
@@ -69,10 +85,7 @@ def train(config: TrainConfig, workdir: str, dataset, *,
   if report_only is None:
     report_only = _REPORT_ONLY.get()
   if report_only:
-    s = finished_summary(workdir, config.run.epochs)
-    if s is None:
-      raise NotFinished(workdir)
-    return s
+    return _finished_or_raise(workdir, workdir, config.run.epochs)
   return train_and_evaluate(config, workdir, dataset=dataset,
                             overwrite=overwrite)
 
@@ -95,10 +108,7 @@ def train_stack(base: TrainConfig, stack: Sequence[topology_lib.Topology],
   if report_only is None:
     report_only = _REPORT_ONLY.get()
   if report_only:
-    s = finished_summary(run_dir, base.run.epochs)
-    if s is None:
-      raise NotFinished(workdir)
-    return s
+    return _finished_or_raise(run_dir, workdir, base.run.epochs)
   name = stack[0].name if stack[0].name in topology_lib.names() else "pruned"
   model = base.model.name
   if model == "lenet5_alford":  # (conv2 channels, fully connected width)

@@ -4,7 +4,8 @@ from snn_jax.training.checkpoint import Checkpointer
 from snn_jax.training.config import (FLAT_NAMES, OPTIMIZERS, SCHEDULES,
                                      OptimizerConfig, RunConfig, TrainConfig)
 from snn_jax.training.loop import (build_model, build_topologies, evaluate,
-                                   WorkdirWriteError, finished_summary,
+                                   WorkdirWriteError, diverged_record,
+                                   finished_summary,
                                    make_optimizer, restore_model,
                                    train_and_evaluate)
 from snn_jax.training.metrics import MetricWriter
@@ -13,7 +14,7 @@ from snn_jax.utils.moved import moved_to
 
 __all__ = ["Checkpointer", "FLAT_NAMES", "MetricWriter", "OPTIMIZERS",
            "OptimizerConfig", "RunConfig", "SCHEDULES", "TrainConfig", "WorkdirWriteError", "build_model", "build_topologies", "evaluate",
-           "finished_summary", "make_optimizer", "restore_model", "train_and_evaluate"]
+           "diverged_record", "finished_summary", "make_optimizer", "restore_model", "train_and_evaluate"]
 
 
 __getattr__ = moved_to(

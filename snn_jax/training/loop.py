@@ -26,6 +26,10 @@ Workdir contract:
                      ``epoch_<e>/layer_<l>.npz``, epoch 0 = at initialisation;
   ``summary.json``   final and best accuracy, timings, sizes, data source
                      and fingerprint, versions;
+  ``diverged.json``  where the last attempt stopped at a non-finite loss:
+                     epoch, step and message (``diverged_record``), so a
+                     report over committed results tells a diverged run
+                     from an unfinished one; removed when the run completes;
   ``curves.png``     loss and accuracy against epoch;
   ``tensorboard/``   the same metrics as TensorBoard events, and the
                      training loss of every step (``tensorboard --logdir``).
@@ -285,7 +289,7 @@ def _has_progress(workdir: str) -> bool:
 
 def _discard_run(workdir: str) -> None:
   for name in ("checkpoints", "topologies", "metrics.jsonl", "metrics.csv",
-               "summary.json"):
+               "summary.json", DIVERGED_FILE):
     p = os.path.join(workdir, name)
     if os.path.isdir(p):
       shutil.rmtree(p)
@@ -549,10 +553,15 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
       kept = (f"last good checkpoint: epoch {good} in {ckpt.directory}"
               if good is not None else "no epoch had completed, so there is "
               "no checkpoint")
-      raise FloatingPointError(
+      message = (
           f"non-finite training loss at epoch {epoch}, step {bad + 1} of the "
           f"epoch; training stopped and nothing was saved for this epoch "
           f"({kept}). Lower --lr or change --init/--optimizer.")
+      if jax.process_index() == 0:
+        with atomic_write(os.path.join(workdir, DIVERGED_FILE)) as f:
+          json.dump({"epoch": epoch, "step_in_epoch": bad + 1,
+                     "last_good_epoch": good, "error": message}, f, indent=1)
+      raise FloatingPointError(message)
     if moved_on_device:
       rewired = int(np.sum(jax.device_get(moved_on_device)))
     epoch_s = time.perf_counter() - t0
@@ -622,6 +631,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
   if jax.process_index() == 0:
     with atomic_write(os.path.join(workdir, "summary.json")) as f:
       json.dump(summary, f, indent=1)
+    if os.path.exists(os.path.join(workdir, DIVERGED_FILE)):
+      os.remove(os.path.join(workdir, DIVERGED_FILE))
     plot_curves(writer.rows, os.path.join(workdir, "curves.png"),
                 title=f"{config.model.name} {config.model.topology.name} on "
                 f"{ds.name}")
@@ -735,6 +746,21 @@ def _interrupts_deferred():
     signal.signal(signal.SIGINT, previous)
   if caught:
     raise KeyboardInterrupt
+
+
+DIVERGED_FILE = "diverged.json"
+
+
+def diverged_record(workdir: str) -> dict[str, Any] | None:
+  """What ``workdir/diverged.json`` says about the run's last attempt
+  (``{"epoch", "step_in_epoch", "last_good_epoch", "error"}``, ``error``
+  the ``FloatingPointError`` message) where it stopped at a non-finite loss
+  and has not completed since; else None."""
+  path = os.path.join(workdir, DIVERGED_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
 
 
 def finished_summary(workdir: str, epochs: int) -> dict[str, Any] | None:
