@@ -34,6 +34,16 @@ def test_batches_seeded_and_static(rng):
   assert len(full) == 11 and full[-1][0].shape == (3, 4)
   with pytest.raises(ValueError, match="batch_size"):
     list(data.batches(x, y, 0))
+  # batch_indices names the same batches (the loop gathers them on device).
+  for drop in (True, False):
+    idx = list(data.batch_indices(103, 10, seed=5, drop_remainder=drop))
+    got = list(data.batches(x, y, 10, seed=5, drop_remainder=drop))
+    assert len(idx) == len(got) == (10 if drop else 11)
+    for sel, (xb, yb) in zip(idx, got):
+      np.testing.assert_array_equal(x[sel], xb)
+      np.testing.assert_array_equal(y[sel], yb)
+  with pytest.raises(ValueError, match="batch_size"):
+    list(data.batch_indices(103, 0))
 
 
 def _write_idx(path, arr, type_code=0x08):

@@ -521,3 +521,38 @@ def test_topologies_given_as_objects(tmp_path):
                        str(tmp_path / "bad"), topologies=stack)
   with pytest.raises(TypeError, match="Topology"):
     train_and_evaluate(cfg, str(tmp_path / "bad"), topologies=["er"])
+
+
+def _lenet5_rewiring_on_device():
+  return TrainConfig(
+      model=ModelConfig(name="lenet5", hidden=(40, 20), topology=TopologyConfig(
+          name="erdos_renyi", density=0.3)),
+      sparse=SparseTrainingConfig("set", zeta=0.3, update_every=4),
+      run=RunConfig(epochs=1, batch_size=128, progress=False))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: TrainConfig.from_flat(SMALL),  # static: the cached step
+    lambda: TrainConfig.from_flat({**SMALL, "sparse_training": "set",
+                                   "zeta": 0.3}),  # host rewiring, epoch end
+    lambda: TrainConfig.from_flat({**SMALL, "sparse_training": "rigl",
+                                   "zeta": 0.3, "update_every": 5}),  # mid-epoch
+    _lenet5_rewiring_on_device,
+], ids=["static", "set_epoch_end", "rigl_mid_epoch", "lenet5_set_on_device"])
+def test_device_resident_batches_equal_host_batches(tmp_path, monkeypatch,
+                                                     make):
+  """Holding the training set on the device and gathering each batch in the
+  step trains bit for bit as host batching does: same batches, same losses,
+  same topology."""
+  from snn_jax.training import loop, restore_model
+  cfg = make()
+  ds = _digits_28x28() if cfg.model.name == "lenet5" else None
+  resident = train_and_evaluate(cfg, str(tmp_path / "resident"), dataset=ds)
+  monkeypatch.setattr(loop, "DEVICE_RESIDENT_MAX_BYTES", 0)
+  host = train_and_evaluate(cfg, str(tmp_path / "host"), dataset=ds)
+  keys = ("train_loss", "train_acc", "test_loss", "test_acc", "nnz_params")
+  assert ([[r[k] for k in keys] for r in _rows(tmp_path / "resident")]
+          == [[r[k] for k in keys] for r in _rows(tmp_path / "host")])
+  assert resident["final_test_acc"] == host["final_test_acc"]
+  assert (restore_model(str(tmp_path / "resident")).topologies()
+          == restore_model(str(tmp_path / "host")).topologies())

@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from snn_jax.data._dataset import (NORMALIZATIONS, Dataset, batches,
+from snn_jax.data._dataset import (NORMALIZATIONS, Dataset, batch_indices,
+                                   batches,
                                    num_batches, parse_validation_spec,
                                    seeded_split, standardize)
 from snn_jax.data.embedded import load_digits
@@ -65,7 +66,8 @@ def load(name: str, *, data_dir: str | None = None,
 
 
 __all__ = ["DATASETS", "DataConfig", "NORMALIZATIONS", "SPLITS", "Dataset", "standardize",
-           "DatasetUnavailableError", "TFDS_NAMES", "arrays_sha256", "batches",
+           "DatasetUnavailableError", "TFDS_NAMES", "arrays_sha256", "batch_indices",
+           "batches",
            "describe_difference", "file_record", "find_idx", "load",
            "load_digits", "load_idx_dir", "reads_idx_dir", "load_npz", "load_tfds",
            "make_fingerprint", "num_batches", "parse_validation_spec", "read_idx", "seeded_split"]

@@ -111,19 +111,30 @@ class Dataset:
             f"source={self.source!r})")
 
 
+def batch_indices(n: int, batch_size: int, *, seed: int | None = None,
+                  drop_remainder: bool = True) -> Iterator[np.ndarray]:
+  """Yields the example indices of each batch of :func:`batches` (int64
+  arrays of ``batch_size``, the last one shorter without
+  ``drop_remainder``): a permutation by ``np.random.default_rng(seed)``
+  when a seed is given, in order otherwise. A loop holding the examples
+  on the device gathers each batch there from these."""
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  idx = np.random.default_rng(seed).permutation(n) if seed is not None else np.arange(n)
+  stop = n - n % batch_size if drop_remainder else n
+  for start in range(0, stop, batch_size):
+    yield idx[start:start + batch_size]
+
+
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, *,
             seed: int | None = None, drop_remainder: bool = True
             ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Yields ``(x, y)`` batches; shuffled by ``np.random.default_rng(seed)``
   when a seed is given (so epoch e of a run is reproducible from
-  ``seed``), in order otherwise. ``drop_remainder`` keeps shapes static."""
-  if batch_size < 1:
-    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-  n = len(x)
-  idx = np.random.default_rng(seed).permutation(n) if seed is not None else np.arange(n)
-  stop = n - n % batch_size if drop_remainder else n
-  for start in range(0, stop, batch_size):
-    sel = idx[start:start + batch_size]
+  ``seed``), in order otherwise. ``drop_remainder`` keeps shapes static.
+  The batches are those of :func:`batch_indices`."""
+  for sel in batch_indices(len(x), batch_size, seed=seed,
+                           drop_remainder=drop_remainder):
     yield x[sel], y[sel]
 
 
