@@ -580,8 +580,14 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
       end_of_epoch = i + 1 == steps_per_epoch
       if not on_device and rewirer.due(step, end_of_epoch=end_of_epoch,
                                        last_epoch=epoch == epochs):
-        xy = ((x_resident[sel], y_resident[sel]) if resident
-              else batch)
+        # Only RigL scores on the batch: SET and pruning are not given it
+        # (on the device that eager gather would compile once, for nothing).
+        if config.rewiring.method != "rigl":
+          xy = (None, None)
+        elif resident:
+          xy = (x_resident[sel], y_resident[sel])
+        else:
+          xy = batch
         if end_of_epoch:  # the epoch's accuracy is measured before it
           rewire_after_eval = xy
         else:
