@@ -17,6 +17,13 @@ no copies of the weights):
   ``sddmm_native(x, dy, row_idx, col_idx, block_size)``
       ``dW`` at the stored blocks only.
 
+the bias gradient beside them:
+
+  ``bias_grad_native(dy)``
+      ``db[n_out]``: ``dy`` summed over the batch, read in the layout the
+      other two backward kernels take it (so XLA does not copy a
+      feature-major ``dy`` back to batch-major for its own reduction);
+
 and one for inference through a stack of block-size-1 layers:
 
   ``relu_layers_native(y, <row view>, <column view>, start, length, bias, ymax)``
@@ -156,6 +163,15 @@ def sddmm_native(x, dy, row_idx, col_idx, *, block_size: int, out_dtype=None,
                   x.dtype, x, dy, row_idx, col_idx, dense_args=(0, 1),
                   feature_major_operands=feature_major_operands)
   return dvalues.astype(out_dtype)
+
+
+def bias_grad_native(dy, *, feature_major_operands: bool = False):
+  """``db[n] = dy.sum(axis=0)`` for ``dy: [B, n]``, float32 or bfloat16
+  (summed in float32 in batch order, returned in ``dy.dtype``).
+  ``feature_major_operands``: ``dy`` handed over feature-major, as to
+  :func:`bsmm_dx_native` and :func:`sddmm_native` in the same backward."""
+  return _call("snn_jax_bias_grad", (dy.shape[1],), dy.dtype, dy,
+               dense_args=(0,), feature_major_operands=feature_major_operands)
 
 
 def relu_layers_native(y, row_values, col_idx, row_ptr, col_values, col_rows,

@@ -215,14 +215,51 @@ def _bsmm_bwd(s, res, dy):
 _bsmm.defvjp(_bsmm_fwd, _bsmm_bwd)
 
 
-def bsmm(x: jax.Array, w: BlockCSR, *, impl: str = "auto",
-         backward_impl: str | None = None,
+def _dbias(s: _Static, dy):
+  if s.backward_impl == "native_cpu":
+    return native_cpu.bias_grad_native(
+        dy, feature_major_operands=native_cpu.feature_major(s.block_size))
+  return jnp.sum(dy, axis=0, dtype=jnp.float32).astype(dy.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _bsmm_bias(s: _Static, x, values, bias, row_ptr, col_idx, row_idx, col_ptr,
+               col_order):
+  return _forward(s, x, values, row_ptr, col_idx, row_idx, col_ptr,
+                  col_order) + bias[None, :]
+
+
+def _bsmm_bias_fwd(s, x, values, bias, row_ptr, col_idx, row_idx, col_ptr,
+                   col_order):
+  y = _bsmm_bias(s, x, values, bias, row_ptr, col_idx, row_idx, col_ptr,
+                 col_order)
+  return y, (x, values, row_ptr, col_idx, row_idx)
+
+
+def _bsmm_bias_bwd(s, res, dy):
+  x, values, row_ptr, col_idx, row_idx = res
+  dx = _dx(s, dy, values, row_ptr, col_idx, row_idx)
+  dvalues = _dw(s, x, dy, values, row_idx, col_idx)
+  return dx, dvalues, _dbias(s, dy), None, None, None, None, None
+
+
+_bsmm_bias.defvjp(_bsmm_bias_fwd, _bsmm_bias_bwd)
+
+
+def bsmm(x: jax.Array, w: BlockCSR, *, bias: jax.Array | None = None,
+         impl: str = "auto", backward_impl: str | None = None,
          interpret: bool | None = None) -> jax.Array:
-  """Block-sparse matmul ``x @ W`` (see module docstring).
+  """Block-sparse matmul ``x @ W`` (see module docstring), ``+ bias`` if given.
 
   Args:
     x: float32 or bfloat16 ``[..., n_in]``; any leading dimensions.
     w: ``BlockCSR`` of shape ``(n_in, n_out)`` and the same dtype.
+    bias: optional ``[n_out]`` in ``x``'s dtype, added to every row. Its
+      gradient (``dy`` summed over the rows) is computed in the custom VJP
+      beside dX and dW, by the backward kernels' family: natively on CPU,
+      reading ``dy`` in the layout those kernels take it (XLA's own
+      reduction of a feature-major ``dy`` first copies it back to
+      batch-major, which cost more than the sum; BUILD_NOTES.md).
     impl: ``"auto"``, ``"xla"``, ``"native_cpu"``, ``"pallas"``,
       ``"pallas_gpu"``, ``"pallas_tpu"`` or ``"dense"`` (module docstring).
     backward_impl: kernels for the backward pass (default: ``impl``).
@@ -254,9 +291,18 @@ def bsmm(x: jax.Array, w: BlockCSR, *, impl: str = "auto",
     raise TypeError(
         f"x is {x.dtype} but w.values is {w.values.dtype}; cast one of them"
     )
+  if bias is not None:
+    bias = jnp.asarray(bias)
+    if bias.shape != (n_out,):
+      raise ValueError(f"bias must have shape ({n_out},) for a {w.shape} "
+                       f"BlockCSR, got {bias.shape}")
+    if bias.dtype != x.dtype:
+      raise TypeError(f"bias is {bias.dtype} but x is {x.dtype}; cast one of "
+                      "them")
   if impl == "auto" and backward_impl is None and (
       w.nnzb == w.n_row_blocks * w.n_col_blocks):
-    return _full_matmul(x, w)
+    y = _full_matmul(x, w)
+    return y if bias is None else y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
   backend = jax.default_backend()
   density = w.nnzb / (w.n_row_blocks * w.n_col_blocks)
   fwd = resolve_impl(impl, w.block_size, backend, density)
@@ -287,6 +333,10 @@ def bsmm(x: jax.Array, w: BlockCSR, *, impl: str = "auto",
   x2 = x.reshape(-1, n_in)
   if x2.shape[0] == 0:
     return jnp.zeros((*lead, n_out), x.dtype)
-  y = _bsmm(s, x2, w.values, w.row_ptr, w.col_idx, w.row_idx, w.col_ptr,
-            w.col_order)
+  if bias is None:
+    y = _bsmm(s, x2, w.values, w.row_ptr, w.col_idx, w.row_idx, w.col_ptr,
+              w.col_order)
+  else:
+    y = _bsmm_bias(s, x2, w.values, bias, w.row_ptr, w.col_idx, w.row_idx,
+                   w.col_ptr, w.col_order)
   return y.reshape(*lead, n_out)

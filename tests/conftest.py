@@ -75,6 +75,8 @@ TOL = {
     ("float32", "fwd"): 1e-5, ("float32", "dx"): 1e-5, ("float32", "dw"): 1e-5,
     ("bfloat16", "fwd"): 1.6e-2, ("bfloat16", "dx"): 1.6e-2,
     ("bfloat16", "dw"): 1.6e-2,
+    # the bias gradient: a sum over the batch, like dW's
+    ("float32", "db"): 1e-5, ("bfloat16", "db"): 1.6e-2,
 }
 
 

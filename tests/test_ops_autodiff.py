@@ -1,6 +1,7 @@
 """``snn_jax.ops.bsmm``: forward and VJP against the dense reference, under
 jit/grad/vmap, leading batch dims, dtypes, errors, and no retracing."""
 
+import functools
 import re
 
 import chex
@@ -62,6 +63,44 @@ def test_vjp_matches_dense(rng, impl, bs, lead, dtype):
   assert y.shape == (*lead, 48) and dx.shape == x.shape
 
 
+BIAS_CASES = [(impl, bs) for impl in ("xla", "dense", "auto") for bs in (1, 16)] + (
+    [("native_cpu", bs) for bs in (1, 16, 32)] if native_cpu.AVAILABLE else []
+) + [("pallas_gpu", 16)]
+
+
+@pytest.mark.parametrize("impl, bs", BIAS_CASES)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("density", [0.3, 1.0])  # 1.0: auto's dense path
+def test_bias_vjp_matches_dense(rng, impl, bs, dtype, density):
+  """``bsmm(x, w, bias=b)``: x @ W + b, and its VJP (db = dy summed over
+  every leading dimension) against the dense reference."""
+  w = _w(rng, 64, 96, bs, density, dtype)
+  x = jnp.asarray(rng.standard_normal((2, 5, 64)), dtype)
+  b = jnp.asarray(rng.standard_normal(96), dtype)
+  dy = jnp.asarray(rng.standard_normal((2, 5, 96)), dtype)
+  y, vjp = jax.vjp(lambda x, v, b: bsmm(x, w.replace(values=v), bias=b,
+                                        impl=impl), x, w.values, b)
+  dx, dv, db = vjp(dy)
+  ry, rdx, rdv = _dense_vjp(x.reshape(-1, 64), w, dy.reshape(-1, 96))
+  assert_close(y.reshape(-1, 96), (ry.astype(jnp.float32) + b[None].astype(
+      jnp.float32)).astype(dtype), dtype, "fwd")
+  assert_close(dx.reshape(-1, 64), rdx, dtype, "dx")
+  assert_close(dv, rdv, dtype, "dw")
+  want_db = np.asarray(dy.astype(jnp.float32), np.float64).reshape(-1, 96).sum(0)
+  assert_close(db, jnp.asarray(want_db, jnp.float32).astype(dtype), dtype, "db")
+  assert db.dtype == dtype and y.shape == (2, 5, 96)
+
+
+@needs_native
+def test_check_grads_native_with_bias(rng):
+  w = _w(rng, 40, 24, 1, 0.4)
+  x = jnp.asarray(rng.standard_normal((5, 40)), jnp.float32)
+  b = jnp.asarray(rng.standard_normal(24), jnp.float32)
+  f = lambda x, v, b: jnp.tanh(bsmm(x, w.replace(values=v), bias=b,
+                                    impl="native_cpu"))
+  check_grads(f, (x, w.values, b), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+
+
 def test_check_grads_f32(rng):
   w = _w(rng, 32, 24, 8, 0.4)
   x = jnp.asarray(rng.standard_normal((5, 32)), jnp.float32)
@@ -107,6 +146,36 @@ def test_native_hidden_activations_are_never_transposed(rng):
   want = jax.grad(lambda v, x: _relu_mlp_loss(ws, v, x, "dense"))(vals, x)
   for g, r in zip(grad(vals, x), want):
     assert_close(g, r, jnp.float32, "dw")
+
+
+@needs_native
+def test_native_bias_gradient_reads_dy_as_the_kernels_do(rng):
+  """With trainable biases through ``bsmm(bias=)`` the compiled gradient of
+  a three-layer ReLU MLP sums each dy in the native bias-gradient kernel,
+  feature-major as dX and dW read it: no copy or transpose of a hidden
+  activation or its gradient (XLA's own reduction copied each dy back to
+  batch-major first)."""
+  ws = [_w(rng, 48, 40, 1, 0.2, seed=0), _w(rng, 40, 40, 1, 0.2, seed=1),
+        _w(rng, 40, 40, 1, 0.2, seed=2)]
+  params = ([w.values for w in ws],
+            [jnp.asarray(rng.standard_normal(40), jnp.float32) for _ in ws])
+  x = jnp.asarray(rng.standard_normal((16, 48)), jnp.float32)
+
+  def loss(p, x, impl):
+    h = x
+    for w, v, b in zip(ws, *p):
+      h = jax.nn.relu(bsmm(h, w.replace(values=v), bias=b, impl=impl))
+    return (h ** 2).sum()
+
+  grad = jax.jit(jax.grad(functools.partial(loss, impl="native_cpu")))
+  hlo = grad.lower(params, x).compile().as_text()
+  moved = re.findall(r"= f32\[16,40\]\{[0-9,]*\} (?:copy|transpose)\(.*", hlo)
+  assert not moved, "\n".join(moved)
+  calls = re.findall(r'custom_call_target="snn_jax_bias_grad".*', hlo)
+  assert len(calls) == 3 and all("feature_major = true" in c for c in calls)
+  want = jax.grad(functools.partial(loss, impl="dense"))(params, x)
+  for g, r in zip(jax.tree.leaves(grad(params, x)), jax.tree.leaves(want)):
+    assert_close(g, r, jnp.float32, "dw" if g.ndim == 3 else "db")
 
 
 @needs_native
@@ -191,6 +260,10 @@ def test_errors(rng):
     bsmm(jnp.ones((2, 16)), np.ones((16, 8)))
   with pytest.raises(ValueError, match="'csr_cpu' is gone.*native_cpu"):
     bsmm(jnp.ones((2, 16)), w, impl="csr_cpu")
+  with pytest.raises(ValueError, match=r"bias must have shape \(8,\)"):
+    bsmm(jnp.ones((2, 16)), w, bias=jnp.ones(16))
+  with pytest.raises(TypeError, match="bias is bfloat16 but x is float32"):
+    bsmm(jnp.ones((2, 16)), w, bias=jnp.ones(8, jnp.bfloat16))
 
 
 @pytest.mark.parametrize("bs", [1, 4])

@@ -1154,6 +1154,63 @@ ffi::Error BsmmDwImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Buffer<ffi::S32>
 }
 
 // ---------------------------------------------------------------------------
+// Bias gradient: db[j] = sum over the batch of dy[b][j], in float32, each
+// output by one task in batch order (the same bits for every thread count).
+// It runs beside dX and dW on the dy they read, in the layout XLA hands
+// them: feature-major (n rows of B), where XLA's own reduction first copied
+// dy back to batch-major -- a transpose per layer and step that cost more
+// than the reduction (BUILD_NOTES.md).
+template <typename T>
+void BiasGrad(const T* dy, int64_t batch, int64_t n, bool feature_major, T* db) {
+  if (feature_major) {
+    ParallelRanges(n, TaskCount(), [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) {
+        const T* row = dy + j * batch;
+        int64_t b = 0;
+        float acc = 0.0f;
+        if constexpr (std::is_same_v<T, float>) {
+          vf v = vf{};
+          for (; b + kLanes <= batch; b += kLanes) v += load(row + b);
+          acc = hsum(v);
+        }
+        for (; b < batch; ++b) acc += to_f32<T>(row[b]);
+        db[j] = from_f32<T>(acc);
+      }
+    });
+    return;
+  }
+  // Batch-major: a task owns a range of columns and walks the rows in order.
+  ParallelRanges((n + kLanes - 1) / kLanes, TaskCount(), [&](int64_t c0, int64_t c1) {
+    const int64_t j0 = c0 * kLanes, j1 = std::min(n, c1 * kLanes);
+    float acc[kLanes * 8];
+    for (int64_t jb = j0; jb < j1; jb += kLanes * 8) {
+      const int64_t je = std::min(j1, jb + kLanes * 8);
+      std::fill(acc, acc + (je - jb), 0.0f);
+      for (int64_t b = 0; b < batch; ++b) {
+        const T* row = dy + b * n;
+        for (int64_t j = jb; j < je; ++j) acc[j - jb] += to_f32<T>(row[j]);
+      }
+      for (int64_t j = jb; j < je; ++j) db[j] = from_f32<T>(acc[j - jb]);
+    }
+  });
+}
+
+ffi::Error BiasGradImpl(ffi::AnyBuffer dy, bool feature_major, ffi::Result<ffi::AnyBuffer> db) {
+  if (auto e = CheckDtypes(dy, *db); e.failure()) return e;
+  if (dy.dimensions().size() != 2 || db->dimensions().size() != 1 ||
+      db->dimensions()[0] != dy.dimensions()[1])
+    return ffi::Error::InvalidArgument("bias_grad: dy must be [B, n] and db [n]");
+  const int64_t batch = dy.dimensions()[0], n = dy.dimensions()[1];
+  if (dy.element_type() == ffi::DataType::F32)
+    BiasGrad<float>(static_cast<const float*>(dy.untyped_data()), batch, n, feature_major,
+                    static_cast<float*>(db->untyped_data()));
+  else
+    BiasGrad<uint16_t>(static_cast<const uint16_t*>(dy.untyped_data()), batch, n,
+                       feature_major, static_cast<uint16_t*>(db->untyped_data()));
+  return ffi::Error::Success();
+}
+
+// ---------------------------------------------------------------------------
 // Stacked ReLU layers at block size 1 (the Sparse DNN Graph Challenge's
 // inference, Kepner et al. 2019):
 //   Y_{l+1} = min(max(Y_l W_l + bias, 0), ymax),   l = start .. start+length-1,
@@ -1355,6 +1412,12 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmDw, BsmmDwImpl,
                                   .Attr<bool>("feature_major")  // x, dy laid out {0,1}
                                   .Ret<ffi::AnyBuffer>());      // dvalues
 
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBiasGrad, BiasGradImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()        // dy [B, n]
+                                  .Attr<bool>("feature_major")  // dy laid out {0,1}
+                                  .Ret<ffi::AnyBuffer>());      // db [n]
+
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxReluLayers, ReluLayersImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::F32>>()  // y0 [B, n]
@@ -1386,6 +1449,7 @@ PyObject* Handlers(PyObject*, PyObject*) {
       {"snn_jax_bsmm_fwd", reinterpret_cast<void*>(SnnJaxBsmmFwd)},
       {"snn_jax_bsmm_dx", reinterpret_cast<void*>(SnnJaxBsmmDx)},
       {"snn_jax_bsmm_dw", reinterpret_cast<void*>(SnnJaxBsmmDw)},
+      {"snn_jax_bias_grad", reinterpret_cast<void*>(SnnJaxBiasGrad)},
       {"snn_jax_relu_layers", reinterpret_cast<void*>(SnnJaxReluLayers)}};
   for (const auto& [name, fn] : items) {
     PyObject* c = Capsule(fn);

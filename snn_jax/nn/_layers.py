@@ -43,7 +43,7 @@ def get_activation(name: str) -> Callable:
 
 
 class SparseDense(nnx.Module):
-  """``y = bsmm(x, W) + b`` with W on a fixed (or adaptively rewired) topology.
+  """``y = bsmm(x, W, bias=b)`` (``x @ W + b``) with W on a fixed (or adaptively rewired) topology.
 
   Args:
     topology: the layer's ``Topology`` (n_in, n_out, block size, blocks).
@@ -149,10 +149,9 @@ class SparseDense(nnx.Module):
       self.bias.set_value(jnp.asarray(b, dtype))
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    y = bsmm(x.astype(self.values.get_value().dtype), self.weight(),
-             impl=self.impl)
-    if self.bias is not None:
-      y = y + self.bias.get_value().reshape((1,) * (y.ndim - 1) + (-1,))
+    dtype = self.values.get_value().dtype
+    bias = None if self.bias is None else self.bias.get_value().astype(dtype)
+    y = bsmm(x.astype(dtype), self.weight(), bias=bias, impl=self.impl)
     return _taps.tap_output(self, x, y)
 
   def __repr__(self) -> str:

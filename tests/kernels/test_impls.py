@@ -259,6 +259,36 @@ def test_native_cpu_propagates_non_finite(rng, dtype):
   assert not np.isfinite(g[bad]).any() and np.isfinite(g[~bad]).all()
 
 
+@needs_native
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("feature_major_operands", [False, True])
+# 1: a single row; 67: lanes and the batch-major column groups not whole;
+# 300 x 1000: many tasks
+@pytest.mark.parametrize("batch, n", [(1, 5), (67, 131), (300, 1000)])
+def test_native_bias_grad(rng, dtype, feature_major_operands, batch, n):
+  """``bias_grad_native``: dy summed over the batch in float32, in either
+  layout, the same bits for every thread count, non-finite entries
+  reaching only their own column."""
+  dy = jnp.asarray(rng.standard_normal((batch, n)), dtype)
+  f = jax.jit(functools.partial(native_cpu.bias_grad_native,
+                                feature_major_operands=feature_major_operands))
+  want = np.asarray(dy.astype(jnp.float32), np.float64).sum(0)
+  assert_close(f(dy), jnp.asarray(want, jnp.float32).astype(dtype), dtype, "db")
+  assert f(dy).dtype == dtype and f(dy).shape == (n,)
+  before = native_cpu.num_threads()
+  try:
+    outs = []
+    for t in sorted({1, native_cpu.max_threads()}):
+      native_cpu.set_num_threads(t)
+      outs.append(np.asarray(f(dy).astype(jnp.float32)))
+  finally:
+    native_cpu.set_num_threads(before)
+  for o in outs[1:]:
+    np.testing.assert_array_equal(outs[0], o)
+  bad = np.asarray(f(dy.at[batch - 1, n - 1].set(jnp.nan)).astype(jnp.float32))
+  assert np.isnan(bad[-1]) and np.isfinite(bad[:-1]).all()
+
+
 @pytest.mark.parametrize("bs", [16, 32])
 @pytest.mark.parametrize("kind", ["one_block", "0.5", "empty_rows_cols"])
 @pytest.mark.parametrize("dtype", DTYPES)
