@@ -556,3 +556,35 @@ def test_device_resident_batches_equal_host_batches(tmp_path, monkeypatch,
   assert resident["final_test_acc"] == host["final_test_acc"]
   assert (restore_model(str(tmp_path / "resident")).topologies()
           == restore_model(str(tmp_path / "host")).topologies())
+
+
+@pytest.mark.parametrize("topology", ["erdos_renyi", "dense"])
+def test_fit_steps_update_in_place_public_steps_do_not_donate(rng, topology):
+  """The steps fit() runs donate the model and optimizer: the arrays a step
+  does not change (every layer's index arrays) come back as the same
+  buffers, not copies, and the weights are updated in place. The public
+  train_step donates nothing: a caller's reference to the old weights
+  stays readable."""
+  import jax.numpy as jnp
+  from flax import nnx
+  from snn_jax.training import loop
+  cfg = TrainConfig.from_flat({**SMALL, "topology": topology,
+                               "density": None if topology == "dense" else 0.3})
+  model = loop.build_model(cfg, loop.build_topologies(cfg, 64, 10))
+  tx, _ = loop.make_optimizer(cfg, 10)
+  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  x = jnp.asarray(rng.standard_normal((64, 64)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 10, 64), jnp.int32)
+  layer = model.layers[0]
+  pointer = lambda v: v.get_value().unsafe_buffer_pointer()
+  before = {n: pointer(getattr(layer, n)) for n in ("row_idx", "col_idx",
+                                                    "values")}
+  step = nnx.cached_partial(loop._fit_train_step, model, opt)
+  for _ in range(2):
+    jax.block_until_ready(step(x, y))
+  assert {n: pointer(getattr(layer, n)) for n in before} == before
+  old = layer.values.get_value()
+  kept = np.array(old)
+  jax.block_until_ready(loop.train_step(model, opt, x, y))
+  np.testing.assert_array_equal(np.asarray(old), kept)
+  assert not np.array_equal(np.asarray(layer.values.get_value()), kept)
