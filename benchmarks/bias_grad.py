@@ -15,37 +15,22 @@ Usage (repo root; an idle machine): python benchmarks/bias_grad.py [out.json]
 
 import json
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from set_step_breakdown import _interleaved  # this script's directory
 from snn_jax import topology as T
 from snn_jax.ops import bsmm
 from snn_jax.utils.env import device_info, versions
 
-GROUPS = 5
 SHAPES = [  # (n, block size, density, batch)
     (1000, 1, 0.04, 128),   # SET-MLP's hidden layers
     (4096, 1, 0.01, 256),
     (4096, 32, 0.1, 256),
     (4096, 128, 0.1, 256),
 ]
-
-
-def _best_ms(fns: dict, per_group: int) -> dict:
-  for f in fns.values():
-    jax.block_until_ready(f())
-  best = {k: float("inf") for k in fns}
-  for _ in range(GROUPS):
-    for k, f in fns.items():
-      t = time.perf_counter()
-      for _ in range(per_group):
-        r = f()
-      jax.block_until_ready(r)
-      best[k] = min(best[k], (time.perf_counter() - t) / per_group * 1e3)
-  return best
 
 
 def one_shape(n, bs, density, batch, rng) -> dict:
@@ -71,7 +56,7 @@ def one_shape(n, bs, density, batch, rng) -> dict:
                   jax.tree.leaves(outside(params))):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
   per_group = max(3, int(200 * 0.01 / max(density, 0.01) * (1000 / n) ** 2))
-  ms = _best_ms({"bias_inside_bsmm": lambda: inside(params),
+  ms = _interleaved({"bias_inside_bsmm": lambda: inside(params),
                  "bias_added_outside": lambda: outside(params)}, per_group)
   return {"n": n, "block_size": bs, "density": density, "batch": batch,
           "layers": 2, "ms_per_grad": ms,
