@@ -212,3 +212,52 @@ def test_train_flags_fill_the_nested_config(tmp_path):
     stored = TrainConfig.from_dict(json.load(f))
   assert stored.model.topology == TopologyConfig("dense")
   assert stored.model.hidden == (16,) and stored.optimizer.lr == 0.02
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "adamw"])
+@pytest.mark.parametrize("schedule, extra", [
+    ("cosine", {}), ("warmup_cosine", {"warmup_epochs": 1}), ("step", {}),
+    ("piecewise", {"lr_boundaries": (3,), "lr_values": (0.01,)})])
+def test_optimizer_schedule_computed_once_gives_the_schedules_updates(
+    rng, name, schedule, extra):
+  """The optimiser evaluates its schedule once per step (a conditional XLA
+  does not fuse into every parameter's update), with the updates of the
+  plain optax optimiser on the same schedule, step by step."""
+  import jax.numpy as jnp
+  import numpy as np
+  import optax
+  cfg = OptimizerConfig(name=name, schedule=schedule, lr=0.1,
+                        weight_decay=1e-3 if name == "adamw" else 0.0, **extra)
+  tx, lr = cfg.make(epochs=2, steps_per_epoch=4)
+  plain = {"sgd": lambda: optax.sgd(lr),
+           "momentum": lambda: optax.sgd(lr, momentum=0.9, nesterov=True),
+           "adam": lambda: optax.adam(lr),
+           "adamw": lambda: optax.adamw(lr, weight_decay=1e-3)}[name]()
+  params = {"w": jnp.asarray(rng.standard_normal((50, 3)), jnp.float32)}
+  states = [tx.init(params), plain.init(params)]
+  for _ in range(8):
+    g = {"w": jnp.asarray(rng.standard_normal((50, 3)), jnp.float32)}
+    outs = [jax.jit(t.update)(g, s, params) for t, s in zip((tx, plain), states)]
+    np.testing.assert_allclose(outs[0][0]["w"], outs[1][0]["w"], rtol=1e-6,
+                               atol=1e-9)
+    states = [o[1] for o in outs]
+    params = optax.apply_updates(params, outs[0][0])
+
+
+def test_cosine_schedule_is_evaluated_once_in_the_compiled_update(rng):
+  """Regression: XLA had fused the cosine into every parameter's update
+  fusion (one cosine per parameter array, evaluated per element)."""
+  import re
+  import jax.numpy as jnp
+  tx, _ = OptimizerConfig(name="momentum", schedule="cosine").make(
+      epochs=2, steps_per_epoch=4)
+  params = {f"p{i}": jnp.asarray(rng.standard_normal(40 + i), jnp.float32)
+            for i in range(6)}
+  state = tx.init(params)
+  hlo = jax.jit(tx.update).lower(params, state, params).compile().as_text()
+  computations = hlo.split("\n\n")
+  with_cosine = [c for c in computations if " cosine(" in c]
+  assert with_cosine, "no cosine at all: the test no longer sees the schedule"
+  for c in with_cosine:  # only scalar computations (the conditional's branches)
+    root = re.search(r"ROOT %\S+ = (\S+) ", c).group(1)
+    assert root in ("f32[]", "(f32[])"), c

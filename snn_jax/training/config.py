@@ -109,14 +109,16 @@ class OptimizerConfig(ConfigPart):
           self.lr, {b: values[i + 1] / values[i]
                     for i, b in enumerate(self.lr_boundaries)})
     mask = None if self.decay_biases else _weights_only
+    step_size = lr if self.schedule == "constant" else _computed_once(lr)
     if self.name == "adamw":
-      return optax.adamw(lr, weight_decay=self.weight_decay, mask=mask), lr
+      return optax.adamw(step_size, weight_decay=self.weight_decay,
+                         mask=mask), lr
     if self.name == "sgd":
-      tx = optax.sgd(lr)
+      tx = optax.sgd(step_size)
     elif self.name == "momentum":
-      tx = optax.sgd(lr, momentum=self.momentum, nesterov=True)
+      tx = optax.sgd(step_size, momentum=self.momentum, nesterov=True)
     else:
-      tx = optax.adam(lr)
+      tx = optax.adam(step_size)
     if self.weight_decay:
       tx = optax.chain(optax.add_decayed_weights(self.weight_decay, mask=mask),
                        tx)
@@ -124,6 +126,21 @@ class OptimizerConfig(ConfigPart):
 
 
 
+
+
+def _computed_once(schedule: optax.Schedule) -> optax.Schedule:
+  """``schedule``, evaluated once per step inside a compiled update.
+
+  XLA fuses the learning-rate scalar into every parameter's update and, on
+  CPU, evaluates it there for each element: a cosine schedule cost 0.2-0.4
+  ms of a 2.9 ms SET-MLP step (130,000 cosines; BUILD_NOTES.md). A
+  conditional's result is not fused into its consumers, so the scalar is
+  computed once and passed in. Both branches are the schedule: the values
+  are the schedule's own. (``lax.optimization_barrier`` would say this
+  directly, but XLA's CPU pipeline drops it before fusion.)"""
+  def once(count):
+    return jax.lax.cond(count >= 0, schedule, schedule, count)
+  return once
 
 
 def _weights_only(params):
