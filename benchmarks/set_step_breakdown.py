@@ -6,12 +6,13 @@ measured by ``set_vs_dense_epoch.sh``; this script splits the step so the
 gap can be read: per layer, the native kernels (forward, dX, dW at the
 stored weights) against dense ``jnp.dot`` at the same shapes, and per step,
 the step as ``fit`` runs it (``nnx.cached_partial`` of the donating step:
-the headline), the public ``train_step`` (``nnx.jit``) against the same step as a plain
-``jax.jit`` over split state, ``nnx.cached_partial``, forward+backward
-alone, and the split-state step with the block-size-1 kernels given
-batch-major operands (the layout before the ops layer asked XLA for
-feature-major ones). Random inputs (batch 128, as the epoch benchmark); every figure is
-the best of 5 timed groups, the implementations interleaved group by group.
+the headline), the public ``train_step`` (``nnx.jit``) against the same
+step as a plain ``jax.jit`` over split state, ``nnx.cached_partial``,
+forward+backward alone, and the split-state step with the block-size-1
+kernels given batch-major operands (the layout before the ops layer asked
+XLA for feature-major ones). Random inputs (batch 128, as the epoch
+benchmark); every figure is the best of 5 timed groups, the
+implementations interleaved group by group.
 
 Usage (repo root; an idle machine): python benchmarks/set_step_breakdown.py
 [output.json]

@@ -231,16 +231,14 @@ def _bsmm_bias(s: _Static, x, values, bias, row_ptr, col_idx, row_idx, col_ptr,
 
 def _bsmm_bias_fwd(s, x, values, bias, row_ptr, col_idx, row_idx, col_ptr,
                    col_order):
-  y = _bsmm_bias(s, x, values, bias, row_ptr, col_idx, row_idx, col_ptr,
-                 col_order)
-  return y, (x, values, row_ptr, col_idx, row_idx)
+  y, res = _bsmm_fwd(s, x, values, row_ptr, col_idx, row_idx, col_ptr,
+                     col_order)
+  return y + bias[None, :], res
 
 
 def _bsmm_bias_bwd(s, res, dy):
-  x, values, row_ptr, col_idx, row_idx = res
-  dx = _dx(s, dy, values, row_ptr, col_idx, row_idx)
-  dvalues = _dw(s, x, dy, values, row_idx, col_idx)
-  return dx, dvalues, _dbias(s, dy), None, None, None, None, None
+  dx, dvalues, *no_cotangents = _bsmm_bwd(s, res, dy)
+  return (dx, dvalues, _dbias(s, dy), *no_cotangents)
 
 
 _bsmm_bias.defvjp(_bsmm_bias_fwd, _bsmm_bias_bwd)

@@ -43,7 +43,8 @@ def get_activation(name: str) -> Callable:
 
 
 class SparseDense(nnx.Module):
-  """``y = bsmm(x, W, bias=b)`` (``x @ W + b``) with W on a fixed (or adaptively rewired) topology.
+  """``y = bsmm(x, W, bias=b)`` (``x @ W + b``) with W on a fixed (or
+  adaptively rewired) topology.
 
   Args:
     topology: the layer's ``Topology`` (n_in, n_out, block size, blocks).

@@ -132,8 +132,9 @@ def _computed_once(schedule: optax.Schedule) -> optax.Schedule:
   """``schedule``, evaluated once per step inside a compiled update.
 
   XLA fuses the learning-rate scalar into every parameter's update and, on
-  CPU, evaluates it there for each element: a cosine schedule cost 0.2-0.4
-  ms of a 2.9 ms SET-MLP step (130,000 cosines; BUILD_NOTES.md). A
+  CPU, evaluates it there for each element: a cosine schedule cost 0.26-0.48
+  ms of a 2.6 ms SET-MLP step (130,000 cosines;
+  ``benchmarks/lr_schedule_step.py``, BUILD_NOTES.md). A
   conditional's result is not fused into its consumers, so the scalar is
   computed once and passed in. Both branches are the schedule: the values
   are the schedule's own. (``lax.optimization_barrier`` would say this
