@@ -105,6 +105,24 @@ def set_num_threads(n: int) -> int:
   return _ext.set_num_threads(int(n))
 
 
+def thread_pool() -> str:
+  """Whose threads run the kernels' tasks: ``"xla"`` (XLA's intra-op pool,
+  the default) or ``"own"`` (the module's own pool)."""
+  _register()
+  return _ext.thread_pool()
+
+
+def set_thread_pool(name: str) -> str:
+  """Run the kernels' tasks on XLA's intra-op pool (``"xla"``, the default;
+  the threads that also run XLA's fusions) or on the module's own pool
+  (``"own"``, ``SNN_JAX_NATIVE_POOL=own`` at start-up). Results do not depend
+  on it. Returns the pool now in use."""
+  _register()
+  if name not in ("xla", "own"):
+    raise ValueError(f"thread pool must be 'xla' or 'own', got {name!r}")
+  return _ext.set_thread_pool(name)
+
+
 # The row-major kernels (block sizes that are multiples of this) take
 # batch-major dense operands; every other block size computes feature-major.
 ROW_MAJOR_BLOCK = 32

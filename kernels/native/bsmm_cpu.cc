@@ -181,6 +181,29 @@ bool SpinFor(Pred&& pred) {
     if (i % 8 == 0 && std::chrono::steady_clock::now() >= until) return false;
   }
 }
+// Which threads run a call's tasks. kXla (the default): XLA's own
+// intra-op pool, handed to every handler through the FFI
+// (ffi::Ctx<ffi::ThreadPool>) -- the threads that also run XLA's
+// partitioned fusions, so a training step's kernels and fusions share one
+// set of threads. kOwn: a pool of this module's own, whose workers spin for
+// kSpinMicros after each job so that back-to-back calls skip the wake-up;
+// on the 2-core VM those spinning workers held a core while XLA's
+// two-partition fusions (a ReLU, a bias add) waited for it, and the fusions
+// ran 2-3x slower beside them (BUILD_NOTES.md). kOwn stays for calls that
+// come without XLA's pool and as the measured alternative.
+enum class PoolKind : int { kXla = 0, kOwn = 1 };
+
+PoolKind DefaultPoolKind() {
+  if (const char* env = std::getenv("SNN_JAX_NATIVE_POOL"))
+    if (std::strcmp(env, "own") == 0) return PoolKind::kOwn;
+  return PoolKind::kXla;
+}
+
+std::atomic<int>& PoolKindSetting() {
+  static std::atomic<int> kind{static_cast<int>(DefaultPoolKind())};
+  return kind;
+}
+
 class Pool {
  public:
   static Pool& Get() {
@@ -203,15 +226,14 @@ class Pool {
   }
 
   int threads() const { return limit_.load(); }
-  void set_threads(int n) {
-    limit_.store(std::max(1, std::min(n, static_cast<int>(workers_.size()) + 1)));
-  }
+  void set_threads(int n) { limit_.store(std::max(1, std::min(n, size_))); }
 
   void ParallelFor(int64_t n, const std::function<void(int64_t)>& fn) {
     if (n <= 1 || limit_.load() <= 1 || !run_mu_.try_lock()) {
       for (int64_t i = 0; i < n; ++i) fn(i);
       return;
     }
+    StartWorkers();
     Job job{&fn, n};
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -240,11 +262,14 @@ class Pool {
     std::atomic<int64_t> next{0};
   };
 
-  explicit Pool(int n_threads) : pid_(getpid()), limit_(n_threads) {
-    for (int i = 0; i + 1 < n_threads; ++i) {
-      workers_.emplace_back([this] { Work(); });
-      workers_.back().detach();
-    }
+  explicit Pool(int n_threads) : pid_(getpid()), size_(n_threads), limit_(n_threads) {}
+
+  // The workers start with the first job that wants them: with XLA's pool
+  // in use they never start.
+  void StartWorkers() {
+    if (started_) return;
+    started_ = true;
+    for (int i = 0; i + 1 < size_; ++i) std::thread([this] { Work(); }).detach();
   }
 
   static void Run(Job* job) {
@@ -278,8 +303,9 @@ class Pool {
   }
 
   pid_t pid_;
+  const int size_;
   std::atomic<int> limit_;
-  std::vector<std::thread> workers_;
+  bool started_ = false;  // guarded by run_mu_
   std::mutex run_mu_, mu_;
   std::condition_variable cv_, done_cv_;
   Job* job_ = nullptr;
@@ -288,18 +314,89 @@ class Pool {
   std::atomic<int> busy_{0};
 };
 
+// XLA's intra-op pool of the call this thread is running (null outside a
+// handler, or where XLA passed none); set by XlaPoolScope.
+thread_local ffi::ThreadPool* tl_xla_pool = nullptr;
+
+class XlaPoolScope {
+ public:
+  explicit XlaPoolScope(ffi::ThreadPool& pool) : saved_(tl_xla_pool) {
+    tl_xla_pool = pool.num_threads() > 0 ? &pool : nullptr;
+  }
+  ~XlaPoolScope() { tl_xla_pool = saved_; }
+
+ private:
+  ffi::ThreadPool* saved_;
+};
+
+// fn(0 .. n-1) on the calling thread and up to threads()-1 helpers scheduled
+// on XLA's pool. Helpers take tasks from a shared counter, so a helper that
+// starts late (its thread busy with another of XLA's tasks) finds the work
+// done and leaves; the caller waits only for helpers inside a task. The
+// caller runs tasks too, so the call finishes even if no helper ever runs.
+void XlaParallelFor(ffi::ThreadPool& pool, int helpers, int64_t n,
+                    const std::function<void(int64_t)>& fn) {
+  struct Shared {
+    const std::function<void(int64_t)>* fn;
+    int64_t n;
+    std::atomic<int64_t> next{0};
+    std::atomic<int> active{0};
+    std::atomic<bool> closed{false};
+    void Run() {
+      for (int64_t i; (i = next.fetch_add(1)) < n;) (*fn)(i);
+    }
+  };
+  auto shared = std::make_shared<Shared>();
+  shared->fn = &fn;
+  shared->n = n;
+  for (int h = 0; h < helpers; ++h)
+    pool.Schedule([shared] {
+      // Sequentially consistent: either the caller sees this helper active
+      // and waits for it, or the helper sees the call closed and leaves
+      // without touching fn.
+      shared->active.fetch_add(1);
+      if (!shared->closed.load()) shared->Run();
+      shared->active.fetch_sub(1);
+    });
+  shared->Run();
+  shared->closed.store(true);
+  while (shared->active.load() != 0) CpuRelax();
+}
+
+int Threads() { return Pool::Get().threads(); }
+
+// fn(0 .. n-1), tasks spread over the threads of the configured pool.
+void ParallelFor(int64_t n, const std::function<void(int64_t)>& fn) {
+  const int limit = Threads();
+  if (n <= 1 || limit <= 1) {
+    for (int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  if (tl_xla_pool != nullptr &&
+      PoolKindSetting().load() == static_cast<int>(PoolKind::kXla)) {
+    const int64_t xla_threads = tl_xla_pool->num_threads();
+    const int helpers = static_cast<int>(
+        std::min<int64_t>({limit - 1, xla_threads - 1, n - 1}));
+    if (helpers > 0) {
+      XlaParallelFor(*tl_xla_pool, helpers, n, fn);
+      return;
+    }
+  }
+  Pool::Get().ParallelFor(n, fn);
+}
+
 // Splits [0, n) into about `parts` contiguous ranges; fn(begin, end).
 void ParallelRanges(int64_t n, int64_t parts,
                     const std::function<void(int64_t, int64_t)>& fn) {
   parts = std::max<int64_t>(1, std::min(parts, n));
   int64_t step = (n + parts - 1) / parts;
   int64_t tasks = (n + step - 1) / step;
-  Pool::Get().ParallelFor(tasks, [&](int64_t t) {
+  ParallelFor(tasks, [&](int64_t t) {
     fn(t * step, std::min(n, (t + 1) * step));
   });
 }
 
-int64_t TaskCount() { return 4 * static_cast<int64_t>(Pool::Get().threads()); }
+int64_t TaskCount() { return 4 * static_cast<int64_t>(Threads()); }
 
 // Per-thread scratch, grown on demand and kept: a kernel call touches no
 // fresh pages (first-touch page faults cost more than the work at low
@@ -331,8 +428,12 @@ float* ScratchSlot(int slot, int64_t n) {
 // the row-major side kTR cache lines, one per row, each used whole; on the
 // feature-major side kTC runs of kTR floats. (Tiles of 64 rows read 64
 // lines a power-of-two stride apart, which share one L1 set and evicted
-// each other.)
-constexpr int64_t kTR = 8, kTC = 16;
+// each other.) A task walks the rows of kTC columns: four cache lines per
+// row, which the hardware prefetcher fetches together, rather than one
+// per 4 KB page (kTC 16): the block-size-1 forward at 4096 x 4096, batch
+// 256, on batch-major operands took 0.89x the time (kTC 128 and 256 were
+// no better than 16; BUILD_NOTES.md).
+constexpr int64_t kTR = 8, kTC = 64;
 
 // fn(c0, nc, r0, full) for every tile of nc <= kTC columns from c0 and kTR
 // rows from r0 < row_end; full: a whole tile inside `rows`. Tasks own
@@ -594,6 +695,25 @@ void GatherBs1Lanes(const float* in, const T* values, const int32_t* ptr,
   }
 }
 
+// Block size 1 on an input larger than the L2 cache: lanes in slices of
+// this many vectors (0: no slicing), walked slice by slice, so that every
+// core gathers from one slice of in_rows x slice lanes that stays in its L2
+// (at most half of it) instead of whole rows from L3 -- 4096 rows x 256
+// lanes (4 MB): forward 0.74x and dX 0.82x the time on the 2 MB-L2 host
+// (BUILD_NOTES.md). A slice narrower than 2 vectors leaves too few FMA
+// chains per output row (measured slower), so wider inputs stay unsliced.
+int64_t LaneSliceVectors(int64_t in_rows, int64_t bp) {
+  static const int64_t l2_bytes = [] {
+    const long v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return v > 0 ? static_cast<int64_t>(v) : int64_t{1} << 20;
+  }();
+  const int64_t row_bytes = in_rows * static_cast<int64_t>(sizeof(float));
+  if (row_bytes * bp <= l2_bytes) return 0;
+  // At most kWide vectors: the widest tile GatherBs1Lanes has.
+  const int64_t slice = std::min<int64_t>(kWide, l2_bytes / 2 / (row_bytes * kLanes));
+  return slice >= 2 && slice < bp / kLanes ? slice : 0;
+}
+
 template <typename T, bool kTransposed>
 void Gather(const float* in, int64_t in_rows, const T* values, const int32_t* ptr,
             const int32_t* perm, const int32_t* gidx, int64_t n_out_blocks, int64_t bs,
@@ -606,21 +726,34 @@ void Gather(const float* in, int64_t in_rows, const T* values, const int32_t* pt
   // together, so the gathered input rows are fetched whole once per output
   // row (their later groups follow the first through the cache) and the
   // row's indices and weights are read once: 1.1-1.5x faster than groups
-  // outermost at the shapes measured (BUILD_NOTES.md). Other block sizes
-  // walk groups outermost.
+  // outermost at the shapes measured (BUILD_NOTES.md) -- unless the input
+  // outgrows the L2 cache (LaneSliceVectors). Other block sizes walk groups
+  // outermost.
   const int64_t vectors = bp / kLanes;
-  const int64_t group = bs == 1 ? kWide : 4;
+  int64_t group = bs == 1 ? kWide : 4;
+  bool rows_outer = bs == 1;
+  if (bs == 1) {
+    const int64_t slice = LaneSliceVectors(in_rows, bp);
+    if (slice > 0) {
+      group = slice;
+      rows_outer = false;
+    }
+  }
   const int64_t groups = (vectors + group - 1) / group;
   const int64_t tasks = n_out_blocks * groups;
   const bool prefetch = PrefetchGathers(in_rows, bp);
-  ParallelRanges(tasks, TaskCount(), [&](int64_t t0, int64_t t1) {
+  // Sliced, each slice gets as many tasks as a whole row walk would.
+  const int64_t parts = TaskCount() * (bs == 1 && !rows_outer ? groups : 1);
+  ParallelRanges(tasks, parts, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t g = bs == 1 ? t % groups : t / n_out_blocks;
-      const int64_t o = bs == 1 ? t / groups : t % n_out_blocks;
+      const int64_t g = rows_outer ? t % groups : t / n_out_blocks;
+      const int64_t o = rows_outer ? t / groups : t % n_out_blocks;
       int64_t lane0 = g * group * kLanes;
-      if (bs == 1) {
-        GatherBs1Lanes<T, kWide>(in, values, ptr, perm, gidx, bp, o, lane0,
-                                 std::min(group, vectors - g * group), prefetch, out);
+      if (bs == 1) {  // kWide vectors at most per pass (GatherBs1Lanes' widest)
+        const int64_t v_end = std::min(vectors, (g + 1) * group);
+        for (int64_t v = g * group; v < v_end; v += kWide)
+          GatherBs1Lanes<T, kWide>(in, values, ptr, perm, gidx, bp, o, v * kLanes,
+                                   std::min<int64_t>(kWide, v_end - v), prefetch, out);
         continue;
       }
       const int64_t lane_end = std::min(bp, lane0 + group * kLanes);
@@ -773,7 +906,7 @@ void SddmmBs1(const float* xt, const float* dyt, const int32_t* row_idx,
 template <typename T, int kTB, int kJV>
 void FwdRowTile(const T* x, const T* values, const int32_t* row_idx,
                 const int32_t* col_ptr, const int32_t* col_order, int64_t n_in,
-                int64_t n_out, int64_t bs, int64_t b0, int64_t cb, int64_t j0, T* y) {
+                int64_t n_out, int64_t bs, int64_t b0, int64_t cb, int64_t j0, int64_t batch, T* y) {
   vf acc[kTB][kJV];
   for (int t = 0; t < kTB; ++t)
     for (int v = 0; v < kJV; ++v) acc[t][v] = vf{};
@@ -781,6 +914,16 @@ void FwdRowTile(const T* x, const T* values, const int32_t* row_idx,
     const int64_t k = col_order[p];
     const T* blk = values + k * bs * bs + j0;
     const T* xr = x + b0 * n_in + static_cast<int64_t>(row_idx[k]) * bs;
+    // The next batch tile's rows of this block's input panel: kTB pieces
+    // of bs values, n_in apart, which the hardware prefetcher does not
+    // follow (a few cache lines per 4 KB page). At density 0.01 the
+    // forward ran 0.54 ms against 0.62-0.83 without (BUILD_NOTES.md).
+    if (b0 + 2 * kTB <= batch) {
+      const T* nx = xr + kTB * n_in;
+      for (int t = 0; t < kTB; ++t)
+        for (int64_t f = 0; f < bs * static_cast<int64_t>(sizeof(T)); f += 64)
+          __builtin_prefetch(reinterpret_cast<const char*>(nx + t * n_in) + f);
+    }
     for (int64_t i = 0; i < bs; ++i) {
       vf w[kJV];
       for (int v = 0; v < kJV; ++v) {
@@ -826,7 +969,7 @@ void ForwardRows(const T* x, const T* values, const int32_t* row_idx,
       const int64_t j0 = (rest / tiles) * kJV * kLanes, b0 = (rest % tiles) * kTB;
       ForBatchTile<kTB>(std::min<int64_t>(kTB, batch - b0), [&](auto tb) {
         FwdRowTile<T, decltype(tb)::value, kJV>(x, values, row_idx, col_ptr, col_order,
-                                                n_in, n_out, bs, b0, cb, j0, y);
+                                                n_in, n_out, bs, b0, cb, j0, batch, y);
       });
     }
   });
@@ -1034,9 +1177,10 @@ void Forward(const ffi::AnyBuffer& x, const ffi::AnyBuffer& values, const int32_
                  });
 }
 
-ffi::Error BsmmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer values, ffi::Buffer<ffi::S32> row_idx,
+ffi::Error BsmmFwdImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer values, ffi::Buffer<ffi::S32> row_idx,
                        ffi::Buffer<ffi::S32> col_ptr, ffi::Buffer<ffi::S32> col_order,
                        bool feature_major, ffi::Result<ffi::AnyBuffer> y) {
+  XlaPoolScope pool_scope(xla_pool);
   int64_t nnzb, bs;
   if (auto e = CheckBlocks(values, &nnzb, &bs); e.failure()) return e;
   if (auto e = CheckDtypes(x, values); e.failure()) return e;
@@ -1076,9 +1220,10 @@ void Dx(const ffi::AnyBuffer& dy, const ffi::AnyBuffer& values, const int32_t* r
                  });
 }
 
-ffi::Error BsmmDxImpl(ffi::AnyBuffer dy, ffi::AnyBuffer values, ffi::Buffer<ffi::S32> row_ptr,
+ffi::Error BsmmDxImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer dy, ffi::AnyBuffer values, ffi::Buffer<ffi::S32> row_ptr,
                       ffi::Buffer<ffi::S32> col_idx, bool feature_major,
                       ffi::Result<ffi::AnyBuffer> dx) {
+  XlaPoolScope pool_scope(xla_pool);
   int64_t nnzb, bs;
   if (auto e = CheckBlocks(values, &nnzb, &bs); e.failure()) return e;
   if (auto e = CheckDtypes(dy, values); e.failure()) return e;
@@ -1131,9 +1276,10 @@ void Dw(const ffi::AnyBuffer& x, const ffi::AnyBuffer& dy, const int32_t* row_id
            static_cast<T*>(dv->untyped_data()));
 }
 
-ffi::Error BsmmDwImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Buffer<ffi::S32> row_idx,
+ffi::Error BsmmDwImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Buffer<ffi::S32> row_idx,
                       ffi::Buffer<ffi::S32> col_idx, bool feature_major,
                       ffi::Result<ffi::AnyBuffer> dv) {
+  XlaPoolScope pool_scope(xla_pool);
   int64_t nnzb, bs;
   if (auto e = CheckBlocks(*dv, &nnzb, &bs); e.failure()) return e;
   if (auto e = CheckDtypes(x, dy); e.failure()) return e;
@@ -1195,7 +1341,8 @@ void BiasGrad(const T* dy, int64_t batch, int64_t n, bool feature_major, T* db) 
   });
 }
 
-ffi::Error BiasGradImpl(ffi::AnyBuffer dy, bool feature_major, ffi::Result<ffi::AnyBuffer> db) {
+ffi::Error BiasGradImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer dy, bool feature_major, ffi::Result<ffi::AnyBuffer> db) {
+  XlaPoolScope pool_scope(xla_pool);
   if (auto e = CheckDtypes(dy, *db); e.failure()) return e;
   if (dy.dimensions().size() != 2 || db->dimensions().size() != 1 ||
       db->dimensions()[0] != dy.dimensions()[1])
@@ -1272,7 +1419,7 @@ void GatherLayer(const float* in, const float* col_values, const int32_t* col_ro
   const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(n, TaskCount()));
   const int64_t step = (n + parts - 1) / parts, tasks = (n + step - 1) / step;
   std::vector<int64_t> part_counts(tasks * rows, 0);
-  Pool::Get().ParallelFor(tasks, [&](int64_t t) {
+  ParallelFor(tasks, [&](int64_t t) {
     int64_t* c = part_counts.data() + t * rows;
     for (int64_t j = t * step; j < std::min(n, (t + 1) * step); ++j) {
       float* row = out + j * bp;
@@ -1288,12 +1435,13 @@ void GatherLayer(const float* in, const float* col_values, const int32_t* col_ro
     for (int64_t l = 0; l < rows; ++l) counts[l] += part_counts[t * rows + l];
 }
 
-ffi::Error ReluLayersImpl(ffi::Buffer<ffi::F32> y0, ffi::Buffer<ffi::F32> row_values,
+ffi::Error ReluLayersImpl(ffi::ThreadPool xla_pool, ffi::Buffer<ffi::F32> y0, ffi::Buffer<ffi::F32> row_values,
                           ffi::Buffer<ffi::S32> col_idx, ffi::Buffer<ffi::S32> row_ptr,
                           ffi::Buffer<ffi::F32> col_values, ffi::Buffer<ffi::S32> col_rows,
                           ffi::Buffer<ffi::S32> col_ptr, ffi::Buffer<ffi::S32> start_buf,
                           float bias, float ymax, int64_t length, float sparse_below,
                           ffi::Result<ffi::Buffer<ffi::F32>> y) {
+  XlaPoolScope pool_scope(xla_pool);
   auto yd = y0.dimensions(), vd = row_values.dimensions();
   if (yd.size() != 2 || vd.size() != 2 || start_buf.element_count() != 1)
     return ffi::Error::InvalidArgument(
@@ -1386,6 +1534,7 @@ ffi::Error ReluLayersImpl(ffi::Buffer<ffi::F32> y0, ffi::Buffer<ffi::F32> row_va
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmFwd, BsmmFwdImpl,
                               ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::AnyBuffer>()        // x [B, n_in]
                                   .Arg<ffi::AnyBuffer>()        // values
                                   .Arg<ffi::Buffer<ffi::S32>>()  // row_idx
@@ -1396,6 +1545,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmFwd, BsmmFwdImpl,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmDx, BsmmDxImpl,
                               ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::AnyBuffer>()        // dy [B, n_out]
                                   .Arg<ffi::AnyBuffer>()        // values
                                   .Arg<ffi::Buffer<ffi::S32>>()  // row_ptr
@@ -1405,6 +1555,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmDx, BsmmDxImpl,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmDw, BsmmDwImpl,
                               ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::AnyBuffer>()        // x [B, n_in]
                                   .Arg<ffi::AnyBuffer>()        // dy [B, n_out]
                                   .Arg<ffi::Buffer<ffi::S32>>()  // row_idx
@@ -1414,12 +1565,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmDw, BsmmDwImpl,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBiasGrad, BiasGradImpl,
                               ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::AnyBuffer>()        // dy [B, n]
                                   .Attr<bool>("feature_major")  // dy laid out {0,1}
                                   .Ret<ffi::AnyBuffer>());      // db [n]
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxReluLayers, ReluLayersImpl,
                               ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()  // y0 [B, n]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // values, row order [L, nnz]
                                   .Arg<ffi::Buffer<ffi::S32>>()  // col_idx [L, nnz]
@@ -1478,6 +1631,25 @@ PyObject* SetNumThreads(PyObject*, PyObject* arg) {
   return PyLong_FromLong(Pool::Get().threads());
 }
 
+PyObject* ThreadPoolName(PyObject*, PyObject*) {
+  return PyUnicode_FromString(
+      PoolKindSetting().load() == static_cast<int>(PoolKind::kXla) ? "xla" : "own");
+}
+
+PyObject* SetThreadPool(PyObject*, PyObject* arg) {
+  const char* name = PyUnicode_AsUTF8(arg);
+  if (name == nullptr) return nullptr;
+  if (std::strcmp(name, "xla") == 0) {
+    PoolKindSetting().store(static_cast<int>(PoolKind::kXla));
+  } else if (std::strcmp(name, "own") == 0) {
+    PoolKindSetting().store(static_cast<int>(PoolKind::kOwn));
+  } else {
+    PyErr_Format(PyExc_ValueError, "thread pool must be 'xla' or 'own', got %R", arg);
+    return nullptr;
+  }
+  return ThreadPoolName(nullptr, nullptr);
+}
+
 PyObject* MaxThreads(PyObject*, PyObject*) {
   return PyLong_FromLong(Pool::DefaultThreads());
 }
@@ -1487,6 +1659,10 @@ PyMethodDef kMethods[] = {
     {"num_threads", NumThreads, METH_NOARGS, "Threads the kernels use now."},
     {"set_num_threads", SetNumThreads, METH_O,
      "Use at most n threads (1 .. the pool's size); returns the number set."},
+    {"thread_pool", ThreadPoolName, METH_NOARGS,
+     "Whose threads run the kernels' tasks: 'xla' or 'own'."},
+    {"set_thread_pool", SetThreadPool, METH_O,
+     "Run the tasks on XLA's intra-op pool ('xla') or the module's own ('own')."},
     {"max_threads", MaxThreads, METH_NOARGS,
      "The pool's size: SNN_JAX_NATIVE_THREADS, else the hardware threads."},
     {nullptr, nullptr, 0, nullptr}};

@@ -145,11 +145,20 @@ def test_native_cpu(rng, bs, kind, dtype, batch):
 
 @needs_native
 @pytest.mark.parametrize("feature_major_operands", [False, True])
-def test_native_cpu_operands_beyond_prefetch_threshold(rng, feature_major_operands):
-  """Block size 1 with gathered operands of 20,000 rows x 128 lanes (10 MB,
-  above the 8 MB from which the kernels prefetch gathered rows): forward,
-  dX and dW against a float64 sparse oracle (no dense 20,000^2 matrix)."""
-  n, batch, nnz = 20_000, 128, 40_000
+@pytest.mark.parametrize("n, batch, nnz", [
+    # 10 MB gathered operands: above the 8 MB from which the kernels
+    # prefetch gathered rows
+    (20_000, 128, 40_000),
+    # 2,048 rows x 1,008 lanes (8 MB, over any L2 cache): forward and dX
+    # walk the lanes in slices (LaneSliceVectors), the last one narrower
+    (2_048, 1_000, 20_000),
+    # 512 rows x 4,096 lanes (8 MB): slices as wide as the widest tile
+    # (an L2-sized slice would be wider; 784 rows x 1,024 lanes once went
+    # uncomputed that way)
+    (512, 4_096, 5_000)])
+def test_native_cpu_large_gathered_operands(rng, feature_major_operands, n, batch, nnz):
+  """Block size 1 with large gathered operands: forward, dX and dW against
+  a float64 sparse oracle (no dense n x n matrix)."""
   flat = np.unique(rng.integers(0, n * n, size=nnz))
   rows, cols = flat // n, flat % n
   vals = rng.standard_normal(flat.size).astype(np.float32)
@@ -180,21 +189,35 @@ def test_native_cpu_operands_beyond_prefetch_threshold(rng, feature_major_operan
     # spanning two, over many tasks
     (1, "0.005", 3000, 3000)])
 def test_native_cpu_same_bits_for_any_thread_count(rng, bs, kind, n_rb, n_cb):
+  """The same bits on one thread and on all, with the tasks on XLA's
+  intra-op pool and on the module's own."""
   w, x, dy = _problem(rng, bs, kind, jnp.float32, batch=200, n_rb=n_rb, n_cb=n_cb)
   fwd, dx, dw = _native_fns()
   _check_all(w, x, dy, jnp.float32, fwd, dx, dw)
-  before = native_cpu.num_threads()
+  before, pool_before = native_cpu.num_threads(), native_cpu.thread_pool()
   try:
     outs = []
-    for n in sorted({1, native_cpu.max_threads()}):
-      native_cpu.set_num_threads(n)
-      outs.append([np.asarray(f) for f in (fwd(x, w), dx(dy, w), dw(x, dy, w))])
-      outs.append([np.asarray(f) for f in (fwd(x, w), dx(dy, w), dw(x, dy, w))])
+    for pool in ("xla", "own"):
+      assert native_cpu.set_thread_pool(pool) == pool
+      for n in sorted({1, native_cpu.max_threads()}):
+        native_cpu.set_num_threads(n)
+        outs.append([np.asarray(f) for f in (fwd(x, w), dx(dy, w), dw(x, dy, w))])
+        outs.append([np.asarray(f) for f in (fwd(x, w), dx(dy, w), dw(x, dy, w))])
   finally:
     native_cpu.set_num_threads(before)
+    native_cpu.set_thread_pool(pool_before)
   for other in outs[1:]:
     for a, b in zip(outs[0], other):
       np.testing.assert_array_equal(a, b)
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["XLA", "", "threads"])
+def test_native_cpu_thread_pool_rejects_unknown_names(name):
+  before = native_cpu.thread_pool()
+  with pytest.raises(ValueError, match="'xla' or 'own'"):
+    native_cpu.set_thread_pool(name)
+  assert native_cpu.thread_pool() == before
 
 
 @needs_native
