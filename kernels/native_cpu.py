@@ -40,9 +40,12 @@ compute on feature-major operands (``n`` rows of ``B`` batch entries); with
 the result back, in that layout (``ffi_call``'s operand layouts), so inside
 a network the transposes fold into the neighbouring fusions; otherwise the
 kernel transposes them itself, twice per call. float32 or bfloat16
-(accumulation in float32). Threads: a pool of the machine's hardware threads (``SNN_JAX_NATIVE_THREADS``
-overrides; :func:`set_num_threads`); each output element is computed by one
-task in one fixed order, so every thread count gives the same bits. Under
+(accumulation in float32). Threads: by default XLA's own intra-op pool,
+which XLA hands to every call (:func:`set_thread_pool` switches to a pool
+of the module's own), up to the machine's hardware threads
+(``SNN_JAX_NATIVE_THREADS`` overrides; :func:`set_num_threads`); each output
+element is computed by one task in one fixed order, so every pool and
+thread count gives the same bits. Under
 ``vmap`` the calls run once per batch element (``vmap_method="sequential"``).
 """
 
@@ -93,7 +96,8 @@ def num_threads() -> int:
 
 
 def max_threads() -> int:
-  """The pool's size (``SNN_JAX_NATIVE_THREADS``, else the hardware's)."""
+  """The most threads a call uses (``SNN_JAX_NATIVE_THREADS``, else the
+  hardware's; on XLA's pool also at most its size)."""
   _register()
   return _ext.max_threads()
 
