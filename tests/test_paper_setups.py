@@ -4,7 +4,6 @@ piecewise learning rates, weight decay on weights only, gradual magnitude
 pruning (Alford et al. 2019; Zhu & Gupta 2017) -- and the paper-scale
 Alford runner at a tiny size."""
 
-import dataclasses
 import json
 import os
 import shutil
@@ -12,7 +11,6 @@ import shutil
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 

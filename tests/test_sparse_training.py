@@ -1,6 +1,5 @@
 """Dynamic sparse training (SET, RigL) and the pruning pipeline: invariants."""
 
-import dataclasses
 import json
 import os
 import subprocess

@@ -15,8 +15,8 @@ from flax import nnx
 from snn_jax import sparse_training, topology
 from snn_jax.nn import AlfordLeNet5, LeNet5, SparseDense, SparseMLP
 from snn_jax.sparse import block_metadata
-from snn_jax.sparse_training import (Rewirer, SparseOptimizer,
-                                     SparseTrainingConfig, _device, _rewire)
+from snn_jax.sparse_training import (Rewirer, SparseOptimizer, _device,
+                                     _rewire)
 
 
 @pytest.fixture(autouse=True)
