@@ -47,15 +47,27 @@ of the module's own), up to the machine's hardware threads
 element is computed by one task in one fixed order, so every pool and
 thread count gives the same bits. Under
 ``vmap`` the calls run once per batch element (``vmap_method="sequential"``).
+
+On a mesh (``jit`` over arrays split along the batch axis, as
+``snn_jax.training.parallel`` places them) each call is partitioned, not
+gathered: every device runs the kernel on its own rows of ``x``/``dy``
+with the weights replicated, and the two kernels that sum over the batch
+(``sddmm_native``, ``bias_grad_native``) add the devices' partial results
+with one all-reduce in float32 (``jax.experimental.custom_partitioning``).
+Per device the bits are those of a one-device call on its rows; the sum
+over devices is in XLA's all-reduce order.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental.custom_partitioning import custom_partitioning
+from jax.sharding import NamedSharding, PartitionSpec
 
 _MODULE = "snn_jax.kernels._native_cpu"
 _ext = None
@@ -142,6 +154,68 @@ def feature_major(block_size: int) -> bool:
   return block_size % ROW_MAJOR_BLOCK != 0
 
 
+def _batch_axis(sharding):
+  """The mesh axis (or axes) that split an operand's first dimension, or
+  None: replicated, unsplit, or a sharding without a mesh spec."""
+  spec = getattr(sharding, "spec", None)
+  if not isinstance(sharding, NamedSharding) or not spec:
+    return None
+  return spec[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _partitioned(kernel, static: tuple, batch_operands: int, sums_batch: bool,
+                 rule: str):
+  """``kernel(*arrays, **dict(static))`` as a call that XLA partitions over
+  the batch: the first ``batch_operands`` arrays (dense ``[B, n]``) are
+  split along ``B`` as the first one is, the rest (weights, indices)
+  replicated; the result is split the same way, or, with ``sums_batch``,
+  replicated after a float32 all-reduce of the devices' partial sums.
+  ``rule``: the Shardy sharding rule (one factor per dimension). On one
+  device, and under ``vmap`` (``custom_partitioning`` has no batching rule,
+  so ``custom_vmap`` maps the plain call), it is the plain call."""
+
+  def plain(*arrays):
+    return kernel(*arrays, **dict(static))
+
+  def shardings(mesh, axis, n_args):
+    split = NamedSharding(mesh, PartitionSpec(axis))
+    whole = NamedSharding(mesh, PartitionSpec())
+    args = tuple(split if i < batch_operands else whole for i in range(n_args))
+    return args, (whole if sums_batch else split)
+
+  def infer(mesh, arg_shapes, result_shape):
+    del result_shape
+    axis = _batch_axis(arg_shapes[0].sharding)
+    return shardings(mesh, axis, len(arg_shapes))[1]
+
+  def partition(mesh, arg_shapes, result_shape):
+    del result_shape
+    axis = _batch_axis(arg_shapes[0].sharding)
+    arg_shardings, out_sharding = shardings(mesh, axis, len(arg_shapes))
+
+    def lower(*arrays):
+      out = plain(*arrays)
+      if sums_batch and axis is not None:
+        out = jax.lax.psum(out.astype(jnp.float32), axis).astype(out.dtype)
+      return out
+
+    return mesh, lower, out_sharding, arg_shardings
+
+  on_mesh = custom_partitioning(plain)
+  on_mesh.def_partition(infer_sharding_from_operands=infer,
+                        partition=partition, sharding_rule=rule)
+  mapped = jax.custom_batching.custom_vmap(on_mesh)
+
+  @mapped.def_vmap
+  def _vmap_rule(axis_size, in_batched, *arrays):
+    del axis_size
+    in_axes = tuple(0 if b else None for b in in_batched)
+    return jax.vmap(plain, in_axes=in_axes)(*arrays), True
+
+  return mapped
+
+
 def _call(name: str, shape, dtype, *args, dense_args=(), dense_out=False,
           feature_major_operands=False):
   """``dense_args``: indices of the dense [B, n] operands and ``dense_out``
@@ -163,6 +237,14 @@ def bsmm_fwd_native(x, values, row_idx, col_ptr, col_order, *, n_out: int,
                     feature_major_operands: bool = False):
   """``y[B, n_out] = x @ W``. ``feature_major_operands``: ``x`` and ``y``
   are handed over feature-major (only where :func:`feature_major` holds)."""
+  call = _partitioned(_fwd_call, (("n_out", n_out), ("feature_major_operands",
+                                   bool(feature_major_operands))),
+                      1, False, "b i, k p q, k, c, k -> b o")
+  return call(x, values, row_idx, col_ptr, col_order)
+
+
+def _fwd_call(x, values, row_idx, col_ptr, col_order, *, n_out,
+              feature_major_operands):
   return _call("snn_jax_bsmm_fwd", (x.shape[0], n_out), x.dtype, x, values,
                row_idx, col_ptr, col_order, dense_args=(0,), dense_out=True,
                feature_major_operands=feature_major_operands)
@@ -171,6 +253,13 @@ def bsmm_fwd_native(x, values, row_idx, col_ptr, col_order, *, n_out: int,
 def bsmm_dx_native(dy, values, row_ptr, col_idx, *, n_in: int,
                    feature_major_operands: bool = False):
   """``dx[B, n_in] = dy @ W.T`` (``feature_major_operands``: as the forward)."""
+  call = _partitioned(_dx_call, (("n_in", n_in), ("feature_major_operands",
+                                  bool(feature_major_operands))),
+                      1, False, "b o, k p q, r, k -> b i")
+  return call(dy, values, row_ptr, col_idx)
+
+
+def _dx_call(dy, values, row_ptr, col_idx, *, n_in, feature_major_operands):
   return _call("snn_jax_bsmm_dx", (dy.shape[0], n_in), dy.dtype, dy, values,
                row_ptr, col_idx, dense_args=(0,), dense_out=True,
                feature_major_operands=feature_major_operands)
@@ -181,10 +270,17 @@ def sddmm_native(x, dy, row_idx, col_idx, *, block_size: int, out_dtype=None,
   """``dvalues[nnzb, bs, bs]``: ``x.T @ dy`` at the stored blocks only
   (``feature_major_operands``: ``x`` and ``dy`` handed over feature-major)."""
   out_dtype = jnp.dtype(out_dtype or x.dtype)
-  dvalues = _call("snn_jax_bsmm_dw", (row_idx.shape[0], block_size, block_size),
-                  x.dtype, x, dy, row_idx, col_idx, dense_args=(0, 1),
-                  feature_major_operands=feature_major_operands)
-  return dvalues.astype(out_dtype)
+  call = _partitioned(_dw_call, (("block_size", block_size),
+                                 ("feature_major_operands",
+                                  bool(feature_major_operands))),
+                      2, True, "b i, b o, k, k -> k p q")
+  return call(x, dy, row_idx, col_idx).astype(out_dtype)
+
+
+def _dw_call(x, dy, row_idx, col_idx, *, block_size, feature_major_operands):
+  return _call("snn_jax_bsmm_dw", (row_idx.shape[0], block_size, block_size),
+               x.dtype, x, dy, row_idx, col_idx, dense_args=(0, 1),
+               feature_major_operands=feature_major_operands)
 
 
 def bias_grad_native(dy, *, feature_major_operands: bool = False):
@@ -192,6 +288,13 @@ def bias_grad_native(dy, *, feature_major_operands: bool = False):
   (summed in float32 in batch order, returned in ``dy.dtype``).
   ``feature_major_operands``: ``dy`` handed over feature-major, as to
   :func:`bsmm_dx_native` and :func:`sddmm_native` in the same backward."""
+  call = _partitioned(_bias_grad_call, (("feature_major_operands",
+                                         bool(feature_major_operands)),),
+                      1, True, "b n -> n")
+  return call(dy)
+
+
+def _bias_grad_call(dy, *, feature_major_operands):
   return _call("snn_jax_bias_grad", (dy.shape[1],), dy.dtype, dy,
                dense_args=(0,), feature_major_operands=feature_major_operands)
 

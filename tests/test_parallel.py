@@ -68,3 +68,45 @@ def test_shard_blocks_splits_values(tmp_path):
   assert v.addressable_shards[0].data.shape[0] == v.shape[0] // 4
   b = model.layers[0].bias.get_value()
   assert b.sharding.is_fully_replicated
+
+
+@pytest.mark.parametrize("block_size", [1, 32])  # feature-major, row-major
+def test_native_kernels_split_the_batch_over_the_mesh(block_size):
+  """The native FFI calls are partitioned, not gathered: each device runs
+  forward, dX, dW and the bias gradient on its own quarter of the batch
+  (dW and the bias gradient then all-reduced), with the gradients of the
+  one-device run."""
+  import re
+
+  import jax.numpy as jnp
+  from snn_jax import topology
+  from snn_jax.kernels import native_cpu
+  from snn_jax.ops import bsmm
+  from snn_jax.training import parallel
+  if not native_cpu.AVAILABLE:
+    pytest.skip(native_cpu.UNAVAILABLE_REASON)
+  keys = jax.random.split(jax.random.PRNGKey(block_size), 3)
+  w = topology.make("erdos_renyi", 256, 128, density=0.2, block_size=block_size,
+                    seed=block_size).to_bcsr()
+  values = jax.random.normal(keys[0], w.values.shape)
+  bias = jax.random.normal(keys[1], (128,))
+  x = np.asarray(jax.random.normal(keys[2], (64, 256)))
+
+  def loss(x, values, bias):
+    y = bsmm(x, w.replace(values=values), bias=bias, impl="native_cpu")
+    return jnp.sum(jnp.tanh(y) ** 2)
+
+  step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+  (x_split,) = parallel.shard_batch(parallel.data_mesh(), x)
+  for one, four in zip(jax.tree.leaves(step(x, values, bias)),
+                       jax.tree.leaves(step(x_split, values, bias))):
+    np.testing.assert_allclose(four, one, rtol=1e-5, atol=1e-5 * np.abs(one).max())
+  hlo = step.lower(x_split, values, bias).compile().as_text()
+  calls = [l for l in hlo.splitlines() if 'custom_call_target="snn_jax_' in l]
+  targets = {re.search(r'custom_call_target="(\w+)"', l).group(1) for l in calls}
+  assert targets == {"snn_jax_bsmm_fwd", "snn_jax_bsmm_dx", "snn_jax_bsmm_dw",
+                     "snn_jax_bias_grad"}
+  for line in calls:
+    assert "[16," in line and "[64," not in line, line
+  assert "all-gather" not in hlo
+  assert "all-reduce" in hlo
