@@ -89,7 +89,7 @@ def main(out: str | None) -> None:
   steps = {"partitioned_4dev": (new_step(), split, False),
            "gathered_4dev": (new_step(), split, True),
            "one_device": (new_step(), one, False)}
-  for name, (step, batches, gather) in steps.items():  # compile
+  for step, batches, gather in steps.values():  # compile
     with gathered() if gather else contextlib.nullcontext():
       jax.block_until_ready(step(params, *batches[0]))
   for _ in range(ROUNDS):
