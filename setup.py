@@ -11,7 +11,8 @@ extension is optional: without a compiler, or if the build fails, the
 package installs without it and ``snn_jax.kernels.native_cpu.AVAILABLE`` is
 False. Flags: ``-O3 -march=native`` (vectorised for this machine's CPU; a
 build is not portable to older CPUs), replaced by ``SNN_JAX_NATIVE_CFLAGS``
-when set.
+when set. ``SNN_JAX_SKIP_NATIVE=1`` skips the extension (e.g. on a GPU
+machine, where the accelerator suite does not use it).
 """
 import os
 import shlex
@@ -30,8 +31,9 @@ class _BuildExt(build_ext):
       include = os.path.join(os.path.dirname(jaxlib.__file__), "include")
     except ImportError:
       include = None
+    skip = os.environ.get("SNN_JAX_SKIP_NATIVE") == "1"
     for ext in self.extensions:
-      if include and os.path.isdir(include):
+      if include and os.path.isdir(include) and not skip:
         ext.include_dirs.append(include)
       else:
         ext.sources = []  # nothing to compile against: skip it
@@ -39,8 +41,9 @@ class _BuildExt(build_ext):
     if self.extensions:
       super().build_extensions()
     else:
-      print("snn_jax: jaxlib's FFI headers not found; the native CPU kernels "
-            "are not built (the XLA kernels are used)")
+      print("snn_jax: the native CPU kernels are not built ("
+            + ("SNN_JAX_SKIP_NATIVE=1" if skip else "jaxlib's FFI headers not "
+               "found") + "; the XLA kernels are used)")
 
 
 _CFLAGS = shlex.split(os.environ.get(
@@ -65,6 +68,7 @@ setup(
     packages=find_packages(include=["snn_jax", "snn_jax.*"])
     + ["snn_jax.kernels"],
     package_dir={"snn_jax.kernels": "kernels"},
+    package_data={"snn_jax.kernels": ["targets/*.txtpb", "targets/README.md"]},
     ext_modules=[_NATIVE],
     cmdclass={"build_ext": _BuildExt},
     install_requires=[
@@ -91,5 +95,10 @@ setup(
             "ipykernel>=6",
         ],
         "data": ["tensorflow-datasets>=4.9", "tensorflow-cpu>=2.16"],
+        # Deviceless GPU/TPU compiles (snn_jax.kernels.deviceless): libtpu
+        # and the CUDA plugin pinned by jax's own extras to the installed
+        # jaxlib ("cuda12-local" leaves out the CUDA runtime libraries,
+        # which a compile does not need), and ptxas.
+        "accel": ["jax[tpu,cuda12-local]", "nvidia-cuda-nvcc-cu12>=12.6.85"],
     },
 )

@@ -7,8 +7,22 @@ CPU suite (the kernel issue's CPU targets; about 10 minutes on 2 cores):
 writes ``<output_dir>/bench_<suite>_<date>.{csv,json}``, the summary table
 and ``speedup_<op>.png`` (default output_dir ``out/bench_kernels``; pass
 ``--output_dir=benchmarks/cpu`` to commit a measurement). ``--suite=smoke``
-is a seconds-long check of every implementation; ``--suite=gpu`` runs the
-GPU grid (n 8192, batch 8192, bf16). Any grid can be given by flags instead:
+is a seconds-long check of every implementation.
+
+On an accelerator, one command validates every kernel against the dense
+product on the device and times it against the dense matmul (cuBLAS / the
+TPU's), with the ideal line (density x dense):
+
+  python experiments/bench_kernels.py --suite=gpu --output_dir=benchmarks/gpu
+  python experiments/bench_kernels.py --suite=tpu --output_dir=benchmarks/tpu
+
+``gpu``: n 8192, batch 4096, block sizes 16-128, densities 0.5-0.01,
+float32 and bfloat16, the Triton kernels (``pallas``), the Mosaic GPU
+forward (``mosaic_gpu``, on Hopper and newer) and dense; ``tpu``: block
+sizes 128-512, the Mosaic TPU kernels and dense. Planned to finish within
+10 minutes on one H100 (not yet run on one: BUILD_NOTES.md).
+
+Any grid can be given by flags instead:
 
   python experiments/bench_kernels.py --sizes=1024,4096 --batches=256 \
       --densities=0.5,0.1,0.01,0.001 --block_sizes=1,16,64 \
@@ -30,7 +44,7 @@ except ImportError:  # run as a script: experiments/ is on sys.path
 from snn_jax import bench
 from snn_jax.analysis import write_rows
 
-_SUITE = flags.DEFINE_enum("suite", None, ["cpu", "gpu", "smoke"],
+_SUITE = flags.DEFINE_enum("suite", None, ["cpu", "gpu", "tpu", "smoke"],
                            "A predefined grid (overrides the grid flags).")
 _SIZES = flags.DEFINE_list("sizes", ["4096"], "Square layer sizes n_in = n_out.")
 _BATCHES = flags.DEFINE_list("batches", ["256"], "Batch sizes.")
@@ -53,10 +67,17 @@ SUITES = {
         # BCOO left out: 100-500x ideal and 43 GB at density >= 0.1
         # (benchmarks/cpu/bench_cpu_20261122_205725.*).
         impls=("native_cpu", "xla", "csr_cpu", "dense", "bcsr", "scipy")),
+    # XLA's gather kernels and BCOO are left out on accelerators: at this
+    # size their gathered operands take tens of GB (they stay the CPU
+    # suite's and the smoke suite's).
     "gpu": bench.BenchConfig(
-        sizes=(8192,), batches=(8192,), densities=(0.6, 0.3, 0.1, 0.01),
-        block_sizes=(16, 32, 64, 128), dtypes=("bfloat16",),
-        impls=("pallas", "xla", "dense", "bcoo"), repeats=10, min_seconds=0.2),
+        sizes=(8192,), batches=(4096,), densities=(0.5, 0.25, 0.1, 0.01),
+        block_sizes=(16, 32, 64, 128), dtypes=("bfloat16", "float32"),
+        impls=("pallas", "mosaic_gpu", "dense"), repeats=10, min_seconds=0.2),
+    "tpu": bench.BenchConfig(
+        sizes=(8192,), batches=(4096,), densities=(0.5, 0.25, 0.1, 0.01),
+        block_sizes=(128, 256, 512), dtypes=("bfloat16", "float32"),
+        impls=("pallas", "dense"), repeats=10, min_seconds=0.2),
     "smoke": bench.BenchConfig(
         sizes=(256,), batches=(32,), densities=(0.1,), block_sizes=(1, 16),
         impls=("native_cpu", "xla", "csr_cpu", "dense", "bcoo", "bcsr", "scipy"),

@@ -2,9 +2,11 @@
 
 One implementation per module -- ``xla`` (every backend), ``native_cpu``
 (C++ through XLA's FFI, CPU; source in ``native/``), ``pallas_gpu``
-(Triton), ``pallas_tpu`` (Mosaic), ``reference`` (dense, tests only),
-``csr_cpu`` (JAX's experimental BCSR product: a benchmark baseline, no
-longer a kernel path) -- and ``tuning`` (measured choices). Nothing here
+(Triton), ``mosaic_gpu`` (Mosaic GPU forward, Hopper+), ``pallas_tpu``
+(Mosaic), ``reference`` (dense, tests only), ``csr_cpu`` (JAX's
+experimental BCSR product: a benchmark baseline, no longer a kernel path)
+-- and ``tuning`` (tiles and measured choices), ``deviceless`` (compiling
+for a GPU or TPU without one). Nothing here
 imports the rest of snn_jax; ``snn_jax.ops.bsmm`` unpacks a BlockCSR and
 wires autodiff.
 """

@@ -14,8 +14,12 @@ Design (output-stationary, one program per output tile):
 * ``sddmm_pallas``: grid ``(nnzb,)``; program k loops over batch tiles and
   accumulates ``x[:, rows_k].T @ dy[:, cols_k]`` -- dW only at stored blocks.
 
-Triton's ``dot`` needs both matrix sides >= 16, so block sizes below 16 are
-refused (use ``impl="xla"``). Tile sizes come from ``kernels.tuning``.
+Block sizes are the powers of two from 16 to 128 (``BLOCK_SIZES``):
+Triton's ``dot`` needs both matrix sides >= 16, the Triton lowering needs
+power-of-two array shapes, and at 256 the blocks overflow shared memory
+(an H100 compile asked for 589,824 bytes of its 232,448); others are
+refused with a pointer to ``impl="xla"``. Tile sizes come from
+``kernels.tuning``, chosen for the device compiled for.
 """
 
 from __future__ import annotations
@@ -26,16 +30,28 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as plgpu
 
-MIN_BLOCK_SIZE = 16
+try:  # deprecated upstream in favour of Mosaic GPU (kernels/mosaic_gpu.py)
+  from jax.experimental.pallas import triton as plgpu
+  AVAILABLE = True
+except ImportError:
+  plgpu = None
+  AVAILABLE = False
+
+BLOCK_SIZES = (16, 32, 64, 128)
+MIN_BLOCK_SIZE = BLOCK_SIZES[0]
 
 
 def _check(block_size: int, batch_tile: int) -> None:
-  if block_size < MIN_BLOCK_SIZE:
+  if not AVAILABLE:
+    raise ValueError("this JAX has no Pallas Triton backend "
+                     "(jax.experimental.pallas.triton); use "
+                     "impl='mosaic_gpu' (forward) or 'xla'")
+  if block_size not in BLOCK_SIZES:
     raise ValueError(
-        f"the Pallas GPU kernels need block_size >= {MIN_BLOCK_SIZE} (Triton "
-        f"dot), got {block_size}; use impl='xla' for smaller blocks"
+        f"the Pallas GPU kernels take block sizes {BLOCK_SIZES} (Triton dot "
+        f"and power-of-two shapes; 256 overflows shared memory), got "
+        f"{block_size}; use impl='xla' for other block sizes"
     )
   if batch_tile < 16 or batch_tile & (batch_tile - 1):
     raise ValueError(f"batch_tile must be a power of two >= 16, got {batch_tile}")

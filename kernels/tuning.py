@@ -20,10 +20,17 @@ so: ``"chunks"`` for block sizes up to 16 or at least 512 stored blocks,
 (``2048 // bs`` blocks, at most nnzb). Both depend only on static shapes, so
 adaptive training at fixed nnzb never switches strategy.
 
-``GPU_TILES[device_kind][(block_size, dtype_name)]`` holds Pallas GPU launch
-parameters. No GPU was available when these were written, so every GPU
-entry is the labelled, *untuned* ``DEFAULT_GPU``; ``auto`` still chooses
-Pallas on GPU for block sizes >= 16.
+Accelerator tiles are chosen for the device a program is compiled for --
+``bsmm`` passes the target's ``device_kind`` (``jax.default_device`` when
+set, so a deviceless compile for an H100 or a TPU gets that card's tiles,
+not the host's). ``GPU_TILES`` and ``TPU_TILES`` map a device-kind
+*family* (a substring of ``device_kind``: "H100", "A100", "TPU v5 lite",
+...) to per ``(block_size, dtype_name)`` entries; a kind or shape without an
+entry gets the default rule. No accelerator has been available to time
+them, so every entry is *untuned*: the GPU default is the one that ptxas
+compiles without register spills for every shipped block size on the H100
+and A100 descriptions (``tests/kernels/test_accel_compile.py`` reads
+ptxas' report); BUILD_NOTES.md says what waits for a device.
 """
 
 from __future__ import annotations
@@ -33,15 +40,42 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class GpuTiles:
+  """Launch parameters of the Pallas Triton kernels (``kernels/pallas_gpu``)."""
   batch_tile: int = 64
   num_warps: int = 4
   num_stages: int = 2
 
 
-DEFAULT_GPU = GpuTiles()  # Untuned: no device measurement yet.
-GPU_TILES: dict[str, dict[tuple[int, str], GpuTiles]] = {}
+def default_gpu_tiles(block_size: int, dtype_name: str) -> GpuTiles:
+  """The untuned default. Four warps hold the float32 accumulators
+  (``batch_tile x bs`` for the forward and dX, ``bs x bs`` for dW) in
+  registers up to block size 64; at 128, float32, ptxas spilled 152-240
+  bytes per thread at 255 registers on sm_90a, so from there the default
+  uses eight warps (twice the registers per program, half per thread).
+  bfloat16 at 128 compiles without spills on four."""
+  wide = block_size >= 128 and dtype_name == "float32"
+  return GpuTiles(num_warps=8 if wide else 4)
 
-TPU_BATCH_TILE = 128  # Untuned default.
+
+# device-kind family -> {(block_size, dtype_name): tiles}, where the default
+# does not do. A100, block 16, bfloat16: with two stages ptxas spilled 8
+# bytes in the forward kernel (40 registers, sm_80); three stages compile
+# without (48). Untimed, like the default.
+GPU_TILES: dict[str, dict[tuple[int, str], GpuTiles]] = {
+    "A100": {(16, "bfloat16"): GpuTiles(num_stages=3)},
+}
+
+# Batch tile of the Mosaic TPU kernels, per device-kind family; untuned.
+TPU_DEFAULT_BATCH_TILE = 128
+TPU_TILES: dict[str, dict[tuple[int, str], int]] = {}
+
+
+def _family_entry(table: dict, device_kind: str, key):
+  for family, entries in table.items():
+    if family in device_kind and key in entries:
+      return entries[key]
+  return None
+
 
 XLA_CHUNK_ROWS = 2048
 
@@ -69,7 +103,18 @@ def xla_chunk(block_size: int, nnzb: int) -> int:
 
 
 def gpu_tiles(device_kind: str, block_size: int, dtype_name: str) -> GpuTiles:
-  return GPU_TILES.get(device_kind, {}).get((block_size, dtype_name), DEFAULT_GPU)
+  """Tiles for the Pallas GPU kernels on ``device_kind`` (e.g. "NVIDIA H100
+  80GB HBM3"): the table's entry for its family, else the default rule."""
+  found = _family_entry(GPU_TILES, device_kind, (block_size, dtype_name))
+  return found if found is not None else default_gpu_tiles(block_size,
+                                                           dtype_name)
+
+
+def tpu_batch_tile(device_kind: str, block_size: int, dtype_name: str) -> int:
+  """Batch tile of the Pallas TPU kernels on ``device_kind`` (e.g. "TPU v5
+  lite"): the table's entry for its family, else the default."""
+  found = _family_entry(TPU_TILES, device_kind, (block_size, dtype_name))
+  return found if found is not None else TPU_DEFAULT_BATCH_TILE
 
 
 def cpu_dense_threshold(block_size: int) -> float:

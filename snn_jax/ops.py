@@ -12,11 +12,15 @@ Implementations (``impl``):
   ``"native_cpu"`` C++ kernels through XLA's FFI on the CPU backend, every
                    block size, forward, dX and dW, all cores, deterministic
                    (``kernels/native_cpu.py``; built by ``pip install -e .``);
-  ``"pallas"``     Pallas for the current backend: Triton on GPU, Mosaic on
-                   TPU; on CPU the GPU kernels run in interpret mode (slow --
-                   for testing);
+  ``"pallas"``     Pallas for the target's platform: Triton on GPU (Mosaic
+                   GPU where this JAX has no Triton backend), Mosaic on TPU;
+                   on CPU the GPU kernels run in interpret mode (slow -- for
+                   testing);
   ``"pallas_gpu"``, ``"pallas_tpu"``  a specific Pallas kernel (interpret mode
                    off its hardware);
+  ``"mosaic_gpu"`` the Mosaic GPU forward kernel (Hopper and newer, block
+                   sizes 64 and 128; ``kernels/mosaic_gpu.py``) with the
+                   Triton backward kernels (XLA's where Triton is absent);
   ``"dense"``      masked dense matmul (the weights laid out densely, one
                    ``jnp.dot``; dW sampled at the stored blocks);
   ``"auto"``       A *fully stored* matrix (every block present, e.g. the
@@ -29,9 +33,14 @@ Implementations (``impl``):
                    size 1, 0.32 at 8, 0.72 at 32, 0.64 at 128), below it
                    native_cpu where it was built (else xla, with one
                    warning saying why).
-                   GPU: pallas_gpu for block_size >= 16, else xla. TPU:
-                   pallas_tpu for block sizes that are multiples of 128,
-                   else xla. (Measurements behind these: BUILD_NOTES.md.)
+                   GPU: pallas_gpu for block sizes 16/32/64/128, else xla;
+                   where this JAX has no Triton backend, mosaic_gpu on
+                   compute capability >= 9 at block sizes 64/128. TPU:
+                   pallas_tpu for block sizes that are multiples of 128
+                   up to 1024, else xla. (Measurements behind these: BUILD_NOTES.md.)
+                   "Target" is ``target_device()``: ``jax.default_device``
+                   when set -- which is how a deviceless compile names the
+                   card it compiles for -- else the first device.
 No kernel path depends on ``jax.experimental.sparse``; its BCSR product
 (``kernels/csr_cpu.py``) remains a benchmark baseline only.
 ``backward_impl`` (default: same as ``impl``) picks the backward kernels
@@ -50,12 +59,12 @@ import warnings
 import jax
 import jax.numpy as jnp
 
-from snn_jax.kernels import (native_cpu, pallas_gpu, pallas_tpu, reference,
-                             tuning, xla)
+from snn_jax.kernels import (mosaic_gpu, native_cpu, pallas_gpu, pallas_tpu,
+                             reference, tuning, xla)
 from snn_jax.sparse import BlockCSR
 
 IMPLS = ("auto", "xla", "native_cpu", "pallas", "pallas_gpu", "pallas_tpu",
-         "dense")
+         "mosaic_gpu", "dense")
 _warned_no_native = False
 _SUPPORTED_DTYPES = (jnp.float32, jnp.bfloat16)
 
@@ -73,15 +82,19 @@ class _Static:
 
 
 def resolve_impl(impl: str, block_size: int, backend: str | None = None,
-                 density: float | None = None) -> str:
-  """The concrete kernel family ``impl`` means on ``backend`` (default: JAX's
-  default backend): one of xla, native_cpu, pallas_gpu, pallas_tpu, dense.
+                 density: float | None = None,
+                 compute_capability: float | None = None) -> str:
+  """The concrete kernel family ``impl`` means on ``backend`` (default: the
+  platform of ``target_device()``): one of xla, native_cpu, pallas_gpu,
+  pallas_tpu, dense.
 
   ``auto`` on CPU picks ``dense`` when the block density (stored blocks /
   all blocks) is at least ``kernels.tuning.cpu_dense_threshold(block_size)``
   -- where the committed benchmark measured dense ``jnp.dot`` faster than
   the native kernel for a training step (e.g. 0.29 at block size 1, 0.72
-  at 32) -- and the native kernel below it."""
+  at 32) -- and the native kernel below it. On GPU, ``compute_capability``
+  (e.g. 9.0; None: unknown) admits the Mosaic GPU kernel where this JAX
+  has no Triton backend."""
   global _warned_no_native
   if impl == "csr_cpu":
     raise ValueError("impl 'csr_cpu' is gone: it ran on jax.experimental."
@@ -89,11 +102,16 @@ def resolve_impl(impl: str, block_size: int, backend: str | None = None,
                      "(every block size) or 'auto'")
   if impl not in IMPLS:
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-  backend = backend or jax.default_backend()
+  backend = backend or target_device().platform
   if impl == "auto":
-    if backend == "gpu" and block_size >= pallas_gpu.MIN_BLOCK_SIZE:
-      return "pallas_gpu"
-    if backend == "tpu" and block_size % pallas_tpu.LANE == 0:
+    if backend == "gpu":
+      if pallas_gpu.AVAILABLE and block_size in pallas_gpu.BLOCK_SIZES:
+        return "pallas_gpu"
+      if (mosaic_gpu.AVAILABLE and block_size in mosaic_gpu.BLOCK_SIZES
+          and compute_capability is not None and compute_capability >= 9):
+        return "mosaic_gpu"
+      return "xla"
+    if backend == "tpu" and pallas_tpu.supports(block_size):
       return "pallas_tpu"
     if backend == "cpu":
       if density is not None and density >= tuning.cpu_dense_threshold(
@@ -108,8 +126,56 @@ def resolve_impl(impl: str, block_size: int, backend: str | None = None,
                       stacklevel=3)
     return "xla"
   if impl == "pallas":
-    return "pallas_tpu" if backend == "tpu" else "pallas_gpu"
+    if backend == "tpu":
+      return "pallas_tpu"
+    return "pallas_gpu" if pallas_gpu.AVAILABLE else "mosaic_gpu"
   return impl
+
+
+def _compute_capability(device: jax.Device) -> float | None:
+  cc = getattr(device, "compute_capability", None)
+  try:
+    return float(cc) if cc is not None else None
+  except ValueError:
+    return None
+
+
+def _backward_of_mosaic(block_size: int) -> str:
+  """The backward kernels paired with the forward-only Mosaic GPU kernel."""
+  if pallas_gpu.AVAILABLE and block_size in pallas_gpu.BLOCK_SIZES:
+    return "pallas_gpu"
+  return "xla"
+
+
+def target_device() -> jax.Device:
+  """The device ``bsmm`` compiles for: ``jax.default_device`` when set (a
+  device, or a platform name such as ``"gpu"``), else ``jax.devices()[0]``.
+
+  Its ``platform`` decides what ``impl="auto"`` and ``"pallas"`` mean and
+  whether Pallas kernels run in interpret mode; its ``device_kind`` picks
+  the accelerator tiles (``kernels.tuning``). A deviceless compile names
+  its target the same way -- ``with jax.default_device(h100):
+  jax.jit(f).trace(...).lower().compile()``, with ``h100`` a device of
+  ``jax.experimental.topologies.get_topology_desc`` (see
+  ``snn_jax.kernels.deviceless``) -- so it compiles the kernels and tiles
+  that card would run. ``jax_default_device`` is part of jit's cache key,
+  so a trace made for one target is never reused for another.
+  """
+  default = jax.config.jax_default_device
+  if default is None:
+    return jax.devices()[0]
+  if isinstance(default, str):
+    return jax.devices(default)[0]
+  return default
+
+
+def _gpu_tiles(s: _Static, dtype) -> tuning.GpuTiles:
+  return tuning.gpu_tiles(s.device_kind, s.block_size, jnp.dtype(dtype).name)
+
+
+def _tpu_tile(s: _Static, dtype) -> int:
+  return tuning.tpu_batch_tile(s.device_kind, s.block_size,
+                               jnp.dtype(dtype).name)
 
 
 def _xla_options(s: _Static, values) -> dict:
@@ -129,15 +195,18 @@ def _forward(s: _Static, x, values, row_ptr, col_idx, row_idx, col_ptr,
         x, values, row_idx, col_ptr, col_order, n_out=s.n_out,
         feature_major_operands=native_cpu.feature_major(s.block_size))
   if s.impl == "pallas_gpu":
-    t = tuning.gpu_tiles(s.device_kind, s.block_size, jnp.dtype(x.dtype).name)
+    t = _gpu_tiles(s, x.dtype)
     return pallas_gpu.bsmm_fwd_pallas(
         x, values, col_ptr, col_order, row_idx, n_out=s.n_out,
         batch_tile=t.batch_tile, num_warps=t.num_warps,
         num_stages=t.num_stages, interpret=s.interpret)
+  if s.impl == "mosaic_gpu":
+    return mosaic_gpu.bsmm_fwd_mosaic(x, values, col_ptr, col_order, row_idx,
+                                      n_out=s.n_out, interpret=s.interpret)
   if s.impl == "pallas_tpu":
     return pallas_tpu.bsmm_fwd_pallas_tpu(
         x, values, col_ptr, col_order, row_idx, n_out=s.n_out,
-        batch_tile=tuning.TPU_BATCH_TILE, interpret=s.interpret)
+        batch_tile=_tpu_tile(s, x.dtype), interpret=s.interpret)
   return reference.bsmm_reference(x, values, row_idx, col_idx, n_out=s.n_out)
 
 
@@ -151,14 +220,14 @@ def _dx(s: _Static, dy, values, row_ptr, col_idx, row_idx):
     return xla.bsmm_dx_xla(dy, values, row_idx, col_idx, n_in=s.n_in,
                            **_xla_options(s, values))
   if impl == "pallas_gpu":
-    t = tuning.gpu_tiles(s.device_kind, s.block_size, jnp.dtype(dy.dtype).name)
+    t = _gpu_tiles(s, dy.dtype)
     return pallas_gpu.bsmm_dx_pallas(
         dy, values, row_ptr, col_idx, n_in=s.n_in, batch_tile=t.batch_tile,
         num_warps=t.num_warps, num_stages=t.num_stages, interpret=s.interpret)
   if impl == "pallas_tpu":
     return pallas_tpu.bsmm_dx_pallas_tpu(
         dy, values, row_ptr, col_idx, n_in=s.n_in,
-        batch_tile=tuning.TPU_BATCH_TILE, interpret=s.interpret)
+        batch_tile=_tpu_tile(s, dy.dtype), interpret=s.interpret)
   return reference.dx_reference(dy, values, row_idx, col_idx, n_in=s.n_in)
 
 
@@ -172,7 +241,7 @@ def _dw(s: _Static, x, dy, values, row_idx, col_idx):
     return xla.sddmm_xla(x, dy, row_idx, col_idx, block_size=s.block_size,
                          out_dtype=values.dtype, **_xla_options(s, values))
   if impl == "pallas_gpu":
-    t = tuning.gpu_tiles(s.device_kind, s.block_size, jnp.dtype(x.dtype).name)
+    t = _gpu_tiles(s, x.dtype)
     return pallas_gpu.sddmm_pallas(
         x, dy, row_idx, col_idx, block_size=s.block_size,
         batch_tile=t.batch_tile, num_warps=t.num_warps,
@@ -180,7 +249,7 @@ def _dw(s: _Static, x, dy, values, row_idx, col_idx):
   if impl == "pallas_tpu":
     return pallas_tpu.sddmm_pallas_tpu(
         x, dy, row_idx, col_idx, block_size=s.block_size,
-        batch_tile=tuning.TPU_BATCH_TILE, interpret=s.interpret,
+        batch_tile=_tpu_tile(s, x.dtype), interpret=s.interpret,
         out_dtype=values.dtype)
   return reference.sddmm_reference(x, dy, row_idx, col_idx, values)
 
@@ -259,7 +328,8 @@ def bsmm(x: jax.Array, w: BlockCSR, *, bias: jax.Array | None = None,
       reduction of a feature-major ``dy`` first copies it back to
       batch-major, which cost more than the sum; BUILD_NOTES.md).
     impl: ``"auto"``, ``"xla"``, ``"native_cpu"``, ``"pallas"``,
-      ``"pallas_gpu"``, ``"pallas_tpu"`` or ``"dense"`` (module docstring).
+      ``"pallas_gpu"``, ``"pallas_tpu"``, ``"mosaic_gpu"`` or ``"dense"``
+      (module docstring).
     backward_impl: kernels for the backward pass (default: ``impl``).
     interpret: run Pallas kernels in interpret mode (default: only where the
       backend is not the kernel's hardware).
@@ -301,31 +371,47 @@ def bsmm(x: jax.Array, w: BlockCSR, *, bias: jax.Array | None = None,
       w.nnzb == w.n_row_blocks * w.n_col_blocks):
     y = _full_matmul(x, w)
     return y if bias is None else y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
-  backend = jax.default_backend()
+  target = target_device()
+  backend = target.platform
   density = w.nnzb / (w.n_row_blocks * w.n_col_blocks)
-  fwd = resolve_impl(impl, w.block_size, backend, density)
-  bwd = fwd if backward_impl is None else resolve_impl(backward_impl,
-                                                       w.block_size, backend,
-                                                       density)
+  cc = _compute_capability(target)
+  fwd = resolve_impl(impl, w.block_size, backend, density, cc)
+  if backward_impl is not None:
+    bwd = resolve_impl(backward_impl, w.block_size, backend, density, cc)
+  elif fwd == "mosaic_gpu":
+    bwd = _backward_of_mosaic(w.block_size)
+  else:
+    bwd = fwd
+  if bwd == "mosaic_gpu":
+    raise ValueError("the Mosaic GPU kernel is forward only; pass "
+                     "backward_impl='pallas_gpu' or 'xla' (or leave it unset)")
   if interpret is None:
-    on_hw = {"pallas_gpu": "gpu", "pallas_tpu": "tpu"}
+    on_hw = {"pallas_gpu": "gpu", "pallas_tpu": "tpu", "mosaic_gpu": "gpu"}
     interpret = any(on_hw.get(i, backend) != backend for i in (fwd, bwd))
   for i in (fwd, bwd):
-    if i == "pallas_gpu" and w.block_size < pallas_gpu.MIN_BLOCK_SIZE:
+    if i == "pallas_gpu" and w.block_size not in pallas_gpu.BLOCK_SIZES:
       raise ValueError(
-          f"impl {i!r} needs block_size >= {pallas_gpu.MIN_BLOCK_SIZE}, got "
+          f"impl {i!r} takes block sizes {pallas_gpu.BLOCK_SIZES}, got "
           f"{w.block_size}; use impl='xla'")
-    if i == "pallas_tpu" and w.block_size % pallas_tpu.LANE:
+    if i == "mosaic_gpu" and (not mosaic_gpu.AVAILABLE or w.block_size
+                              not in mosaic_gpu.BLOCK_SIZES):
       raise ValueError(
-          f"impl {i!r} needs block_size a multiple of {pallas_tpu.LANE}, got "
-          f"{w.block_size}; use impl='xla'")
+          f"impl {i!r} takes block sizes {mosaic_gpu.BLOCK_SIZES} on a JAX "
+          f"with Pallas' Mosaic GPU backend, got {w.block_size}"
+          + ("" if mosaic_gpu.AVAILABLE else " (this JAX has none)")
+          + "; use impl='pallas_gpu' or 'xla'")
+    if i == "pallas_tpu" and not pallas_tpu.supports(w.block_size):
+      raise ValueError(
+          f"impl {i!r} needs block_size a multiple of {pallas_tpu.LANE} up to "
+          f"{pallas_tpu.MAX_BLOCK_SIZE}, got {w.block_size}; use impl='xla'")
     if i == "native_cpu" and (backend != "cpu" or not native_cpu.AVAILABLE):
       raise ValueError(
           "impl 'native_cpu' runs on the CPU backend only, and only where it "
           f"was built; here the backend is {backend!r}"
           + ("" if native_cpu.AVAILABLE else
              f" and {native_cpu.UNAVAILABLE_REASON}") + "; use impl='xla'")
-  device_kind = jax.devices()[0].device_kind if fwd == "pallas_gpu" else ""
+  on_accel = {"pallas_gpu", "pallas_tpu", "mosaic_gpu"} & {fwd, bwd}
+  device_kind = target.device_kind if on_accel else ""
   s = _Static(fwd, bwd, bool(interpret), n_in, n_out, w.block_size, device_kind)
   lead = x.shape[:-1]
   x2 = x.reshape(-1, n_in)

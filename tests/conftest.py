@@ -18,6 +18,9 @@ import zlib
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# With the accelerator toolchains installed (.[accel]): never ask the Cloud
+# TPU metadata server, in this process or the subprocesses tests start.
+os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
 _OWN_JIT_CACHE = None
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _OWN_JIT_CACHE = tempfile.mkdtemp(prefix="snn_jax_tests_jit_cache_")

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
+from snn_jax import ops
 from snn_jax import topology as T
-from snn_jax.kernels import native_cpu
-from snn_jax.ops import bsmm, resolve_impl
+from snn_jax.kernels import native_cpu, pallas_gpu
+from snn_jax.ops import bsmm, resolve_impl, target_device
 from snn_jax.sparse import BlockCSR
 from tests.conftest import assert_close
 
@@ -254,7 +255,7 @@ def test_errors(rng):
     bsmm(jnp.ones((2, 16), jnp.int32), w)
   with pytest.raises(ValueError, match="impl must be"):
     bsmm(jnp.ones((2, 16)), w, impl="cuda")
-  with pytest.raises(ValueError, match="block_size >= 16"):
+  with pytest.raises(ValueError, match=r"takes block sizes \(16, 32"):
     bsmm(jnp.ones((2, 16)), w, impl="pallas_gpu")
   with pytest.raises(TypeError, match="BlockCSR"):
     bsmm(jnp.ones((2, 16)), np.ones((16, 8)))
@@ -291,10 +292,48 @@ def test_auto_resolution():
   assert resolve_impl("auto", 1, "gpu") == "xla"
   assert resolve_impl("auto", 32, "gpu") == "pallas_gpu"
   assert resolve_impl("auto", 8, "gpu") == "xla"
+  assert resolve_impl("auto", 48, "gpu") == "xla"  # not a power of two
+  assert resolve_impl("auto", 256, "gpu") == "xla"  # overflows shared memory
   assert resolve_impl("auto", 128, "tpu") == "pallas_tpu"
   assert resolve_impl("auto", 64, "tpu") == "xla"
+  assert resolve_impl("auto", 2048, "tpu") == "xla"  # overflows VMEM
   assert resolve_impl("pallas", 128, "tpu") == "pallas_tpu"
   assert resolve_impl("pallas", 32, "cpu") == "pallas_gpu"
+  # Mosaic GPU is never auto's choice while Triton is offered ...
+  assert resolve_impl("auto", 64, "gpu", compute_capability=9.0) == "pallas_gpu"
+
+
+def test_auto_resolution_without_triton(monkeypatch):
+  """Where this JAX offers no Triton backend, auto takes the Mosaic GPU
+  forward on Hopper and newer at its block sizes, XLA elsewhere."""
+  monkeypatch.setattr(pallas_gpu, "AVAILABLE", False)
+  assert resolve_impl("auto", 64, "gpu", compute_capability=9.0) == "mosaic_gpu"
+  assert resolve_impl("auto", 128, "gpu", compute_capability=10.0) == "mosaic_gpu"
+  assert resolve_impl("auto", 64, "gpu", compute_capability=8.0) == "xla"
+  assert resolve_impl("auto", 64, "gpu") == "xla"  # capability unknown
+  assert resolve_impl("auto", 32, "gpu", compute_capability=9.0) == "xla"
+  assert resolve_impl("pallas", 64, "gpu") == "mosaic_gpu"
+  assert ops._backward_of_mosaic(64) == "xla"
+
+
+def test_target_device_follows_default_device():
+  """bsmm's target is jax.default_device when set (device or platform
+  name), else the first device -- what a deviceless compile relies on."""
+  assert target_device() == jax.devices()[0]
+  other = jax.devices()[-1]
+  with jax.default_device(other):
+    assert target_device() == other
+  with jax.default_device("cpu"):
+    assert target_device() == jax.devices("cpu")[0]
+
+
+def test_mosaic_gpu_is_forward_only(rng):
+  w = BlockCSR.from_mask(np.ones((1, 1), bool), 64)
+  with pytest.raises(ValueError, match="forward only"):
+    bsmm(jnp.ones((2, 64)), w, impl="xla", backward_impl="mosaic_gpu")
+  w32 = BlockCSR.from_mask(np.ones((1, 1), bool), 32)
+  with pytest.raises(ValueError, match=r"block sizes \(64, 128\)"):
+    bsmm(jnp.ones((2, 32)), w32, impl="mosaic_gpu")
 
 
 @pytest.mark.parametrize("block_size,sparse_below,dense_at", [

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from snn_jax.kernels import (csr_cpu, native_cpu, pallas_gpu, pallas_tpu,
-                             xla)
+from snn_jax.kernels import (csr_cpu, mosaic_gpu, native_cpu, pallas_gpu,
+                             pallas_tpu, xla)
 from snn_jax.sparse import BlockCSR
 from tests.conftest import assert_close
 
@@ -329,6 +329,29 @@ def test_pallas_gpu_interpret(rng, bs, kind, dtype):
           out_dtype=w.values.dtype, **kw))
 
 
+@pytest.mark.skipif(not mosaic_gpu.AVAILABLE, reason="no Mosaic GPU backend")
+@pytest.mark.parametrize("bs", mosaic_gpu.BLOCK_SIZES)
+@pytest.mark.parametrize("kind", ["one_block", "empty_rows_cols"])
+def test_mosaic_gpu_interpret(rng, bs, kind):
+  """The Mosaic GPU forward in the GPU interpreter (NaN-filled memory, race
+  detector on), bfloat16: batch 70 pads to two tiles, empty columns write
+  zeros."""
+  dtype = jnp.bfloat16
+  w, x, dy = _problem(rng, bs, kind, dtype, batch=70, n_rb=3, n_cb=4)
+  y = mosaic_gpu.bsmm_fwd_mosaic(x, w.values, w.col_ptr, w.col_order,
+                                 w.row_idx, n_out=w.shape[1], interpret=True)
+  assert y.shape == (70, w.shape[1]) and y.dtype == dtype
+  assert_close(y, _refs(w, x, dy)[0], dtype, "fwd")
+  assert not mosaic_gpu.races_found()
+
+
+def test_mosaic_gpu_interpret_refuses_float32(rng):
+  w, x, _ = _problem(rng, 64, "one_block", jnp.float32, n_rb=1, n_cb=1)
+  with pytest.raises(NotImplementedError, match="transposed.*interpreter"):
+    mosaic_gpu.bsmm_fwd_mosaic(x, w.values, w.col_ptr, w.col_order, w.row_idx,
+                               n_out=64, interpret=True)
+
+
 @pytest.mark.parametrize("kind", ["one_block", "empty_rows_cols"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pallas_tpu_interpret(rng, kind, dtype):
@@ -362,9 +385,15 @@ def test_tpu_visit_schedule_covers_every_column():
 
 @pytest.mark.parametrize("fn, bs, match", [
     (functools.partial(pallas_gpu.bsmm_fwd_pallas, n_out=8, interpret=True), 8,
-     "block_size >= 16"),
+     r"block sizes \(16, 32, 64, 128\).*got 8"),
+    (functools.partial(pallas_gpu.bsmm_fwd_pallas, n_out=48, interpret=True),
+     48, "power-of-two shapes.*got 48"),
+    (functools.partial(pallas_gpu.bsmm_fwd_pallas, n_out=256, interpret=True),
+     256, "256 overflows shared memory"),
     (functools.partial(pallas_tpu.bsmm_fwd_pallas_tpu, n_out=64, interpret=True),
      64, "multiple of 128"),
+    (functools.partial(pallas_tpu.bsmm_fwd_pallas_tpu, n_out=2048,
+                       interpret=True), 2048, "up to 1024.*overflow VMEM"),
 ])
 def test_pallas_refuses_unsupported_blocks(fn, bs, match):
   w = BlockCSR.from_mask(np.ones((1, 1), bool), bs)
