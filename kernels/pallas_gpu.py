@@ -39,7 +39,6 @@ except ImportError:
   AVAILABLE = False
 
 BLOCK_SIZES = (16, 32, 64, 128)
-MIN_BLOCK_SIZE = BLOCK_SIZES[0]
 
 
 def _check(block_size: int, batch_tile: int) -> None:

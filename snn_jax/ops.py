@@ -86,7 +86,7 @@ def resolve_impl(impl: str, block_size: int, backend: str | None = None,
                  compute_capability: float | None = None) -> str:
   """The concrete kernel family ``impl`` means on ``backend`` (default: the
   platform of ``target_device()``): one of xla, native_cpu, pallas_gpu,
-  pallas_tpu, dense.
+  pallas_tpu, mosaic_gpu, dense.
 
   ``auto`` on CPU picks ``dense`` when the block density (stored blocks /
   all blocks) is at least ``kernels.tuning.cpu_dense_threshold(block_size)``
