@@ -3,6 +3,7 @@ right exit code, no traceback, no docstring; flag names and aliases."""
 
 import gzip
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,20 @@ import pytest
 from snn_jax import data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# C++ log lines that libraries print at start-up before any of our code runs
+# -- with the accelerator toolchains installed, jaxlib loading the CUDA
+# plugin's extensions logs "Could not find cuda drivers" at `import jax` on
+# a machine without a GPU -- in glog's format, which snn_jax never writes.
+_FOREIGN_LOG = re.compile(r"^([IWEF]\d{4} \S+ +\d+ \S+:\d+\] |WARNING: All log "
+                          r"messages before absl::InitializeLog\(\) is called)")
+
+
+def _our_lines(stderr: str) -> list[str]:
+  """The non-empty stderr lines a binary wrote itself."""
+  return [l for l in stderr.splitlines()
+          if l.strip() and not _FOREIGN_LOG.match(l)]
 
 
 def _binary(name, *args, timeout=300):
@@ -32,7 +47,7 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path, name, args, match):
   extra = [f"--workdir={tmp_path / 'w'}"] if name in ("train", "reproduce") else []
   out = _binary(name, *args, *extra)
   assert out.returncode == 2, out.stderr[-2000:]
-  lines = [l for l in out.stderr.splitlines() if l.strip()]
+  lines = _our_lines(out.stderr)
   assert lines[0].startswith("error: ") and match in lines[0], out.stderr
   assert "Traceback" not in out.stderr and len(lines) <= 3, out.stderr
 
@@ -238,7 +253,20 @@ def test_full_disk_is_one_line_and_exit_1(tmp_path):
   (wd / "metrics.csv").symlink_to("/dev/full")  # every write: ENOSPC
   out = _binary("train", f"--workdir={wd}", "--hidden=16", "--epochs=1")
   assert out.returncode == 1
-  lines = out.stderr.strip().splitlines()
+  lines = _our_lines(out.stderr)
   assert len(lines) == 1 and lines[0].startswith("error: cannot write the "
                                                  "metrics"), out.stderr
   assert "No space left on device" in lines[0]
+
+
+def test_foreign_log_filter_keeps_our_lines():
+  """The filter drops only glog-format start-up lines of C++ libraries."""
+  stderr = ("WARNING: All log messages before absl::InitializeLog() is called "
+            "are written to STDERR\n"
+            "I0000 00:00:1796588164.218265   18649 cudart_stub.cc:31] Could not "
+            "find cuda drivers on your machine, GPU will not be used.\n"
+            "error: bad --hidden\n(run with --help to see the flags)\n")
+  assert _our_lines(stderr) == ["error: bad --hidden",
+                                "(run with --help to see the flags)"]
+  assert _our_lines("Traceback (most recent call last):\nI0 x") == [
+      "Traceback (most recent call last):", "I0 x"]
