@@ -6,10 +6,12 @@ import json
 import os
 
 import jax
+import hypothesis
+import hypothesis.strategies
 import numpy as np
 import pytest
 
-from snn_jax import data, topology
+from snn_jax import data, studies, topology
 from snn_jax.studies import (DEEP_INIT, DeepInitConfig, load_rows,
                              reporting_only, run_deep_init)
 from snn_jax.training import TrainConfig, diverged_record, train_and_evaluate
@@ -796,3 +798,47 @@ def test_per_dataset_report_only_reaches_every_run(tmp_path):
   assert seen == [str(tmp_path / "a"), str(tmp_path / "b")]
   assert s["report_only"] and set(s["datasets"]) == {"a", "b"}
   assert not os.path.exists(tmp_path / "a" / "config.json")
+
+
+def test_bootstrap_interval_stays_within_the_runs():
+  """The accuracy interval of three seeds with one collapsed run: a t
+  interval leaves [0, 1] (the committed table had [28.7, 140.4] %); the
+  seed bootstrap stays within the runs' range."""
+  vals = [0.97, 0.59, 0.98]
+  t = studies.mean_ci(vals)
+  assert t["high"] > 1 and t["low"] < min(vals)
+  b = studies.bootstrap_mean_ci(vals)
+  assert min(vals) <= b["low"] < b["mean"] < b["high"] <= max(vals)
+  assert (b["min"], b["max"], b["n"]) == (0.59, 0.98, 3)
+  one = studies.bootstrap_mean_ci([0.9])
+  assert one["low"] == one["high"] == 0.9
+  assert studies.bootstrap_mean_ci([])["n"] == 0
+
+
+@pytest.mark.parametrize("values, paper, verdict", [
+    ((0.97, 0.59, 0.98), 0.974, "unstable (1 of 3 runs collapsed)"),
+    ((0.11,), 0.96, "unstable (1 of 1 runs collapsed)"),
+    ((0.90, 0.95, 0.99), 0.95, "inconclusive (interval wider than 2 points)"),
+    ((0.80, 0.85, 0.88), 0.97, "ours lower"),  # wide, yet excludes the paper
+    ((0.970, 0.972, 0.971), 0.9703, "agree"),
+    ((0.990, 0.991, 0.992), 0.97, "ours higher"),
+    ((0.972,), 0.970, "agree (1 run)"),
+    ((0.95,), 0.97, "ours lower (1 run)"),
+    ((), 0.97, "not run"),
+])
+def test_accuracy_verdict(values, paper, verdict):
+  assert studies.accuracy_verdict(paper, values)["verdict"] == verdict
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    values=hypothesis.strategies.lists(
+        hypothesis.strategies.floats(0.0, 1.0), min_size=1, max_size=6),
+    paper=hypothesis.strategies.floats(0.0, 1.0))
+def test_a_wide_or_collapsed_group_never_agrees(values, paper):
+  v = studies.accuracy_verdict(paper, values)
+  if v["verdict"].startswith("agree"):
+    assert v["collapsed"] == 0
+    assert v["n"] == 1 or (v["high"] - v["low"]) * 100 <= 2.0
+    assert min(values) > 0.15 and max(values) - min(values) <= 0.10
+  assert 0.0 <= v["low"] <= v["high"] <= 1.0

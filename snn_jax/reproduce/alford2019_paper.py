@@ -68,6 +68,9 @@ RADIXNETS = {"0.1": (8, 3, 1), "10": (8, 30, 1)}
 # seeds, widened by this many accuracy points on each side (a single run of
 # theirs carries seed noise of its own).
 AGREEMENT_MARGIN = 0.005
+# ... and "agree" needs our interval to be at most this many points wide;
+# a wider one holding the paper's number is "inconclusive".
+MAX_INTERVAL_POINTS = 2.0
 
 # The results sheet's LeNet-300-100 numbers (pruning_data.csv via
 # ../shared/papers/README.md): test accuracy, single runs.
@@ -381,8 +384,10 @@ def _seeds(cfg: AlfordPaperConfig, model: str) -> tuple[int, ...]:
 
 def side_by_side(rows) -> list[dict[str, Any]]:
   """One row per configuration of the authors' sheet: the paper's number,
-  ours (mean and 95% t interval over seeds), and whether they agree
-  (``AGREEMENT_MARGIN``)."""
+  ours (mean, seed-bootstrap 95% interval, min and max over seeds), and the
+  verdict of ``studies.accuracy_verdict`` (margin ``AGREEMENT_MARGIN``): a
+  collapsed seed makes the row "unstable", an interval wider than
+  ``MAX_INTERVAL_POINTS`` that holds the paper's number "inconclusive"."""
   out = []
   for model, (arm, param), paper in [("lenet300", k, v) for k, v in
                                      PAPER_LENET300.items()] + [
@@ -391,17 +396,14 @@ def side_by_side(rows) -> list[dict[str, Any]]:
     vals = [r["final_test_acc"] for r in _common.ok_rows(rows)
             if r.get("model", "lenet300") == model and r["arm"] == arm
             and r["param"] == param]
-    ci = _common.mean_ci(vals)
-    if ci["n"] == 0:
-      verdict = "not run"
-    elif ci["low"] - AGREEMENT_MARGIN <= paper <= ci["high"] + AGREEMENT_MARGIN:
-      verdict = "agree"
-    else:
-      verdict = "ours higher" if ci["mean"] > paper else "ours lower"
+    v = _common.accuracy_verdict(paper, vals,
+                                 margin_points=100 * AGREEMENT_MARGIN,
+                                 max_width_points=MAX_INTERVAL_POINTS)
     out.append({"model": model, "arm": arm, "param": param,
-                "paper": paper, "mean": ci["mean"], "ci_low": ci["low"],
-                "ci_high": ci["high"], "std": ci["std"], "runs": ci["n"],
-                "verdict": verdict})
+                "paper": paper, "mean": v["mean"], "ci_low": v["low"],
+                "ci_high": v["high"], "min": v["min"], "max": v["max"],
+                "runs": v["n"], "collapsed": v["collapsed"],
+                "verdict": v["verdict"]})
   return out
 
 
@@ -448,16 +450,21 @@ def statistics(cfg: AlfordPaperConfig, rows, workdir: str) -> dict[str, Any]:
   _common.write_markdown_table(
       table, [("model", "network"), ("arm", "configuration"), ("param", "sparsity / density / r"),
               ("paper", "paper %"), ("mean", "ours %"), ("ci_low", "95% low"),
-              ("ci_high", "95% high"), ("runs", "seeds"), ("verdict", "verdict")],
+              ("ci_high", "95% high"), ("min", "min %"), ("max", "max %"),
+              ("runs", "seeds"), ("verdict", "verdict")],
       os.path.join(workdir, "side_by_side.md"),
       title="Test accuracy (%); paper: single runs from the authors' sheet; "
-            "ours: mean and 95% t interval over seeds")
+            "ours: mean, seed-bootstrap 95% interval, min and max over seeds; "
+            "verdict: snn_jax.studies.accuracy_verdict (agree within "
+            f"{100 * AGREEMENT_MARGIN:g} points, an interval at most "
+            f"{MAX_INTERVAL_POINTS:g} points wide, no collapsed seed)")
   stats = _common.group_stats(rows, ("model", "arm", "param"))
   drops = _common.group_stats(rows, ("model", "arm", "param"), "max_drop")
   for s, d in zip(stats, drops):
     s["max_drop_mean"] = d["mean"]
   return {"side_by_side": table, "accuracy": stats,
           "agreement_margin": AGREEMENT_MARGIN,
+          "max_interval_points": MAX_INTERVAL_POINTS,
           "deviations": list(DEVIATIONS),
           "runs_planned": planned_runs(cfg),
           "train_seconds_of_finished_runs": float(sum(
@@ -466,7 +473,8 @@ def statistics(cfg: AlfordPaperConfig, rows, workdir: str) -> dict[str, Any]:
 
 STUDY = Study(
     name="alford2019 (paper scale)", rows=grid_rows, statistics=statistics,
-    schema=("side_by_side", "accuracy", "agreement_margin", "deviations",
+    schema=("side_by_side", "accuracy", "agreement_margin",
+            "max_interval_points", "deviations",
             "runs_planned", "train_seconds_of_finished_runs"),
     rows_file="paper_runs", failed_keys=("model", "arm", "param", "seed"),
     plot=lambda cfg, rows, summary, workdir: plot(summary["side_by_side"],

@@ -29,7 +29,8 @@ The reproductions of the four seed papers are studies too; they live in
 from snn_jax.studies._runs import (NOT_FINISHED, NotFinished, failed_rows,
                                    guarded, ok_rows, reporting_only, run_row,
                                    stack_of, train, train_stack)
-from snn_jax.studies._stats import (group_stats, mean_ci, paired_difference,
+from snn_jax.studies._stats import (accuracy_verdict, bootstrap_mean_ci,
+                                    group_stats, mean_ci, paired_difference,
                                     seed_bootstrap_corr)
 from snn_jax.studies._study import Study, load_rows, run_study
 from snn_jax.studies.deep_init import (DEEP_INIT, DeepInitConfig,
@@ -48,6 +49,6 @@ __all__ = ["NOT_FINISHED", "NotFinished", "failed_rows", "guarded", "ok_rows",
            "DEEP_INIT", "EVOLUTION", "EvolutionConfig", "PRUNING", "PruningStudyConfig", "SWEEP",
            "DeepInitConfig", "PruneConfig", "SCOPES", "Study",
            "SweepConfig", "correlations", "deep_init_rows", "group_stats",
-           "load_rows", "mean_ci", "paired_difference", "plot_deep_init",
+           "load_rows", "mean_ci", "accuracy_verdict", "bootstrap_mean_ci", "paired_difference", "plot_deep_init",
            "prune_and_retrain", "run_deep_init", "run_evolution", "run_name", "run_study",
            "run_sweep", "seed_bootstrap_corr", "sweep_rows"]
