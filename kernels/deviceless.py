@@ -21,8 +21,9 @@ What such a compile proves: the toolchain accepts the kernel for that
 target -- shapes, layouts, VMEM/shared-memory budgets, register allocation
 (``ptxas_report``). What it cannot: numerical results and speed, which wait
 for a device (``experiments/bench_kernels.py --suite=gpu`` / ``--suite=tpu``).
-A Mosaic GPU kernel is lowered to its MLIR here, but XLA embeds that in the
-executable and makes its cubin only when a device loads it.
+A Mosaic GPU kernel is lowered and its pass pipeline runs (it refuses
+wgmma for sm_80), but its PTX is not in XLA's dump, so ``ptxas_report``
+does not cover it.
 
 The GPU target descriptions ship in ``kernels/targets/`` (their README says
 where the numbers come from).

@@ -56,6 +56,16 @@ if AVAILABLE:
     pass
 
 
+BLOCK_SIZES = (64, 128)
+BATCH_TILE = 64  # one warpgroup's wgmma M
+
+
+def supports(block_size: int) -> bool:
+  """Whether this JAX has the Mosaic GPU backend and the kernel takes this
+  block size."""
+  return AVAILABLE and block_size in BLOCK_SIZES
+
+
 def races_found() -> bool:
   """Whether the GPU interpreter's race detector (on for every interpreted
   run of this kernel: shared memory, TMA and wgmma are simulated with
@@ -64,16 +74,13 @@ def races_found() -> bool:
     raise RuntimeError("this JAX has no Mosaic GPU race detector")
   return bool(_get_races().races_found)
 
-BLOCK_SIZES = (64, 128)
-BATCH_TILE = 64  # one warpgroup's wgmma M
-
 
 def _check(block_size: int, dtype) -> None:
   if not AVAILABLE:
     raise ValueError("this JAX has no Pallas Mosaic GPU backend "
                      "(jax.experimental.pallas.mosaic_gpu); use "
                      "impl='pallas_gpu' or 'xla'")
-  if block_size not in BLOCK_SIZES:
+  if not supports(block_size):
     raise ValueError(f"the Mosaic GPU kernel takes block sizes {BLOCK_SIZES}, "
                      f"got {block_size}; use impl='pallas_gpu' or 'xla'")
   if jnp.dtype(dtype) not in (jnp.float32, jnp.bfloat16):

@@ -144,7 +144,9 @@ def _bsmm_fns(w, impl) -> dict[str, Callable]:
         x, dy, w.row_idx, w.col_idx, block_size=bs,
         out_dtype=w.values.dtype, **kw))
   elif kind == "mosaic_gpu":  # forward only; fwd_bwd runs the paired backward
-    mosaic_gpu._check(bs, w.values.dtype)  # unsupported: a ValueError row
+    if not mosaic_gpu.supports(bs):  # a ValueError row: "unsupported"
+      raise ValueError(f"the Mosaic GPU kernel takes block sizes "
+                       f"{mosaic_gpu.BLOCK_SIZES}, got {bs}")
     fwd = jax.jit(lambda x, w: mosaic_gpu.bsmm_fwd_mosaic(
         x, w.values, w.col_ptr, w.col_order, w.row_idx, n_out=n_out))
     dx = dw = None
@@ -236,7 +238,7 @@ def run_grid(cfg: BenchConfig, log: Callable[[str], None] = print) -> list[dict[
   if bad_ops:
     raise ValueError(f"unknown ops {sorted(bad_ops)}; known: {OPS}")
   meta = {**device_info(), **versions()}
-  meta_platform = jax.default_backend()
+  platform = target_device().platform
   rows = []
   dense_fns = _dense_fns()
   for n, batch, dtype_name in itertools.product(cfg.sizes, cfg.batches, cfg.dtypes):
@@ -297,7 +299,7 @@ def run_grid(cfg: BenchConfig, log: Callable[[str], None] = print) -> list[dict[
             out = fn(x, dy, arg)
             if op in refs:
               row["max_rel_err"] = _rel_err(out, refs[op])
-              if row["max_rel_err"] > verify_tolerance(meta_platform,
+              if row["max_rel_err"] > verify_tolerance(platform,
                                                        dtype_name):
                 row.update(median_ms=None, note="wrong result: not timed")
                 rows.append(row)

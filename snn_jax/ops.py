@@ -107,8 +107,8 @@ def resolve_impl(impl: str, block_size: int, backend: str | None = None,
     if backend == "gpu":
       if pallas_gpu.AVAILABLE and block_size in pallas_gpu.BLOCK_SIZES:
         return "pallas_gpu"
-      if (mosaic_gpu.AVAILABLE and block_size in mosaic_gpu.BLOCK_SIZES
-          and compute_capability is not None and compute_capability >= 9):
+      if (mosaic_gpu.supports(block_size) and compute_capability is not None
+          and compute_capability >= 9):
         return "mosaic_gpu"
       return "xla"
     if backend == "tpu" and pallas_tpu.supports(block_size):
@@ -393,8 +393,7 @@ def bsmm(x: jax.Array, w: BlockCSR, *, bias: jax.Array | None = None,
       raise ValueError(
           f"impl {i!r} takes block sizes {pallas_gpu.BLOCK_SIZES}, got "
           f"{w.block_size}; use impl='xla'")
-    if i == "mosaic_gpu" and (not mosaic_gpu.AVAILABLE or w.block_size
-                              not in mosaic_gpu.BLOCK_SIZES):
+    if i == "mosaic_gpu" and not mosaic_gpu.supports(w.block_size):
       raise ValueError(
           f"impl {i!r} takes block sizes {mosaic_gpu.BLOCK_SIZES} on a JAX "
           f"with Pallas' Mosaic GPU backend, got {w.block_size}"

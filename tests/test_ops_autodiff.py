@@ -327,7 +327,7 @@ def test_target_device_follows_default_device():
     assert target_device() == jax.devices("cpu")[0]
 
 
-def test_mosaic_gpu_is_forward_only(rng):
+def test_mosaic_gpu_is_forward_only():
   w = BlockCSR.from_mask(np.ones((1, 1), bool), 64)
   with pytest.raises(ValueError, match="forward only"):
     bsmm(jnp.ones((2, 64)), w, impl="xla", backward_impl="mosaic_gpu")
