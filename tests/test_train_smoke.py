@@ -254,11 +254,12 @@ def test_lenet5_trains_restores_and_takes_topology_dir(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["set", "rigl"])
-def test_lenet5_rewires_on_device_resumes_and_restores(tmp_path, method):
-  """LeNet-5's SET/RigL go through the on-device transform from the loop:
+def test_lenet5_rewires_resumes_restores_and_continues(tmp_path, method):
+  """LeNet-5's SET/RigL go through the engine from the loop:
   connections move in the fully connected layers at fixed nnz (the
   generated channel graphs are dense: nothing to move there), the moves are counted, and a run killed after epoch 1
-  resumes to the uninterrupted run's losses and topology."""
+  resumes to the uninterrupted run's losses and topology; a finished run
+  continues to more epochs on the schedule of its new length."""
   from snn_jax.training import restore_model
   ds = _digits_28x28()
   cfg = TrainConfig(
@@ -266,7 +267,6 @@ def test_lenet5_rewires_on_device_resumes_and_restores(tmp_path, method):
           name="erdos_renyi", density=0.3)),
       sparse=SparseTrainingConfig(method, zeta=0.3, update_every=4),
       run=RunConfig(epochs=2, batch_size=128, progress=False))
-  assert cfg.rewires_on_device
   s = train_and_evaluate(cfg, str(tmp_path / "a"), dataset=ds)
   rows = [json.loads(l) for l in open(tmp_path / "a" / "metrics.jsonl")]
   assert all(r["rewired_blocks"] > 0 for r in rows)
@@ -284,18 +284,16 @@ def test_lenet5_rewires_on_device_resumes_and_restores(tmp_path, method):
   np.testing.assert_allclose([r["train_loss"] for r in rows_b],
                              [r["train_loss"] for r in rows], rtol=1e-5)
   assert restore_model(str(tmp_path / "b")).topologies() == end
-  # Its schedule spans the 2 epochs: more are refused, and nothing changes.
-  with open(tmp_path / "b" / "config.json") as f:
-    before = f.read()
-  with pytest.raises(FileExistsError, match="schedule for 2 epochs"):
-    train_and_evaluate(cfg.override({"run.epochs": 3}), str(tmp_path / "b"),
-                       dataset=ds)
-  with open(tmp_path / "b" / "config.json") as f:
-    assert f.read() == before
+  longer = train_and_evaluate(cfg.override({"run.epochs": 3}),
+                              str(tmp_path / "b"), dataset=ds)
+  assert longer["resumed_from_epoch"] == 2 and longer["epochs_completed"] == 3
+  rows_b = [json.loads(l) for l in open(tmp_path / "b" / "metrics.jsonl")]
+  assert rows_b[-1]["rewired_blocks"] > 0
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(sparse_training="set"), "--update_every >= 1"),
+    (dict(sparse_training="prune", prune_density=0.1, prune_end_step=9,
+          update_every=3), "trains static, set, rigl"),
     (dict(sparse_training="set", update_every=5, data_parallel=True),
      "without data_parallel"),
     (dict(dropout=0.1), "no norm or dropout"),
@@ -534,7 +532,7 @@ def _lenet5_rewiring_on_device():
 @pytest.mark.parametrize("make", [
     lambda: TrainConfig.from_flat(SMALL),  # static: the cached step
     lambda: TrainConfig.from_flat({**SMALL, "sparse_training": "set",
-                                   "zeta": 0.3}),  # host rewiring, epoch end
+                                   "zeta": 0.3}),  # epoch end, after eval
     lambda: TrainConfig.from_flat({**SMALL, "sparse_training": "rigl",
                                    "zeta": 0.3, "update_every": 5}),  # mid-epoch
     _lenet5_rewiring_on_device,
@@ -579,7 +577,7 @@ def test_fit_steps_update_in_place_public_steps_do_not_donate(rng, topology):
   pointer = lambda v: v.get_value().unsafe_buffer_pointer()
   before = {n: pointer(getattr(layer, n)) for n in ("row_idx", "col_idx",
                                                     "values")}
-  step = nnx.cached_partial(loop._fit_train_step, model, opt)
+  step = nnx.cached_partial(loop._fit_step, model, opt)
   for _ in range(2):
     jax.block_until_ready(step(x, y))
   assert {n: pointer(getattr(layer, n)) for n in before} == before

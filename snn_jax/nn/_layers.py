@@ -88,12 +88,11 @@ class SparseDense(nnx.Module):
     return BlockCSR.tree_unflatten(((self.n_in, self.n_out), self.block_size),
                                    children)
 
-  def set_topology(self, topology: Topology, values: jax.Array, *,
-                   allow_resize: bool = False) -> None:
-    """Replaces the connections (host side): at fixed nnzb (SET, RigL: no
-    retrace), or with ``allow_resize`` at any nnzb (pruning; jitted
-    functions of the model recompile for the new shapes)."""
-    if not allow_resize and topology.nnzb != self.values.get_value().shape[0]:
+  def set_topology(self, topology: Topology, values: jax.Array) -> None:
+    """Replaces the connections (host side) at fixed nnzb, so jitted
+    functions of the model do not retrace (rewiring during training is
+    ``sparse_training.SparseOptimizer``'s, on device)."""
+    if topology.nnzb != self.values.get_value().shape[0]:
       raise ValueError(f"nnzb must stay {self.values.get_value().shape[0]}, got "
                        f"{topology.nnzb}")
     if values.shape != (topology.nnzb, self.block_size, self.block_size):
@@ -239,29 +238,12 @@ class SparseMLP(SparseLayerStack, nnx.Module):
     """``x[..., n_in] -> logits[..., n_out]``."""
     return self._forward(x)[0]
 
-  def forward_with_taps(self, x: jax.Array,
-                        output_taps: Sequence[jax.Array]
-                        ) -> tuple[jax.Array, list[jax.Array]]:
-    """Logits and every layer's input, with ``output_taps[l]`` (zeros of the
-    layer's output shape ``[..., n_out]``) added to layer l's output: the
-    gradient of a loss with respect to the taps is each layer's output
-    gradient ``dY``, so that ``inputᵀ·dY`` is its weight gradient -- RigL's
-    growth scores, without a dense ``[n_in, n_out]`` array per layer."""
-    if len(output_taps) != len(self.layers):
-      raise ValueError(f"got {len(output_taps)} taps for {len(self.layers)} "
-                       "layers")
-    logits, _, inputs = self._forward(x, output_taps)
-    return logits, inputs
-
-  def _forward(self, x, output_taps=None):
-    """Logits, every layer's pre-activation and every layer's input."""
+  def _forward(self, x):
+    """Logits and every layer's pre-activation."""
     x = x.reshape(*x.shape[:-1], -1) if x.ndim > 1 else x
-    pre, inputs = [], []
+    pre = []
     for l, layer in enumerate(self.layers):
-      inputs.append(x)
       x = layer(x)
-      if output_taps is not None:
-        x = x + output_taps[l].astype(x.dtype)
       pre.append(x)
       if l < len(self.layers) - 1:
         if self.norms is not None:
@@ -271,7 +253,7 @@ class SparseMLP(SparseLayerStack, nnx.Module):
           x = self.dropout(x)
       elif self.output_activation is not None:
         x = self.output_activation(x)
-    return x, pre, inputs
+    return x, pre
 
   def preactivation_second_moments(self, x: jax.Array) -> np.ndarray:
     """float64[num_layers]: ``mean(z_l ** 2)`` of every layer's pre-
@@ -280,7 +262,7 @@ class SparseMLP(SparseLayerStack, nnx.Module):
     preserving initialisation keeps of order one with depth (He et al. 2015;
     Isakov & Kinsy 2020). Runs the layers eagerly, one at a time; call it on
     a model in eval mode if it has dropout."""
-    _, pre, _ = self._forward(jnp.asarray(x))
+    _, pre = self._forward(jnp.asarray(x))
     return np.array([float(jnp.mean(jnp.square(z.astype(jnp.float32))))
                      for z in pre])
 

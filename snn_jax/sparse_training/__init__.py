@@ -1,38 +1,62 @@
-"""Topologies that change: the mechanisms of dynamic sparse training (SET,
-RigL) at fixed nnzb, gradual magnitude pruning, and pruning-derived
-topologies (Alford et al. 2019). Two ways in: ``SparseOptimizer`` with
-``set(...)/rigl(...)/prune(...).wrap(optax_tx)`` rewires any NNX model on
-device inside its jitted step (``_transform``); the training loop's
-host-side ``Rewirer`` (``_dynamic``) does the same for ``SparseMLP``. Nothing here trains a network: the
-training loop calls these, and the multi-run pipelines that use them
-(train dense -> prune -> retrain) are in :mod:`snn_jax.studies`."""
+"""Topologies that change: dynamic sparse training (SET, RigL) at fixed
+nnzb, gradual magnitude pruning, and pruning-derived topologies (Alford et
+al. 2019).
 
-from snn_jax.sparse_training._dynamic import (
-    METHODS, REGROW_INITS, ZETA_SCHEDULES, Rewirer, SparseTrainingConfig,
-    gradient_block_scores, layer_inputs_and_output_grads,
-    remap_optimizer_state, rewire_layers)
-from snn_jax.sparse_training._rewire import (
-    Rewiring, block_norms, carry_over, grow_by_gradient, grow_by_score,
-    grow_random,
-    magnitude_drop, merge, set_drop)
-from snn_jax.sparse_training._prune import prune_stack
-from snn_jax.sparse_training._transform import (
-    TRANSFORM_METHODS, DynamicSparsity, SparseOptimizer, SparseTx, prune,
-    rigl, set)
+One engine: :class:`SparseOptimizer` with
+``set(...)/rigl(...)/prune(...).wrap(optax_tx)`` rewires any NNX model's
+``SparseDense`` layers on device, inside its jitted step (or, with
+``update_every=0``, after each epoch's evaluation through
+``SparseOptimizer.rewire``). Each method is one file (``_set``, ``_rigl``,
+``_prune``) registered by name (:func:`method_rules`); the block operations
+they share are in ``_blocks``. Nothing here trains a network: the training
+loop uses the engine, and the multi-run pipelines (train dense -> prune ->
+retrain) are in :mod:`snn_jax.studies`."""
+
+from snn_jax.sparse_training._blocks import (block_norms, carry_over,
+                                             csr_metadata, magnitude_drop,
+                                             merge)
+from snn_jax.sparse_training._config import (METHODS, REGROW_INITS,
+                                             SET_REGROW_STD, ZETA_SCHEDULES,
+                                             SparseTrainingConfig)
+from snn_jax.sparse_training._method import (DropAndGrow, LayerPlan, Method,
+                                             UpdateInputs, method_rules,
+                                             register, registered)
+from snn_jax.sparse_training._optimizer import (DynamicSparsity,
+                                                SparseOptimizer, SparseTx)
+from snn_jax.sparse_training._prune import blocks_to_prune, prune, prune_stack
+from snn_jax.sparse_training._rigl import (GRADIENT_CHUNK_FLOATS,
+                                           grow_by_gradient, rigl)
+from snn_jax.sparse_training._set import grow_random, set, set_drop
 
 from snn_jax.utils.moved import moved_to
 
-__all__ = ["METHODS", "REGROW_INITS", "ZETA_SCHEDULES", "TRANSFORM_METHODS",
-           "DynamicSparsity", "SparseOptimizer", "SparseTx", "prune", "rigl",
-           "set",
-           "Rewirer", "Rewiring", "SparseTrainingConfig", "block_norms",
-           "carry_over", "gradient_block_scores", "grow_by_gradient",
-           "grow_by_score", "layer_inputs_and_output_grads",
-           "grow_random", "magnitude_drop", "merge",
-           "prune_stack", "remap_optimizer_state", "rewire_layers", "set_drop"]
+__all__ = ["METHODS", "REGROW_INITS", "SET_REGROW_STD", "ZETA_SCHEDULES",
+           "GRADIENT_CHUNK_FLOATS",
+           "DropAndGrow", "DynamicSparsity", "LayerPlan", "Method",
+           "SparseOptimizer", "SparseTrainingConfig", "SparseTx",
+           "UpdateInputs", "block_norms", "blocks_to_prune", "carry_over",
+           "csr_metadata", "grow_by_gradient", "grow_random",
+           "magnitude_drop", "merge", "method_rules", "prune", "prune_stack",
+           "register", "registered", "rigl", "set", "set_drop"]
 
 
-__getattr__ = moved_to(
+_REMOVED = ("Rewirer", "Rewiring", "rewire_layers", "remap_optimizer_state",
+            "layer_inputs_and_output_grads", "gradient_block_scores",
+            "grow_by_score", "TRANSFORM_METHODS")
+
+
+def __getattr__(name: str):
+  if name in _REMOVED:
+    raise AttributeError(
+        f"snn_jax.sparse_training.{name} was the host-side rewiring engine, "
+        "removed: SparseOptimizer is the one engine (e.g. "
+        "SparseOptimizer(model, sparse_training.set(total_steps=..., "
+        "update_every=0, steps_per_epoch=...).wrap(optax.sgd(0.05, 0.9))), "
+        "then optimizer.rewire(model) after each epoch)")
+  return _moved(name)
+
+
+_moved = moved_to(
     __name__, ("PruneConfig", "SCOPES", "prune_and_retrain"),
     "snn_jax.studies", "multi-run studies live above training; see "
     "ARCHITECTURE.md")

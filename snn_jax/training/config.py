@@ -264,8 +264,7 @@ class TrainConfig(ConfigPart):
   its data, model, optimiser, sparse training and run settings (module
   docstring). Parts may be given as dicts (``from_dict`` of that part).
   Rules that span parts are checked here: LeNet-5 trains static
-  topologies, or SET/RigL on the device (``rewires_on_device``, every
-  ``update_every >= 1`` steps), and Alford's LeNet-5 also gradual pruning,
+  topologies or SET/RigL, and Alford's LeNet-5 also gradual pruning,
   without ``data_parallel``."""
   data: DataConfig = dataclasses.field(default_factory=DataConfig)
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
@@ -291,22 +290,6 @@ class TrainConfig(ConfigPart):
       if bad:
         raise ValueError(f"model {self.model.name} trains {', '.join(allowed)}"
                          f" topologies without data_parallel; unset {bad}")
-      if self.rewires_on_device and self.sparse.update_every < 1:
-        raise ValueError(
-            f"model {self.model.name} rewires ({self.sparse.method}) on the "
-            "device inside the training step, every sparse.update_every "
-            "steps: set --update_every >= 1 (0, once per epoch after its "
-            "evaluation, is the mlp's host-side rewiring)")
-
-  @property
-  def rewires_on_device(self) -> bool:
-    """Whether training rewires through the on-device transform
-    (``snn_jax.sparse_training.SparseOptimizer``): SET and RigL of the
-    LeNet-5 models. ``SparseMLP`` runs keep the host-side ``Rewirer`` (the
-    committed SET/RigL results were trained by it, and it rewires at epoch
-    ends after the evaluation, as SET's code does)."""
-    return (self.model.name != "mlp"
-            and self.sparse.method in ("set", "rigl"))
 
   @property
   def rewiring(self) -> SparseTrainingConfig:

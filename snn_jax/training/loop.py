@@ -1,4 +1,9 @@
-"""``train_and_evaluate``: train a sparse MLP from a config into a workdir.
+"""``train_and_evaluate``: train a model from a config into a workdir.
+
+Connections that change (SET, RigL, gradual pruning) change through one
+engine, ``sparse_training.SparseOptimizer``, on device: inside the step
+every ``update_every`` steps, or with ``update_every=0`` after each
+epoch's evaluation.
 
 Workdir contract:
   ``config.json``    the run's config; a restart with a different config is
@@ -7,13 +12,12 @@ Workdir contract:
   ``metrics.jsonl``, ``metrics.csv``  one row per epoch: epoch, step,
                      train_loss, train_acc, test_loss, test_acc, wall_s,
                      epoch_s, nnz_params, dense_params, lr, rewired_blocks
-                     (blocks moved by SET/RigL during the epoch); an
-                     update due at the end of an epoch comes after the
-                     epoch's evaluation (as SET's code evaluates before it
-                     evolves the weights), so test_acc is the accuracy of
-                     the trained, not the freshly rewired, network (the
-                     MLP's host-side rewiring; LeNet-5's SET/RigL rewire
-                     inside the step, ``TrainConfig.rewires_on_device``);
+                     (blocks moved by SET/RigL, or pruned, during the
+                     epoch; nnz_params leaves pruned blocks out); with
+                     ``update_every=0`` the update after an epoch comes
+                     after its evaluation (as SET's code evaluates before
+                     it evolves the weights), so test_acc is the accuracy
+                     of the trained, not the freshly rewired, network;
   ``checkpoints/``   orbax: model state (values, biases, norm statistics and
                      the topology index arrays), optimizer state, epoch --
                      one per completed epoch, so a killed run restarts at
@@ -51,6 +55,7 @@ a workdir that cannot be written (full disk, read-only) stops the run with
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -69,8 +74,7 @@ from snn_jax import data as data_lib
 from snn_jax import topology as topology_lib
 from snn_jax.topology import Topology
 from snn_jax.nn import AlfordLeNet5, LeNet5, SparseMLP, TopologyVar
-from snn_jax.sparse_training import (DynamicSparsity, Rewirer,
-                                     SparseOptimizer)
+from snn_jax.sparse_training import DynamicSparsity, SparseOptimizer
 from snn_jax.training import parallel
 from snn_jax.training.config import (TrainConfig, flat_items,
                                      normalised_dict)
@@ -111,91 +115,75 @@ def _loss_and_acc(model, x, y):
   return loss, acc
 
 
-def _train_step(model: SparseMLP, optimizer: nnx.Optimizer, x, y):
-  def loss_fn(model):
-    return _loss_and_acc(model, x, y)
-  (loss, acc), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-  optimizer.update(model, grads)
-  return loss, acc
+def _gather(batch):
+  """``(x, y)`` of a batch given as ``(x, y)`` or, for a training set held
+  on the device, ``(x_all, y_all, indices)`` (gathered inside the step)."""
+  if len(batch) == 3:
+    x_all, y_all, sel = batch
+    return x_all[sel], y_all[sel]
+  return batch
+
+
+def _step(model, optimizer: nnx.Optimizer, *batch):
+  """One optimizer step on ``batch`` (see :func:`_gather`); returns (loss,
+  accuracy, blocks moved by this step's rewiring -- 0 without one)."""
+  x, y = _gather(batch)
+  (loss, acc), grads = nnx.value_and_grad(
+      lambda m: _loss_and_acc(m, x, y), has_aux=True)(model)
+  if not isinstance(optimizer, SparseOptimizer):
+    optimizer.update(model, grads)
+    return loss, acc, jnp.zeros((), jnp.int32)
+  before = optimizer.rewirings.get_value()
+  in_step_gradient = (optimizer.dynamic.rules.needs_gradient
+                      and not optimizer.dynamic.after_epoch)
+  optimizer.update(model, grads, **(
+      {"grow_loss": lambda m: _loss_and_acc(m, x, y)[0]}
+      if in_step_gradient else {}))
+  return loss, acc, _moved_since(optimizer, before)
+
+
+def _rewire_after_epoch(model, optimizer: SparseOptimizer, *batch):
+  """The update scheduled after the epoch's last step (``update_every=0``),
+  after its evaluation; RigL scores its growth on ``batch``. Returns the
+  blocks moved."""
+  before = optimizer.rewirings.get_value()
+  if optimizer.dynamic.rules.needs_gradient:
+    x, y = _gather(batch)
+    optimizer.rewire(model, grow_loss=lambda m: _loss_and_acc(m, x, y)[0])
+  else:
+    optimizer.rewire(model)
+  return _moved_since(optimizer, before)
+
+
+def _moved_since(optimizer: SparseOptimizer, rewirings_before):
+  return ((optimizer.rewirings.get_value() - rewirings_before)
+          * jnp.sum(optimizer.moved.get_value()))
 
 
 @nnx.jit
-def train_step(model: SparseMLP, optimizer: nnx.Optimizer, x, y):
-  """One SGD step; returns (loss, accuracy) of the batch."""
-  return _train_step(model, optimizer, x, y)
-
-
-def _train_step_indexed(model, optimizer, x_all, y_all, batch):
-  return _train_step(model, optimizer, x_all[batch], y_all[batch])
-
-
-@nnx.jit
-def train_step_indexed(model: SparseMLP, optimizer: nnx.Optimizer, x_all,
-                       y_all, batch):
-  """:func:`train_step` on the examples ``x_all[batch]``, ``y_all[batch]``
-  (``x_all`` [n, d] and ``y_all`` [n] held on the device, ``batch`` [B]
-  int indices): the batch is gathered inside the step, not on the host."""
-  return _train_step_indexed(model, optimizer, x_all, y_all, batch)
+def train_step(model, optimizer: nnx.Optimizer, x, y):
+  """One step (plain ``nnx.Optimizer``, or ``SparseOptimizer`` with its
+  scheduled rewiring); returns (loss, accuracy, blocks moved) of the
+  batch. Donates nothing: a caller's references to the model's arrays
+  stay valid."""
+  return _step(model, optimizer, x, y)
 
 
 # Training sets up to this size are held on the device for the whole run and
-# each batch is gathered inside the step (train_step_indexed): that saves the
-# host gather and transfer of every batch (a SET-MLP epoch in 0.96-0.97x
-# the time on the 2-core CPU, BUILD_NOTES.md). Larger ones are batched on the
-# host as before.
+# each batch is gathered inside the step: that saves the host gather and
+# transfer of every batch (a SET-MLP epoch in 0.96-0.97x the time on the
+# 2-core CPU, BUILD_NOTES.md). Larger ones are batched on the host.
 DEVICE_RESIDENT_MAX_BYTES = 1 << 30
 
 
-def _rewiring_step(model, optimizer: SparseOptimizer, x, y):
-  def loss_fn(model):
-    return _loss_and_acc(model, x, y)
-  (loss, acc), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-  before = optimizer.rewirings.get_value()
-  if optimizer.dynamic.method == "rigl":
-    optimizer.update(model, grads,
-                     grow_loss=lambda m: _loss_and_acc(m, x, y)[0])
-  else:
-    optimizer.update(model, grads)
-  moved = (optimizer.rewirings.get_value() - before) * jnp.sum(
-      optimizer.moved.get_value())
-  return loss, acc, moved
-
-
-@nnx.jit
-def train_step_rewiring(model, optimizer: SparseOptimizer, x, y):
-  """One step with dynamic sparsity on the device (SET/RigL of any model
-  through ``SparseOptimizer``); returns (loss, accuracy, blocks moved by
-  this step's rewiring -- 0 on the steps without one)."""
-  return _rewiring_step(model, optimizer, x, y)
-
-
-def _rewiring_step_indexed(model, optimizer, x_all, y_all, batch):
-  return _rewiring_step(model, optimizer, x_all[batch], y_all[batch])
-
-
-@nnx.jit
-def train_step_rewiring_indexed(model, optimizer: SparseOptimizer, x_all,
-                                y_all, batch):
-  """:func:`train_step_rewiring` on ``x_all[batch]``, ``y_all[batch]``
-  (see :func:`train_step_indexed`)."""
-  return _rewiring_step_indexed(model, optimizer, x_all, y_all, batch)
-
-
-# What fit() runs: the steps above with the model and the optimizer donated.
+# What fit() runs: the step with the model and the optimizer donated.
 # Without donation every step wrote a fresh copy of each array it does not
 # change -- above all the layers' index arrays, five per layer (a dense
 # topology at block size 1 holds 2.8 M entries in each for the 784-1000-
 # 1000-1000-10 MLP: 34 MB copied per step, a quarter of its step time) --
-# because XLA may not hand an undonated input back as an output. The
-# public steps do not donate: a caller's references to the model's arrays
-# stay valid.
-_DONATE_MODEL_AND_OPTIMIZER = dict(donate_argnums=(0, 1))
-_fit_train_step = nnx.jit(_train_step, **_DONATE_MODEL_AND_OPTIMIZER)
-_fit_train_step_indexed = nnx.jit(_train_step_indexed,
-                                  **_DONATE_MODEL_AND_OPTIMIZER)
-_fit_rewiring_step = nnx.jit(_rewiring_step, **_DONATE_MODEL_AND_OPTIMIZER)
-_fit_rewiring_step_indexed = nnx.jit(_rewiring_step_indexed,
-                                     **_DONATE_MODEL_AND_OPTIMIZER)
+# because XLA may not hand an undonated input back as an output.
+_fit_step = nnx.jit(_step, donate_argnums=(0, 1))
+_fit_rewire_after_epoch = nnx.jit(_rewire_after_epoch, donate_argnums=(0, 1))
 
 
 @nnx.jit
@@ -236,13 +224,33 @@ def _ckpt_filter():
   return nnx.Any(nnx.Param, nnx.BatchStat, TopologyVar)
 
 
-def _restore(ckpt: Checkpointer, epoch: int, model: SparseMLP,
-             optimizer: nnx.Optimizer) -> int:
+def build_optimizer(config: TrainConfig, model, tx: optax.GradientTransformation,
+                    steps_per_epoch: int) -> nnx.Optimizer:
+  """The run's optimizer: ``SparseOptimizer`` (the one rewiring engine) for
+  a run whose connections change, else a plain ``nnx.Optimizer``."""
+  if not config.sparse.dynamic:
+    return nnx.Optimizer(model, tx, wrt=nnx.Param)
+  return SparseOptimizer(model, DynamicSparsity(
+      config.rewiring, total_steps=config.run.epochs * steps_per_epoch,
+      steps_per_epoch=steps_per_epoch).wrap(tx))
+
+
+def _restore(ckpt: Checkpointer, epoch: int, model, optimizer: nnx.Optimizer
+             ) -> int:
   """Loads checkpoint ``epoch`` into model and optimizer; returns its epoch."""
   target = {"model": nnx.to_pure_dict(nnx.state(model, _ckpt_filter())),
             "opt": nnx.to_pure_dict(nnx.state(optimizer)),
             "epoch": 0}
-  restored = ckpt.restore(epoch, jax.tree.map(ocp_abstract, target))
+  try:
+    restored = ckpt.restore(epoch, jax.tree.map(ocp_abstract, target))
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(
+        f"checkpoint {epoch} in {ckpt.directory} does not fit this run's "
+        f"model and optimizer ({type(e).__name__}: {str(e)[:300]}). Runs "
+        "whose connections changed on the host (SET, RigL and pruning of "
+        "the MLP before the one rewiring engine, SparseOptimizer) or that "
+        "were given topologies without recording them cannot be resumed or "
+        "restored: rerun them (--overwrite)") from e
   ms = nnx.state(model, _ckpt_filter())
   nnx.replace_by_pure_dict(ms, restored["model"])
   nnx.update(model, ms)
@@ -252,11 +260,13 @@ def _restore(ckpt: Checkpointer, epoch: int, model: SparseMLP,
   return int(restored["epoch"])
 
 
-def restore_model(workdir: str, epoch: int | None = None) -> SparseMLP:
+def restore_model(workdir: str, epoch: int | None = None):
   """The model a finished (or interrupted) run left in ``workdir``: rebuilt
   from its ``config.json`` and ``summary.json`` widths, loaded from the
   checkpoint of ``epoch`` (default: the latest), in eval mode. The topology
-  is the checkpointed one, so SET/RigL runs give their evolved connections."""
+  is the checkpointed one, so SET/RigL runs give their evolved connections
+  and pruning runs the blocks they kept (the pruned ones, stored at zero
+  during training, are left out)."""
   paths = {n: os.path.join(workdir, n) for n in ("config.json", "summary.json")}
   for p in paths.values():
     if not os.path.exists(p):
@@ -274,9 +284,12 @@ def restore_model(workdir: str, epoch: int | None = None) -> SparseMLP:
   # Summaries written before input_dim was recorded: the first width.
   input_dim = saved.get("input_dim", saved["widths"][0])
   recorded = os.path.join(workdir, "topology")
-  # Given as objects and recorded (not rebuildable from the config).
-  given_recorded = bool(raw.get("given_topologies")) and os.path.isdir(recorded)
-  if given_recorded:
+  if raw.get("given_topologies"):
+    if not os.path.isdir(recorded):
+      raise FileNotFoundError(
+          f"{workdir!r} was trained on given topologies but holds no "
+          f"record of them ({recorded}; runs of versions before 2026-12-03 "
+          "did not write it): rerun it to restore its model")
     topologies = topology_lib.load_stack(recorded, chained=False)
   else:
     topologies = build_topologies(config, input_dim, saved["widths"][-1])
@@ -286,25 +299,42 @@ def restore_model(workdir: str, epoch: int | None = None) -> SparseMLP:
     epoch = ckpt.latest_epoch() if epoch is None else epoch
     if epoch is None:
       raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
-    # Layers shrank during training (pruning), or the run was given
-    # topologies that it did not record (versions before 2026-12-03) and
-    # the config alone does not rebuild: take the checkpoint's block
-    # counts (its indices then restore the structure).
-    if config.sparse.method == "prune" or (raw.get("given_topologies")
-                                           and not given_recorded):
-      _match_checkpoint_shapes(ckpt, epoch, model)
     tx, _ = make_optimizer(config, 1)
-    if config.rewires_on_device:  # its state holds the run's schedule
-      steps = _steps_per_epoch(workdir) * config.run.epochs
-      optimizer = SparseOptimizer(model, DynamicSparsity(
-          config.rewiring, total_steps=steps).wrap(tx))
-    else:
-      optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    optimizer = build_optimizer(
+        config, model, tx,
+        _steps_per_epoch(workdir) if config.sparse.dynamic else 1)
     _restore(ckpt, epoch, model, optimizer)
   finally:
     ckpt.close()
+  if getattr(optimizer, "alive", None) is not None:
+    model = _without_pruned_blocks(config, model, optimizer)
   model.eval()
   return model
+
+
+def _without_pruned_blocks(config: TrainConfig, model,
+                           optimizer: SparseOptimizer):
+  """A copy of a pruning run's ``model`` holding only its kept blocks
+  (``optimizer.kept_topologies``), every other parameter as trained."""
+  compact = build_model(config, optimizer.kept_topologies(model))
+  trained = nnx.to_pure_dict(nnx.state(model, _ckpt_filter()))
+  small = nnx.to_pure_dict(nnx.state(compact, _ckpt_filter()))
+  for path, alive in zip(optimizer.layer_paths, optimizer.alive):
+    keep = np.asarray(jax.device_get(alive.get_value()))
+    full, kept = _at(trained, path), _at(small, path)
+    for name in ("row_idx", "col_idx", "row_ptr", "col_order", "col_ptr"):
+      full[name] = kept[name]
+    full["values"] = jnp.asarray(np.asarray(full["values"])[keep])
+  state = nnx.state(compact, _ckpt_filter())
+  nnx.replace_by_pure_dict(state, trained)
+  nnx.update(compact, state)
+  return compact
+
+
+def _at(tree: dict, path: tuple) -> dict:
+  for key in path:
+    tree = tree[key] if key in tree else tree[str(key)]
+  return tree
 
 
 def _steps_per_epoch(workdir: str) -> int:
@@ -313,30 +343,6 @@ def _steps_per_epoch(workdir: str) -> int:
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     first = json.loads(f.readline())
   return int(first["step"]) // int(first["epoch"])
-
-
-def _match_checkpoint_shapes(ckpt: Checkpointer, epoch: int, model) -> None:
-  """Gives every layer of a ``SparseMLP`` the stored block count of the
-  checkpoint (pruning shrinks layers during training; a freshly built
-  model has the starting counts). Values are placeholders until the
-  checkpoint is restored; build the optimizer after this call."""
-  layers = ckpt.metadata(epoch)["model"]["layers"]
-  for l, layer in enumerate(model.layers):
-    stored = layers[str(l)] if str(l) in layers else layers[l]
-    nnzb = int(stored["values"].shape[0])
-    if nnzb == layer.nnz // (layer.block_size ** 2):
-      continue
-    bs = layer.block_size
-    # Any valid structure with nnzb blocks (the first nnzb positions in
-    # row-major order): the restore overwrites it.
-    topo = layer.topology()
-    rows, cols = np.divmod(np.arange(nnzb, dtype=np.int64), topo.n_col_blocks)
-    placeholder = Topology(topo.n_in, topo.n_out, rows.astype(np.int32),
-                           cols.astype(np.int32), block_size=bs,
-                           name=topo.name, assume_sorted=True)
-    layer.set_topology(placeholder, jnp.zeros((nnzb, bs, bs),
-                                              layer.values.get_value().dtype),
-                       allow_resize=True)
 
 
 def _has_progress(workdir: str) -> bool:
@@ -386,11 +392,7 @@ def _prepare_workdir(config: TrainConfig, workdir: str, overwrite: bool,
     old_items = {**flat_items(normalised_dict(old)),
                  "given_topologies": old.get("given_topologies")}
     changed = sorted(k for k in new_items if old_items[k] != new_items[k])
-    # On-device rewiring keeps its whole schedule, sized by the run's
-    # epochs, in the optimizer state: there epochs cannot grow.
-    not_compared = tuple(k for k in _NOT_COMPARED if not (
-        k == "run.epochs" and config.rewires_on_device))
-    diff = [k for k in changed if k not in not_compared]
+    diff = [k for k in changed if k not in _NOT_COMPARED]
     data_problem = None
     if old_fp is None and _has_progress(workdir):
       data_problem = ("was started before data fingerprints were recorded, so "
@@ -403,10 +405,6 @@ def _prepare_workdir(config: TrainConfig, workdir: str, overwrite: bool,
     if (diff or data_problem) and not overwrite:
       what = (f"holds a run with a different config (fields {diff})" if diff
               else data_problem)
-      if "run.epochs" in diff:
-        what += (f"; it rewires on the device on a schedule for "
-                 f"{old_items['run.epochs']} epochs, so it cannot be "
-                 "continued to another number")
       raise FileExistsError(
           f"workdir {workdir!r} {what}; use another --workdir or pass "
           "--overwrite to discard it")
@@ -446,9 +444,17 @@ def _record_given_topologies(topologies: Sequence[Topology],
         "then run the same command again") from e
 
 
-def _snapshot(model: SparseMLP, workdir: str, epoch: int) -> None:
-  topology_lib.save_stack(model.topologies(),
-                          os.path.join(workdir, "topologies", f"epoch_{epoch:03d}"))
+def _topologies(model, optimizer: nnx.Optimizer) -> list[Topology]:
+  """The model's topologies as trained so far (a pruning run's without its
+  pruned blocks)."""
+  if isinstance(optimizer, SparseOptimizer):
+    return optimizer.kept_topologies(model)
+  return model.topologies()
+
+
+def _snapshot(stack: Sequence[Topology], workdir: str, epoch: int) -> None:
+  topology_lib.save_stack(stack, os.path.join(workdir, "topologies",
+                                              f"epoch_{epoch:03d}"))
 
 
 def train_and_evaluate(config: TrainConfig, workdir: str, *,
@@ -491,13 +497,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
   steps_per_epoch = data_lib.num_batches(len(ds.x_train), batch_size)
   epochs = config.run.epochs
   tx, lr_schedule = make_optimizer(config, steps_per_epoch)
-  rewirer = Rewirer(config.rewiring, total_steps=epochs * steps_per_epoch)
-  on_device = config.rewires_on_device
-  if on_device:
-    optimizer = SparseOptimizer(model, DynamicSparsity(
-        config.rewiring, total_steps=epochs * steps_per_epoch).wrap(tx))
-  else:
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  optimizer = build_optimizer(config, model, tx, steps_per_epoch)
+  dynamic = isinstance(optimizer, SparseOptimizer)
+  rewires_after_epoch = dynamic and optimizer.dynamic.after_epoch
 
   summary_path = os.path.join(workdir, "summary.json")
   # The workdir holds this config and data (_prepare_workdir checked).
@@ -510,9 +512,6 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
   start_epoch = 0
   latest = ckpt.latest_epoch()
   if latest is not None:
-    if rewirer.changes_shapes:
-      _match_checkpoint_shapes(ckpt, latest, model)
-      optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     start_epoch = _restore(ckpt, latest, model, optimizer)
   if start_epoch >= epochs and os.path.exists(summary_path):
     ckpt.close()
@@ -538,7 +537,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
         "free disk space or make the workdir writable, then run the same "
         "command again") from e
   if config.run.snapshots_at(0) and start_epoch == 0:
-    _snapshot(model, workdir, 0)
+    _snapshot(_topologies(model, optimizer), workdir, 0)
 
   progress = None
   if config.run.progress:
@@ -553,6 +552,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
                                <= DEVICE_RESIDENT_MAX_BYTES)
   if resident:
     x_resident, y_resident = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+  nnz = model.nnz - (optimizer.pruned_weights() if dynamic else 0)
   last_epoch = epochs if stop_after_epoch is None else min(
       epochs, stop_after_epoch)
   for epoch in range(start_epoch + 1, last_epoch + 1):
@@ -563,62 +563,25 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
     if progress is not None:
       it = progress(it, total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}",
                     leave=False)
-    rewired = 0
-    rewire_after_eval = None
-    moved_on_device = []
-
-    def rewire(xb, yb):
-      n = sum(s["dropped"] for s in rewirer.update(model, optimizer, step,
-                                                   xb, yb))
-      if mesh is not None:  # rewired arrays come back on one device
-        parallel.check_same_topology(model.topologies(), step=step)
-        parallel.place(mesh, model, optimizer,
-                       shard_blocks=config.run.shard_blocks)
-      return n
+    moved = []
     # The step with the model and optimizer's graph traversal cached
     # (nnx.cached_partial: ~0.3 ms less Python per step, a few % of a
-    # SET-MLP step on 2 cores, benchmarks/cpu/set_step_breakdown_20261203_
-    # evening.json); built anew after every host-side rewiring and not used
-    # where arrays are re-placed on a mesh or resized.
-    plain_step = _fit_train_step_indexed if resident else _fit_train_step
-    cached_step = (nnx.cached_partial(plain_step, model, optimizer)
-                   if mesh is None and not rewirer.changes_shapes
-                   and not on_device else None)
-    for i, sel in enumerate(it):
+    # SET-MLP step on 2 cores); not where arrays are placed on a mesh.
+    step_fn = (nnx.cached_partial(_fit_step, model, optimizer)
+               if mesh is None else functools.partial(_fit_step, model,
+                                                      optimizer))
+    for sel in it:
       if resident:
         batch = (x_resident, y_resident, sel)
       elif mesh is None:
         batch = (jnp.asarray(ds.x_train[sel]), jnp.asarray(ds.y_train[sel]))
       else:
         batch = parallel.shard_batch(mesh, ds.x_train[sel], ds.y_train[sel])
-      if on_device:
-        loss, acc, moved = (_fit_rewiring_step_indexed if resident else
-                            _fit_rewiring_step)(model, optimizer, *batch)
-        moved_on_device.append(moved)
-      elif cached_step is not None:
-        loss, acc = cached_step(*batch)
-      else:
-        loss, acc = plain_step(model, optimizer, *batch)
+      loss, acc, moved_now = step_fn(*batch)
       losses.append(loss)
       accs.append(acc)
+      moved.append(moved_now)
       step += 1
-      end_of_epoch = i + 1 == steps_per_epoch
-      if not on_device and rewirer.due(step, end_of_epoch=end_of_epoch,
-                                       last_epoch=epoch == epochs):
-        # Only RigL scores on the batch: SET and pruning are not given it
-        # (on the device that eager gather would compile once, for nothing).
-        if config.rewiring.method != "rigl":
-          xy = (None, None)
-        elif resident:
-          xy = (x_resident[sel], y_resident[sel])
-        else:
-          xy = batch
-        if end_of_epoch:  # the epoch's accuracy is measured before it
-          rewire_after_eval = xy
-        else:
-          rewired += rewire(*xy)
-          if cached_step is not None:
-            cached_step = nnx.cached_partial(plain_step, model, optimizer)
     losses = np.asarray(jax.device_get(losses))
     if not np.isfinite(losses).all():
       bad = int(np.argmin(np.isfinite(losses)))
@@ -636,8 +599,6 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
           json.dump({"epoch": epoch, "step_in_epoch": bad + 1,
                      "last_good_epoch": good, "error": message}, f, indent=1)
       raise FloatingPointError(message)
-    if moved_on_device:
-      rewired = int(np.sum(jax.device_get(moved_on_device)))
     epoch_s = time.perf_counter() - t0
     train_s += epoch_s
     test_loss, test_acc = evaluate(model, ds.x_test, ds.y_test, eval_batch)
@@ -646,19 +607,25 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
     if ds.x_val is not None:
       val_loss, val_acc = evaluate(model, ds.x_val, ds.y_val, eval_batch)
       val = {"val_loss": val_loss, "val_acc": val_acc}
-    if rewire_after_eval is not None:
-      rewired += rewire(*rewire_after_eval)
+    if rewires_after_epoch:  # SET's order: evaluate, then evolve
+      # (RigL scores its growth on the epoch's last batch).
+      moved.append(_fit_rewire_after_epoch(model, optimizer, *batch))
+    rewired = int(np.sum(jax.device_get(moved)))
+    nnz = model.nnz - (optimizer.pruned_weights() if dynamic else 0)
+    stack = _topologies(model, optimizer) if dynamic else None
+    if dynamic:  # every process rewired alike (a cheap fingerprint check)
+      parallel.check_same_topology(stack, step=step)
     row = {"epoch": epoch, "step": step,
            "train_loss": float(losses.mean()),
            "train_acc": float(np.mean(jax.device_get(accs))),
            "test_loss": test_loss, "test_acc": test_acc,
            "epoch_s": epoch_s, "wall_s": train_s,
            "samples_per_s": steps_per_epoch * batch_size / epoch_s,
-           "nnz_params": model.nnz, "dense_params": model.dense_equivalent,
+           "nnz_params": nnz, "dense_params": model.dense_equivalent,
            "lr": float(lr_schedule(step)), "rewired_blocks": rewired, **val,
-           **(topology_stats(model.topologies()) if rewirer.active else {})}
+           **(topology_stats(stack) if dynamic else {})}
     if config.run.snapshots_at(epoch):
-      _snapshot(model, workdir, epoch)
+      _snapshot(stack or model.topologies(), workdir, epoch)
     _save_epoch(ckpt, writer, workdir, epoch, row, losses,
                 {"model": nnx.to_pure_dict(nnx.state(model, _ckpt_filter())),
                  "opt": nnx.to_pure_dict(nnx.state(optimizer)),
@@ -666,7 +633,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
     print(f"epoch {epoch:3d}  train loss {row['train_loss']:.4f} acc "
           f"{row['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}"
           + (f"  val acc {val['val_acc']:.4f}" if val else "")
-          + f"  {epoch_s:.1f}s  nnz {model.nnz:,}", flush=True)
+          + f"  {epoch_s:.1f}s  nnz {nnz:,}", flush=True)
   ckpt.close()
   writer.close()
   last = writer.rows[-1] if writer.rows else {}
@@ -693,8 +660,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str, *,
       # Block-value arrays (and optimizer moments) stored split over the
       # devices at the start (--shard_blocks).
       "sharded_arrays": sharded_arrays,
-      "nnz_params": model.nnz, "dense_params": model.dense_equivalent,
-      "density": model.nnz / model.dense_equivalent,
+      "nnz_params": nnz, "dense_params": model.dense_equivalent,
+      "density": nnz / model.dense_equivalent,
       "widths": [topologies[0].n_in] + [t.n_out for t in topologies],
       "input_dim": int(ds.input_dim), "model": config.model.name,
       "data_source": ds.source, "data_fingerprint": ds.fingerprint,

@@ -1,4 +1,7 @@
-"""Drop-and-grow on one layer's blocks, host-side NumPy, at fixed nnzb.
+"""Test oracle: drop-and-grow on one layer's blocks in host-side NumPy, at
+fixed nnzb -- the rules of ``snn_jax.sparse_training`` written the plain
+way (whole arrays, Python control flow, explicit errors), against which the
+engine's static-shape device rules are checked. Not part of the package.
 
 A layer is its block coordinates ``rows, cols`` (int[nnzb], row-major
 sorted, as ``Topology`` keeps them) and block values ``values[nnzb, bs, bs]``.
