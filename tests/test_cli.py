@@ -103,7 +103,7 @@ def test_ctrl_c_says_where_the_run_resumes(tmp_path):
 def test_checkpoint_block_defers_ctrl_c_unless_it_is_ignored(ignored):
   """Ctrl-C inside the checkpoint block takes effect when the block ends;
   a process that ignores SIGINT keeps ignoring it there."""
-  from snn_jax.training.loop import _interrupts_deferred
+  from snn_jax.training.workdir import interrupts_deferred as _interrupts_deferred
   previous = signal.signal(signal.SIGINT, signal.SIG_IGN if ignored
                            else signal.default_int_handler)
   reached_end = False

@@ -23,7 +23,6 @@ import math
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from snn_jax.sparse_training import _blocks

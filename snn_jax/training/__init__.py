@@ -1,19 +1,24 @@
-"""Training: the loop (``train_and_evaluate``), checkpoints and metrics."""
+"""Training: what a config builds (``build``), the loop
+(``train_and_evaluate``), the workdir it owns (``workdir``), checkpoints
+read back (``restore``) and metrics (``metrics``)."""
 
 from snn_jax.training.checkpoint import Checkpointer
 from snn_jax.training.config import (FLAT_NAMES, OPTIMIZERS, SCHEDULES,
                                      OptimizerConfig, RunConfig, TrainConfig)
-from snn_jax.training.loop import (build_model, build_topologies, evaluate,
-                                   WorkdirWriteError, diverged_record,
-                                   finished_summary,
-                                   make_optimizer, restore_model,
-                                   train_and_evaluate)
+from snn_jax.training.build import (build_model, build_optimizer,
+                                    build_topologies, make_optimizer)
+from snn_jax.training.loop import evaluate, train_and_evaluate
+from snn_jax.training.restore import restore_model
+from snn_jax.training.workdir import (WorkdirWriteError, diverged_record,
+                                      finished_summary)
 from snn_jax.training.metrics import MetricWriter
 
 from snn_jax.utils.moved import moved_to
 
 __all__ = ["Checkpointer", "FLAT_NAMES", "MetricWriter", "OPTIMIZERS",
-           "OptimizerConfig", "RunConfig", "SCHEDULES", "TrainConfig", "WorkdirWriteError", "build_model", "build_topologies", "evaluate",
+           "OptimizerConfig", "RunConfig", "SCHEDULES", "TrainConfig",
+           "WorkdirWriteError", "build_model", "build_optimizer",
+           "build_topologies", "evaluate",
            "diverged_record", "finished_summary", "make_optimizer", "restore_model", "train_and_evaluate"]
 
 
