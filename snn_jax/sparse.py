@@ -46,7 +46,9 @@ import numpy as np
 
 __all__ = ["BlockCSR", "block_metadata"]
 
-_INDEX_FIELDS = ("col_idx", "row_ptr", "row_idx", "col_order", "col_ptr")
+# The index arrays of a BlockCSR, by name (every layer and rewiring that
+# stores one keeps these).
+INDEX_FIELDS = ("col_idx", "row_ptr", "row_idx", "col_order", "col_ptr")
 
 
 def _is_concrete(x: Any) -> bool:
@@ -119,7 +121,7 @@ class BlockCSR:
     ((4, 4), 2, (2, 2, 2))
   """
 
-  __slots__ = ("values", *_INDEX_FIELDS, "shape", "block_size")
+  __slots__ = ("values", *INDEX_FIELDS, "shape", "block_size")
 
   def __init__(
       self,
@@ -146,7 +148,7 @@ class BlockCSR:
 
   # -- pytree protocol -------------------------------------------------------
   def tree_flatten(self):
-    children = (self.values,) + tuple(getattr(self, f) for f in _INDEX_FIELDS)
+    children = (self.values,) + tuple(getattr(self, f) for f in INDEX_FIELDS)
     return children, (self.shape, self.block_size)
 
   @classmethod
@@ -156,7 +158,7 @@ class BlockCSR:
     object.__setattr__(obj, "shape", shape)
     object.__setattr__(obj, "block_size", block_size)
     object.__setattr__(obj, "values", children[0])
-    for name, arr in zip(_INDEX_FIELDS, children[1:]):
+    for name, arr in zip(INDEX_FIELDS, children[1:]):
       object.__setattr__(obj, name, arr)
     return obj
 
@@ -226,10 +228,10 @@ class BlockCSR:
         raise TypeError(f"{name} must have dtype int32, got {arr.dtype}")
       if tuple(arr.shape) != shp:
         raise ValueError(f"{name} must have shape {shp}, got {arr.shape}")
-    if not all(_is_concrete(getattr(self, f)) for f in _INDEX_FIELDS):
+    if not all(_is_concrete(getattr(self, f)) for f in INDEX_FIELDS):
       return  # Inside jit: trust the structure validated on the host.
     col_idx, row_ptr, row_idx, col_order, col_ptr = (
-        np.asarray(getattr(self, f)) for f in _INDEX_FIELDS
+        np.asarray(getattr(self, f)) for f in INDEX_FIELDS
     )
     if nnzb and (col_idx.min() < 0 or col_idx.max() >= n_cb):
       raise ValueError(
@@ -388,7 +390,7 @@ class BlockCSR:
 
   def replace(self, **changes) -> "BlockCSR":
     """Returns a copy with some arrays replaced (validated when concrete)."""
-    fields = {f: getattr(self, f) for f in ("values", *_INDEX_FIELDS)}
+    fields = {f: getattr(self, f) for f in ("values", *INDEX_FIELDS)}
     unknown = set(changes) - set(fields)
     if unknown:
       raise TypeError(f"unknown BlockCSR fields {sorted(unknown)}")

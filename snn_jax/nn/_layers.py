@@ -18,10 +18,9 @@ from flax import nnx
 from snn_jax.nn import _taps
 from snn_jax.nn._init import get_initializer, live_units
 from snn_jax.ops import bsmm
-from snn_jax.sparse import BlockCSR, block_metadata
+from snn_jax.sparse import INDEX_FIELDS, BlockCSR, block_metadata
 from snn_jax.topology import Topology
 
-_INDEX_FIELDS = ("col_idx", "row_ptr", "row_idx", "col_order", "col_ptr")
 
 
 class TopologyVar(nnx.Variable):
@@ -75,7 +74,7 @@ class SparseDense(nnx.Module):
                                     live_inputs=live_inputs))
     meta = block_metadata(topology.rows, topology.cols, topology.n_row_blocks,
                           topology.n_col_blocks)
-    for name in _INDEX_FIELDS:
+    for name in INDEX_FIELDS:
       setattr(self, name, TopologyVar(jnp.asarray(meta[name])))
     self.bias = (nnx.Param(jnp.full((self.n_out,), bias_init, dtype))
                  if use_bias else None)
@@ -84,7 +83,7 @@ class SparseDense(nnx.Module):
     """The layer's weight as a ``BlockCSR`` (no host validation: usable
     inside jit; the structure was validated when the layer was built)."""
     children = (self.values.get_value(),) + tuple(
-        getattr(self, f).get_value() for f in _INDEX_FIELDS)
+        getattr(self, f).get_value() for f in INDEX_FIELDS)
     return BlockCSR.tree_unflatten(((self.n_in, self.n_out), self.block_size),
                                    children)
 
@@ -100,7 +99,7 @@ class SparseDense(nnx.Module):
                        f"{topology.nnzb} blocks of size {self.block_size}")
     meta = block_metadata(topology.rows, topology.cols, topology.n_row_blocks,
                           topology.n_col_blocks)
-    for name in _INDEX_FIELDS:
+    for name in INDEX_FIELDS:
       getattr(self, name).set_value(jnp.asarray(meta[name]))
     self.values.set_value(values)
     self.topology_name = topology.name

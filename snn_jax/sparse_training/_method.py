@@ -61,20 +61,20 @@ class UpdateInputs:
     k: int32 scalar, blocks to move (drop-and-grow) or pruned in all
       (pruning) at this update, from the schedule.
     amount: float32 scalar, ζ_t (drop-and-grow) or the target sparsity s_t.
+    chunk_floats: static, RigL's largest gradient slice formed at once.
     position_bits: uint32[2, n_candidates] random draws (methods that
       ``draws_positions``), else None.
     normals: float32[nnzb·bs²] standard normals for grown values (where
       ``regrow_std > 0``), else None.
     gradient: ``(x [rows, n_in], dy [rows, n_out])``, the layer's inputs and
       output gradient on the batch (methods that ``needs_gradient``).
-    chunk_floats: static, RigL's largest gradient slice formed at once.
   """
   k: jax.Array
   amount: jax.Array
+  chunk_floats: int
   position_bits: jax.Array | None = None
   normals: jax.Array | None = None
   gradient: tuple[jax.Array, jax.Array] | None = None
-  chunk_floats: int = 1 << 24
 
 
 class Method:

@@ -67,6 +67,7 @@ from flax import nnx
 
 from snn_jax.nn import SparseDense
 from snn_jax.nn._taps import layer_gradient_factors
+from snn_jax.sparse import INDEX_FIELDS
 from snn_jax.sparse_training import _blocks
 from snn_jax.sparse_training._config import (SET_REGROW_STD,
                                              SparseTrainingConfig)
@@ -194,9 +195,6 @@ class Schedule:
 def _sparse_layer_paths(model) -> list[tuple]:
   return [tuple(path) for path, node in nnx.iter_graph(model)
           if isinstance(node, SparseDense)]
-
-
-_INDEX_ARRAYS = ("row_idx", "col_idx", "row_ptr", "col_order", "col_ptr")
 
 
 class SparseOptimizer(nnx.Optimizer):
@@ -357,7 +355,7 @@ class SparseOptimizer(nnx.Optimizer):
         "layers": [{
             "values": layer.values.get_value(),
             **{name: getattr(layer, name).get_value()
-               for name in _INDEX_ARRAYS},
+               for name in INDEX_FIELDS},
             "moments": [v.get_value() for v in leaves[l]],
             "alive": (self.alive[l].get_value() if self.alive is not None
                       else None)} for l, layer in enumerate(layers)],
@@ -383,7 +381,7 @@ class SparseOptimizer(nnx.Optimizer):
     for l, layer in enumerate(layers):
       arrays = new["layers"][l]
       layer.values.set_value(arrays["values"])
-      for name in _INDEX_ARRAYS:
+      for name in INDEX_FIELDS:
         getattr(layer, name).set_value(arrays[name])
       for var, value in zip(leaves[l], arrays["moments"]):
         var.set_value(value)

@@ -14,6 +14,7 @@ from flax import nnx
 
 from snn_jax import topology as topology_lib
 from snn_jax.nn import TopologyVar
+from snn_jax.sparse import INDEX_FIELDS
 from snn_jax.sparse_training import SparseOptimizer
 from snn_jax.training.build import (build_model, build_optimizer,
                                     build_topologies, make_optimizer)
@@ -112,7 +113,7 @@ def _without_pruned_blocks(config: TrainConfig, model,
   for path, alive in zip(optimizer.layer_paths, optimizer.alive):
     keep = np.asarray(jax.device_get(alive.get_value()))
     full, kept = _at(trained, path), _at(small, path)
-    for name in ("row_idx", "col_idx", "row_ptr", "col_order", "col_ptr"):
+    for name in INDEX_FIELDS:
       full[name] = kept[name]
     full["values"] = jnp.asarray(np.asarray(full["values"])[keep])
   state = nnx.state(compact, checkpoint_filter())
