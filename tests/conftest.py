@@ -36,6 +36,27 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "standard_promotion: run the test under JAX's standard dtype "
+      "promotion (optax's schedules mix int32 step counts with Python floats, "
+      "which the suite's strict mode rejects; training runs in standard mode)")
+  config.addinivalue_line(
+      "markers", "slow: an end-to-end test of several seconds or more; "
+      "`pytest -m 'not slow'` leaves them out, CI runs them")
+
+
+@pytest.fixture(autouse=True)
+def _promotion_mode(request):
+  """Standard dtype promotion for tests marked ``standard_promotion`` (a
+  module marks all of its tests with ``pytestmark``); strict elsewhere."""
+  if request.node.get_closest_marker("standard_promotion") is None:
+    yield
+    return
+  with jax.numpy_dtype_promotion("standard"):
+    yield
+
+
 def pytest_unconfigure(config):
   if _OWN_JIT_CACHE is not None:  # the process that made it: xdist's controller
     shutil.rmtree(_OWN_JIT_CACHE, ignore_errors=True)

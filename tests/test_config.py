@@ -20,12 +20,7 @@ from snn_jax.training.config import leaf_paths, normalised_dict
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(autouse=True)
-def _standard_promotion():
-  # optax's schedules mix int32 step counts with Python floats (see
-  # test_train_smoke); training runs in standard promotion mode.
-  with jax.numpy_dtype_promotion("standard"):
-    yield
+pytestmark = pytest.mark.standard_promotion
 
 
 def _unusual_config() -> TrainConfig:
@@ -263,3 +258,70 @@ def test_cosine_schedule_is_evaluated_once_in_the_compiled_update(rng):
   for c in with_cosine:  # only scalar computations (the conditional's branches)
     root = re.search(r"ROOT %\S+ = (\S+) ", c).group(1)
     assert root in ("f32[]", "(f32[])"), c
+
+
+# -- configs as files, dotted overrides --------------------------------------------
+
+def test_config_from_a_python_file_and_a_json_file(tmp_path):
+  py = tmp_path / "mine.py"
+  py.write_text("from snn_jax.training import TrainConfig\n"
+                "def get_config():\n"
+                "  return TrainConfig().override({'run.epochs': 4, "
+                "'model.hidden': (16,)})\n")
+  cfg = TrainConfig.from_file(str(py))
+  assert cfg.run.epochs == 4 and cfg.model.hidden == (16,)
+  js = tmp_path / "config.json"
+  js.write_text(json.dumps(cfg.to_dict()))
+  assert TrainConfig.from_file(str(js)) == cfg
+
+
+@pytest.mark.parametrize("content, name, match", [
+    ("x = 1\n", "a.py", "defines no get_config"),
+    ("def get_config():\n  return 3\n", "b.py", "returned int"),
+    ("{not json", "c.json", "is not JSON"),
+    ("[1, 2]", "d.json", "must hold a JSON object"),
+    ("", "e.yaml", "expected a .py file"),
+])
+def test_config_file_errors_say_what_is_wrong(tmp_path, content, name, match):
+  path = tmp_path / name
+  path.write_text(content)
+  with pytest.raises(ValueError, match=match):
+    TrainConfig.from_file(str(path))
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    TrainConfig.from_file(str(tmp_path / "missing.py"))
+
+
+def test_shipped_config_files_load():
+  configs = os.path.join(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))), "configs")
+  names = sorted(f for f in os.listdir(configs) if f.endswith(".py"))
+  assert "digits.py" in names and "set_mlp_keras_mask.py" in names
+  for name in names:
+    cfg = TrainConfig.from_file(os.path.join(configs, name))
+    assert isinstance(cfg, TrainConfig), name
+  assert TrainConfig.from_file(os.path.join(configs, "digits.py")) == TrainConfig()
+
+
+@pytest.mark.parametrize("changes, density, fan_in", [
+    ({"model.topology.name": "dense"}, None, None),
+    ({"model.topology.fan_in": 8}, None, 8),
+    ({"model.topology.params": {"epsilon": 20}}, None, None),
+    ({"model.topology.name": "radixnet"}, 0.1, None),
+    ({"model.topology.fan_in": 8, "model.topology.density": None}, None, 8),
+])
+def test_a_density_nobody_set_yields_to_other_sizing(changes, density, fan_in):
+  cfg = TrainConfig().override(changes)
+  assert cfg.model.topology.density == density
+  assert cfg.model.topology.fan_in == fan_in
+  with pytest.raises(ValueError, match="takes no density"):
+    TrainConfig().override({"model.topology.name": "dense",
+                            "model.topology.density": 0.5})
+
+
+def test_a_config_is_data_without_the_file_system(tmp_path):
+  """Paths in a config are checked where they are read, so a config made
+  (or loaded) elsewhere does not need them."""
+  cfg = TrainConfig().override({
+      "model.topology.directory": str(tmp_path / "nowhere"),
+      "model.init_weights": str(tmp_path / "none.npz")})
+  assert cfg.model.topology.directory.endswith("nowhere")

@@ -24,11 +24,7 @@ from snn_jax.nn import ModelConfig
 from snn_jax.training import OptimizerConfig, RunConfig
 
 
-@pytest.fixture(autouse=True)
-def _standard_promotion():
-  # optax mixes int32 step counts with Python floats (see test_train_smoke).
-  with jax.numpy_dtype_promotion("standard"):
-    yield
+pytestmark = pytest.mark.standard_promotion
 
 
 def _arrays_dataset(rng, n_train=600, n_test=200, dim=20, classes=4):
@@ -100,9 +96,10 @@ def test_truncated_normal_init(rng):
 
 
 @pytest.mark.parametrize("name", ["truncated_normal:", "truncated_normal:-1",
-                                  "truncated_normal:abc", "normal:0.1"])
+                                  "truncated_normal:abc", "normal:", "normal:0",
+                                  "uniform:0.1"])
 def test_bad_init_names(name):
-  with pytest.raises(ValueError, match="truncated_normal"):
+  with pytest.raises(ValueError, match="normal"):
     get_initializer(name)
   with pytest.raises(ValueError):
     TrainConfig(model=ModelConfig(init=name))

@@ -10,15 +10,10 @@ import pytest
 from snn_jax.training import TrainConfig, train_and_evaluate
 from snn_jax.training import RunConfig
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.skipif(
     jax.device_count() < 4, reason="needs 4 devices (XLA_FLAGS="
-    "--xla_force_host_platform_device_count=4, set by tests/conftest.py)")
-
-
-@pytest.fixture(autouse=True)
-def _standard_promotion():
-  with jax.numpy_dtype_promotion("standard"):
-    yield
+    "--xla_force_host_platform_device_count=4, set by tests/conftest.py)"),
+    pytest.mark.standard_promotion]
 
 
 BASE = dict(hidden=(64, 64), density=0.2, epochs=3, batch_size=64,

@@ -5,7 +5,6 @@ import dataclasses
 import json
 import os
 
-import jax
 import hypothesis
 import hypothesis.strategies
 import numpy as np
@@ -17,10 +16,7 @@ from snn_jax.studies import (DEEP_INIT, DeepInitConfig, load_rows,
 from snn_jax.training import TrainConfig, diverged_record, train_and_evaluate
 
 
-@pytest.fixture(autouse=True)
-def _standard_promotion():
-  with jax.numpy_dtype_promotion("standard"):  # optax schedules
-    yield
+pytestmark = pytest.mark.standard_promotion
 
 
 def test_deep_init_grid_rows_and_files(tmp_path):
@@ -146,10 +142,15 @@ def test_paired_difference_pairs_by_seed(rng):
           for d in range(2) for k, i in enumerate(("he", "nf")) for s in range(5)]
   rows[7]["error"] = "FloatingPointError"  # depth 0, nf, seed 2 failed
   got = _common.paired_difference(rows, "init", "nf", "he", depth=0)
-  expected = mean_ci([acc[0, 1, s] - acc[0, 0, s] for s in (0, 1, 3, 4)])
+  diffs = [acc[0, 1, s] - acc[0, 0, s] for s in (0, 1, 3, 4)]
+  expected = studies.bootstrap_mean_ci(diffs)
   assert got["n"] == 4
   assert got["mean"] == pytest.approx(expected["mean"])
   assert got["low"] == pytest.approx(expected["low"])
+  assert min(diffs) <= got["low"] <= got["high"] <= max(diffs)
+  assert got["higher_in"] == sum(d > 0 for d in diffs)
+  assert got["verdict"] == studies.comparison_verdict(
+      [acc[0, 1, s] for s in (0, 1, 3, 4)], [acc[0, 0, s] for s in (0, 1, 3, 4)])
   assert _common.paired_difference(rows, "init", "nf", "he", depth=1)["n"] == 5
   assert _common.paired_difference(rows, "init", "xx", "he")["n"] == 0
 
@@ -663,6 +664,40 @@ def test_liu2020_figure4_tiny(tmp_path, rng):
     assert (tmp_path / name).exists()
 
 
+def test_liu2020_figure4_with_the_keras_mask_variant(tmp_path, rng):
+  """The variant reaches every network's config; the connections that
+  survive from epoch 0 are reported per snapshot epoch."""
+  ds = _mnist_like(rng, n_train=400, n_test=100)
+  base = liu2020_paper.paper_base(TrainConfig()).override({
+      "model.hidden": (40, 40, 40), "run.epochs": 2,
+      "data.validation": "last:100", "run.snapshot_epochs": (0, 1, 2)})
+  cfg = liu2020_paper.LiuFigure4Config(
+      base=base, networks=2, hidden_density=0.2, snapshot_epochs=(0, 1, 2),
+      heatmap_epochs=(0, 2), set_variant="keras_mask")
+  s = liu2020_paper.run(cfg, str(tmp_path), dataset=ds)
+  assert s["failed"] == []
+  saved = _read(tmp_path / "runs" / "w0" / "train" / "config.json")
+  assert saved["model"]["activation"] == "srelu"
+  assert saved["model"]["init"] == "dense_glorot_uniform"
+  assert saved["sparse"]["regrow_init"] == "zero"
+  assert saved["optimizer"]["restart_every_epoch"] is True
+  assert saved["run"]["batch_size"] == 100
+  survival = {r["epoch"]: r for r in s["surviving_connections"]}
+  # The epoch-1 snapshot follows its SET update, which moved 30 %; the
+  # last epoch has no update.
+  assert 0.65 < survival[1]["mean"] < 0.75 and survival[1]["networks"] == 2
+  assert {**survival[2], "epoch": 1} == survival[1]
+  assert any("keras_mask" in c for c in s["choices"])
+  with pytest.raises(ValueError, match="unknown SET variant"):
+    liu2020_paper.LiuFigure4Config(base=base, set_variant="keras")
+
+
+def test_surviving_fraction_on_hand_made_topologies():
+  a = topology.Topology(4, 4, np.array([0, 1, 2, 3]), np.array([0, 1, 2, 3]))
+  b = topology.Topology(4, 4, np.array([0, 1, 2, 3]), np.array([0, 2, 2, 0]))
+  assert liu2020_paper.surviving_fraction(a, b) == 0.5
+
+
 def test_paper_report_only_reports_finished_runs_and_trains_nothing(tmp_path, rng):
   ds = _mnist_like(rng)
   cfg = _tiny_alford(arms=("dense", "random"), random_densities=(0.1, 0.5))
@@ -768,6 +803,32 @@ def test_liu2020_sparse_vs_dense_tiny(tmp_path, rng):
     svd.SparseVsDenseConfig(base=base, window=5)
 
 
+def test_liu2020_sparse_vs_dense_with_the_keras_mask_variant(tmp_path, rng):
+  """Every arm trains the variant's network (SReLU, dropout, the output
+  layer dense); static and SET start from one graph; only SET's optimizer
+  restarts each epoch."""
+  from snn_jax.reproduce import liu2020_sparse_vs_dense as svd
+  ds = _mnist_like(rng, n_train=400, n_test=100)
+  base = TrainConfig().override({"run.epochs": 2, "run.progress": False})
+  cfg = svd.SparseVsDenseConfig(base=base, hidden=(32, 32), epsilons=(3.0,),
+                                seeds=(0, 1), window=1,
+                                set_variant="keras_mask")
+  s = svd.run_one(cfg, str(tmp_path), dataset=ds)
+  assert s["failed"] == [] and s["runs_finished"] == 6
+  conf = {arm: _read(tmp_path / "runs" / f"{arm}_s0" / sub / "config.json")
+          for arm, sub in (("dense", ""), ("static_eps3", "train"),
+                           ("set_eps3", "train"))}
+  for arm, c in conf.items():
+    assert c["model"]["activation"] == "srelu" and c["model"]["dropout"] == 0.3
+    assert c["optimizer"]["restart_every_epoch"] is (arm == "set_eps3")
+  stacks = {arm: topology.load_stack(str(tmp_path / "runs" / f"{arm}_s0" /
+                                         "train" / "topology"), chained=True)
+            for arm in ("static_eps3", "set_eps3")}
+  assert stacks["static_eps3"] == stacks["set_eps3"]
+  assert stacks["set_eps3"][-1].nnzb == 32 * 10  # the output layer dense
+  assert any("keras_mask" in c for c in s["choices"])
+
+
 def test_reproduce_binary_part_flag(tmp_path):
   import subprocess
   import sys
@@ -828,6 +889,44 @@ def test_bootstrap_interval_stays_within_the_runs():
 ])
 def test_accuracy_verdict(values, paper, verdict):
   assert studies.accuracy_verdict(paper, values)["verdict"] == verdict
+
+
+@pytest.mark.parametrize("arm, reference, verdict", [
+    ((0.90, 0.91, 0.92), (0.88, 0.89, 0.90), "higher (3 of 3 seeds)"),
+    ((0.88, 0.89, 0.90), (0.90, 0.91, 0.92), "lower (3 of 3 seeds)"),
+    ((0.90, 0.88, 0.92), (0.89, 0.89, 0.89), "inconclusive (2 of 3 seeds higher)"),
+    ((0.97, 0.59, 0.98), (0.96, 0.96, 0.96), "unstable (1 of 6 runs collapsed)"),
+    ((0.95, 0.96), (0.11, 0.96), "unstable (1 of 4 runs collapsed)"),
+    ((0.95,), (0.94,), "higher (1 seed)"),
+    ((), (), "not run"),
+])
+def test_comparison_verdict(arm, reference, verdict):
+  assert studies.comparison_verdict(arm, reference) == verdict
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    arm=hypothesis.strategies.lists(hypothesis.strategies.floats(0.0, 1.0),
+                                    min_size=1, max_size=6),
+    shift=hypothesis.strategies.floats(-0.2, 0.2))
+def test_a_collapsed_comparison_never_has_a_side(arm, shift):
+  reference = [min(max(a - shift, 0.0), 1.0) for a in arm]
+  v = studies.comparison_verdict(arm, reference)
+  if studies.collapsed_runs(arm) or studies.collapsed_runs(reference):
+    assert v.startswith("unstable")
+  else:
+    assert not v.startswith("unstable")
+
+
+def test_group_stats_bounded_with_range_and_collapses():
+  rows = [{"arm": "a", "seed": s, "final_test_acc": v, "error": ""}
+          for s, v in enumerate((0.97, 0.59, 0.98))]
+  (g,) = studies.group_stats(rows, ("arm",))
+  assert 0.59 <= g["ci_low"] < g["ci_high"] <= 0.98
+  assert (g["min"], g["max"], g["runs"], g["collapsed"]) == (0.59, 0.98, 3, 1)
+  (d,) = studies.group_stats([dict(r, max_drop=0.5) for r in rows], ("arm",),
+                             "max_drop")
+  assert "collapsed" not in d  # only accuracies collapse
 
 
 @hypothesis.settings(max_examples=300, deadline=None)

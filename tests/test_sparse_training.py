@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -25,11 +24,7 @@ from snn_jax.training import OptimizerConfig, RunConfig
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(autouse=True)
-def _standard_promotion():
-  # optax mixes int32 step counts with Python floats (see test_train_smoke).
-  with jax.numpy_dtype_promotion("standard"):
-    yield
+pytestmark = pytest.mark.standard_promotion
 
 
 def _model(widths, bs, density, seed):
@@ -189,8 +184,13 @@ def test_pruned_topology_usable_by_train(tmp_path):
   bad = cfg.override({"model.hidden": (48,)})
   with pytest.raises(ValueError, match="holds layers of shapes"):
     train_and_evaluate(bad, str(tmp_path / "run2"))
-  with pytest.raises(FileNotFoundError):
-    TrainConfig(model=ModelConfig(topology=TopologyConfig(directory=str(tmp_path / "missing"))))
+  # A config is data: a missing folder is an error where it is read, before
+  # the workdir is touched.
+  missing = TrainConfig(model=ModelConfig(topology=TopologyConfig(
+      directory=str(tmp_path / "missing"))))
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    train_and_evaluate(missing, str(tmp_path / "run3"))
+  assert not (tmp_path / "run3").exists()
 
 
 # -- binaries -----------------------------------------------------------------------

@@ -5,7 +5,6 @@ import dataclasses
 import json
 import os
 
-import jax
 import pytest
 
 from snn_jax import data, studies
@@ -16,12 +15,7 @@ from snn_jax.topology import TopologyConfig
 from snn_jax.training import RunConfig, TrainConfig
 
 
-@pytest.fixture(autouse=True)
-def _standard_promotion():
-  # optax's schedules mix int32 step counts with Python floats (see
-  # test_train_smoke); training runs in standard promotion mode.
-  with jax.numpy_dtype_promotion("standard"):
-    yield
+pytestmark = pytest.mark.standard_promotion
 
 
 @dataclasses.dataclass(frozen=True)

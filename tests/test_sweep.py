@@ -2,7 +2,6 @@
 
 import os
 
-import jax
 import numpy as np
 import pytest
 
@@ -12,10 +11,7 @@ from snn_jax.nn import ModelConfig
 from snn_jax.training import RunConfig
 
 
-@pytest.fixture(autouse=True)
-def _standard_promotion():
-  with jax.numpy_dtype_promotion("standard"):  # optax schedules
-    yield
+pytestmark = pytest.mark.standard_promotion
 
 
 def test_sweep_grid(tmp_path):

@@ -9,6 +9,7 @@ from typing import Mapping, Sequence
 from flax import nnx
 
 from snn_jax.topology import Topology, TopologyConfig, make
+from snn_jax.nn._activations import LEARNED_ACTIVATIONS
 from snn_jax.nn._alford_lenet5 import AlfordLeNet5
 from snn_jax.nn._conv import LeNet5
 from snn_jax.nn._init import get_initializer
@@ -39,11 +40,16 @@ class ModelConfig(ConfigPart):
     init: initialiser name (``snn_jax.nn.get_initializer``), e.g.
       ``"sparse_he"`` or ``"truncated_normal:0.04"``; ``bias_init`` the
       biases' start value.
-    activation: hidden activation; ``output_activation`` on the logits too
-      (Alford et al. 2019: relu).
+    activation: hidden activation (``snn_jax.nn.get_activation``'s names, or
+      ``"srelu"`` for ``mlp``: a learned :class:`~snn_jax.nn.SReLU` per
+      hidden layer); ``output_activation`` on the logits too (Alford et al.
+      2019: relu).
     norm: ``"layer"``, ``"batch"`` or None; ``dropout`` its rate.
     init_weights: start from these dense weights (``save_dense_weights``'
       ``.npz``, e.g. prune.py's ``init_weights.npz`` for rewinding).
+    dense_output: ``mlp`` only: the last layer (to the logits) dense,
+      whatever ``topology`` makes the others (SET's Keras-mask code, and
+      Liu et al. 2020's Figure-4 networks, keep their output layer dense).
   """
   name: str = "mlp"
   hidden: tuple[int, ...] = (256, 256)
@@ -56,6 +62,7 @@ class ModelConfig(ConfigPart):
   norm: str | None = None
   dropout: float = 0.0
   init_weights: str | None = None
+  dense_output: bool = False
 
   def __post_init__(self):
     if self.name not in MODELS:
@@ -73,7 +80,13 @@ class ModelConfig(ConfigPart):
     if self.impl not in IMPLS:
       raise ValueError(f"unknown impl {self.impl!r}; known: {IMPLS}")
     get_initializer(self.init)  # unknown or malformed names raise
-    get_activation(self.activation)
+    if self.activation in LEARNED_ACTIVATIONS:
+      if self.name != "mlp":
+        raise ValueError(f"activation {self.activation!r} (learned, one "
+                         f"module per hidden layer) is for model 'mlp', not "
+                         f"{self.name!r}")
+    else:
+      get_activation(self.activation)
     if self.output_activation is not None:
       get_activation(self.output_activation)
     if self.norm not in (None, "layer", "batch"):
@@ -81,9 +94,12 @@ class ModelConfig(ConfigPart):
                        f"{self.norm!r}")
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-    if self.init_weights is not None and not os.path.exists(self.init_weights):
-      raise FileNotFoundError(f"init_weights {self.init_weights!r} does not "
-                              "exist")
+    if self.dense_output and self.name != "mlp":
+      raise ValueError(f"dense_output is for model 'mlp'; {self.name!r} "
+                       "chooses its dense layers itself")
+    if self.dense_output and self.topology.directory is not None:
+      raise ValueError("dense_output makes the last layer; a topology "
+                       "directory gives every layer: unset one of them")
     if self.name == "lenet5":
       bad = [n for n, b in (("norm", self.norm is not None),
                             ("dropout", self.dropout != 0.0)) if b]
@@ -142,7 +158,11 @@ class ModelConfig(ConfigPart):
     convs = [make("dense", a, b) for a, b in LeNet5.CONV_CHANNELS] \
         if self.name == "lenet5" else []
     fc = want[len(convs):]
-    return convs + spec.make_stack([fc[0][0]] + [b for _, b in fc], seed=seed)
+    widths = [fc[0][0]] + [b for _, b in fc]
+    if self.dense_output:
+      hidden = spec.make_stack(widths[:-1], seed=seed) if len(fc) > 1 else []
+      return hidden + [make("dense", *fc[-1])]
+    return convs + spec.make_stack(widths, seed=seed)
 
   def check_topologies(self, topologies: Sequence[Topology], input_dim: int,
                        num_classes: int) -> list[Topology]:
@@ -179,6 +199,10 @@ class ModelConfig(ConfigPart):
                         output_activation=self.output_activation,
                         impl=self.impl, rngs=rngs)
     if self.init_weights is not None:
+      # Checked here, where it is read, not when the config is made.
+      if not os.path.exists(self.init_weights):
+        raise FileNotFoundError(f"init_weights {self.init_weights!r} does not "
+                                "exist")
       load_dense_weights(model, self.init_weights)
     return model
 

@@ -28,11 +28,19 @@ that failure on purpose). The sparse initialisers scale by each neuron's
                      the variance-preservation argument its abstract
                      describes, not checked against its equations.
 ``"dense_he"``       ``N(0, 2 / n_in)``: the naive dense scaling.
+``"dense_glorot_uniform"``  ``U(-l, l)``, ``l = sqrt(6 / (n_in + n_out))``:
+                     Keras' default ``glorot_uniform`` on the dense kernel,
+                     kept under the mask -- the initialisation of SET's
+                     Keras-mask code (Mocanu et al. 2018), whose sparse
+                     layers therefore start with a small signal.
 ``"truncated_normal:<std>"``  a fixed ``N(0, std²)`` redrawn beyond two
                      standard deviations (TensorFlow 1's
                      ``tf.truncated_normal``), whatever the fan-in: the
                      initialisation of Alford et al. 2019's LeNet-300-100
                      (``truncated_normal:0.04``) and LeNet-5 (``:0.05``).
+``"normal:<std>"``   a fixed ``N(0, std²)``: SET's truly-sparse code
+                     (``createSparseWeights``: ``randn() / 10``, i.e.
+                     ``normal:0.1``).
 
 Each initialiser is a function ``(key, topology, dtype, live_inputs=None) ->
 float[nnzb, bs, bs]`` in the topology's storage order.
@@ -135,6 +143,16 @@ def dense_he(key, topology: Topology, dtype=jnp.float32, live_inputs=None):
                  np.float32(np.sqrt(2.0 / topology.n_in)), dtype)
 
 
+def dense_glorot_uniform(key, topology: Topology, dtype=jnp.float32,
+                         live_inputs=None):
+  """``U(-l, l)``, ``l = sqrt(6 / (n_in + n_out))`` of the dense shape
+  (Keras' ``glorot_uniform``; ignores sparsity)."""
+  shape = (topology.nnzb, topology.block_size, topology.block_size)
+  limit = float(np.sqrt(6.0 / (topology.n_in + topology.n_out)))
+  return jax.random.uniform(key, shape, jnp.float32, -limit, limit
+                            ).astype(dtype)
+
+
 def effective_fan_in(topology: Topology, live_inputs: np.ndarray | None) -> np.ndarray:
   """int64[n_out]: inputs of each output neuron that carry signal
   (``live_inputs`` bool[n_in]; all live when None)."""
@@ -154,37 +172,42 @@ def neurofabric(key, topology: Topology, dtype=jnp.float32, live_inputs=None):
 INITIALIZERS: dict[str, InitFn] = {
     "sparse_he": sparse_he, "sparse_glorot": sparse_glorot,
     "neurofabric": neurofabric, "dense_he": dense_he,
+    "dense_glorot_uniform": dense_glorot_uniform,
 }
 
 
-def truncated_normal(std: float) -> InitFn:
-  """The initialiser ``truncated_normal:<std>`` (module docstring)."""
+def truncated_normal(std: float, *, truncated: bool = True) -> InitFn:
+  """The initialiser ``truncated_normal:<std>`` (``normal:<std>`` with
+  ``truncated=False``; module docstring)."""
   if not (isinstance(std, (int, float)) and np.isfinite(std) and std > 0):
-    raise ValueError(f"truncated_normal needs a positive std, got {std!r}")
+    raise ValueError(f"a fixed-std initialiser needs a positive std, got "
+                     f"{std!r}")
 
   def init(key, topology: Topology, dtype=jnp.float32, live_inputs=None):
     shape = (topology.nnzb, topology.block_size, topology.block_size)
-    return _scaled(_standard_normal(key, shape, truncated=True),
+    return _scaled(_standard_normal(key, shape, truncated=truncated),
                    np.float32(std), dtype)
   return init
 
 
-PARAMETRISED_INITIALIZERS = ("truncated_normal:<std>",)
+PARAMETRISED_INITIALIZERS = ("truncated_normal:<std>", "normal:<std>")
 
 
 def get_initializer(name: str) -> InitFn:
-  """The initialiser called ``name``: one of ``INITIALIZERS`` or
-  ``truncated_normal:<std>`` (e.g. ``"truncated_normal:0.04"``)."""
-  if isinstance(name, str) and name.startswith("truncated_normal:"):
+  """The initialiser called ``name``: one of ``INITIALIZERS``,
+  ``truncated_normal:<std>`` (e.g. ``"truncated_normal:0.04"``) or
+  ``normal:<std>``."""
+  prefix = name.partition(":")[0] if isinstance(name, str) else None
+  if prefix in ("truncated_normal", "normal") and ":" in name:
     raw = name.partition(":")[2]
     try:
       std = float(raw)
     except ValueError:
       std = None
     if std is None or not np.isfinite(std) or std <= 0:
-      raise ValueError(f"init {name!r}: the std after 'truncated_normal:' must "
-                       f"be a positive number, e.g. 'truncated_normal:0.04'")
-    return truncated_normal(std)
+      raise ValueError(f"init {name!r}: the std after '{prefix}:' must "
+                       f"be a positive number, e.g. '{prefix}:0.04'")
+    return truncated_normal(std, truncated=prefix == "truncated_normal")
   try:
     return INITIALIZERS[name]
   except KeyError:

@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from snn_jax.nn import _taps
+from snn_jax.nn._activations import LEARNED_ACTIVATIONS
 from snn_jax.nn._init import get_initializer, live_units
 from snn_jax.ops import bsmm
 from snn_jax.sparse import INDEX_FIELDS, BlockCSR, block_metadata
@@ -34,11 +35,17 @@ _ACTIVATIONS: dict[str, Callable] = {
 
 
 def get_activation(name: str) -> Callable:
+  """The parameter-free activation called ``name``."""
+  if name in LEARNED_ACTIVATIONS:
+    raise ValueError(f"activation {name!r} has parameters of its own (one "
+                     f"{LEARNED_ACTIVATIONS[name].__name__} module per hidden "
+                     "layer): only SparseMLP builds it")
   try:
     return _ACTIVATIONS[name]
   except KeyError:
     raise ValueError(f"unknown activation {name!r}; known: "
-                     f"{', '.join(sorted(_ACTIVATIONS))}") from None
+                     f"{', '.join(sorted(_ACTIVATIONS))} and, in SparseMLP, "
+                     f"{', '.join(sorted(LEARNED_ACTIVATIONS))}") from None
 
 
 class SparseDense(nnx.Module):
@@ -188,7 +195,8 @@ class SparseMLP(SparseLayerStack, nnx.Module):
 
   Args:
     topologies: one ``Topology`` per layer; widths must chain.
-    activation: name in ``relu, gelu, tanh, sigmoid, swish, linear``.
+    activation: name in ``relu, gelu, tanh, sigmoid, swish, linear``, or
+      ``srelu`` (:class:`~snn_jax.nn.SReLU`, learned, one per hidden layer).
     norm: ``None``, ``"layer"`` (LayerNorm) or ``"batch"`` (BatchNorm).
     dropout: dropout rate after each hidden activation.
     output_activation: activation applied to the logits too (None: none;
@@ -215,7 +223,15 @@ class SparseMLP(SparseLayerStack, nnx.Module):
     if not 0.0 <= dropout < 1.0:
       raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     self.activation_name = activation
-    self.activation = get_activation(activation)
+    hidden = [t.n_out for t in topologies[:-1]]
+    if activation in LEARNED_ACTIVATIONS:
+      self.activation = None
+      self.learned_activations = nnx.List([
+          LEARNED_ACTIVATIONS[activation](h, dtype=dtype, rngs=rngs)
+          for h in hidden])
+    else:
+      self.activation = get_activation(activation)
+      self.learned_activations = None
     self.output_activation_name = output_activation
     self.output_activation = (None if output_activation is None
                               else get_activation(output_activation))
@@ -224,7 +240,6 @@ class SparseMLP(SparseLayerStack, nnx.Module):
     self.layers = nnx.List([
         SparseDense(t, init=init, bias_init=bias_init, impl=impl, dtype=dtype,
                     live_inputs=live[l], rngs=rngs) for l, t in enumerate(topologies)])
-    hidden = [t.n_out for t in topologies[:-1]]
     if norm == "layer":
       self.norms = nnx.List([nnx.LayerNorm(h, rngs=rngs) for h in hidden])
     elif norm == "batch":
@@ -247,7 +262,8 @@ class SparseMLP(SparseLayerStack, nnx.Module):
       if l < len(self.layers) - 1:
         if self.norms is not None:
           x = self.norms[l](x)
-        x = self.activation(x)
+        x = (self.activation(x) if self.learned_activations is None
+             else self.learned_activations[l](x))
         if self.dropout is not None:
           x = self.dropout(x)
       elif self.output_activation is not None:

@@ -16,7 +16,8 @@ from snn_jax.studies._runs import (  # noqa: F401
     report_only_now, reporting_only, run_row, stack_of, train, train_stack,
     write_summary)
 from snn_jax.studies._stats import (  # noqa: F401
-    ACCURACY, accuracy_verdict, bootstrap_mean_ci, errorbar_ci, group_stats,
+    ACCURACY, accuracy_verdict, bootstrap_mean_ci, collapsed_runs,
+    comparison_verdict, errorbar_ci, group_stats,
     mean_ci, paired_difference, seed_bootstrap_corr, write_markdown_table)
 from snn_jax.training import TrainConfig
 

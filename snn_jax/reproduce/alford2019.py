@@ -173,7 +173,7 @@ def _sparse_part(model: str, family: str, density: float, seed: int,
 def paired_differences(rows) -> list[dict[str, Any]]:
   """Per network and density, ``accuracy(family) - accuracy(pruned)`` for
   every other family, paired by seed (same split, same seed), mean with a
-  t interval."""
+  seed-bootstrap interval and verdict."""
   out = []
   for m, f, d in sorted({(r["model"], r["family"], r["requested_density"])
                          for r in _common.ok_rows(rows)

@@ -549,7 +549,7 @@ def plot(table, out_dir: str) -> None:
       ax.set_ylabel("final test accuracy (mean over seeds)")
       ax.set_ylim(top=1.0)
       ax.legend(fontsize=6)
-  fig.suptitle("Bars: 95% Student-t intervals over seeds, drawn clipped to "
+  fig.suptitle("Bars: 95% seed-bootstrap intervals, drawn clipped to "
                "[0, 1]; side_by_side.md has the numbers and seed counts",
                fontsize=8)
   fig.tight_layout()

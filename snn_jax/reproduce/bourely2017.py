@@ -20,7 +20,7 @@ Analysis (``summary.json``, ``bourely2017_grid.csv``):
   built density is within ``DENSITY_TOLERANCE`` of the requested one enter
   (structured families round to the densities they can build: RadiX-Net on
   a 784-input layer cannot go below 1/16);
-* mean accuracy with a t interval per (family, density);
+* mean accuracy with a seed-bootstrap interval per (family, density);
 * an input-permutation control: the ``control_topologies`` are trained again
   on images whose pixels are shuffled by one fixed permutation. Banded and
   block families (circulant, small world, RadiX-Net) connect neighbouring
@@ -150,7 +150,9 @@ def analyse(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def permutation_control(rows) -> list[dict[str, Any]]:
   """Per control family and density: accuracy on natural and on permuted
-  inputs (t intervals) and their paired difference (same seed)."""
+  inputs and their paired difference (same seed; seed-bootstrap interval,
+  ``verdict`` by :func:`~snn_jax.studies.comparison_verdict`: "lower"
+  means permuting the pixels costs accuracy at every seed)."""
   ok = _common.ok_rows(rows)
   acc = {(r["inputs"], r["topology"], r["requested_density"], r["seed"]):
          r["final_test_acc"] for r in ok}
@@ -159,14 +161,16 @@ def permutation_control(rows) -> list[dict[str, Any]]:
                          for r in ok if r["inputs"] == "permuted"}):
     seeds = sorted(k[3] for k in acc if k[:3] == ("permuted", topo, d)
                    and ("natural", topo, d, k[3]) in acc)
-    nat = _common.mean_ci([acc[("natural", topo, d, s)] for s in seeds])
-    per = _common.mean_ci([acc[("permuted", topo, d, s)] for s in seeds])
-    diff = _common.mean_ci([acc[("permuted", topo, d, s)] -
-                            acc[("natural", topo, d, s)] for s in seeds])
+    natural = [acc[("natural", topo, d, s)] for s in seeds]
+    permuted = [acc[("permuted", topo, d, s)] for s in seeds]
+    diff = _common.bootstrap_mean_ci([p - n for p, n in zip(permuted,
+                                                             natural)])
     out.append({"topology": topo, "requested_density": d, "runs": len(seeds),
-                "natural": nat["mean"], "permuted": per["mean"],
+                "natural": float(np.mean(natural)),
+                "permuted": float(np.mean(permuted)),
                 "permuted_minus_natural": diff["mean"],
-                "diff_ci_low": diff["low"], "diff_ci_high": diff["high"]})
+                "diff_ci_low": diff["low"], "diff_ci_high": diff["high"],
+                "verdict": _common.comparison_verdict(permuted, natural)})
   return out
 
 
@@ -224,7 +228,7 @@ def run(cfg: BourelyConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
 
 
 def plot(rows, stats, corr, out_dir: str) -> None:
-  """``accuracy_vs_density.png`` (mean and 95% t interval per family) and
+  """``accuracy_vs_density.png`` (mean and 95% seed-bootstrap interval per family) and
   ``accuracy_vs_expansion.png`` (runs against spectral gap and algebraic
   connectivity, one marker per density, with the within-density Spearman
   correlations and their seed-bootstrap intervals)."""

@@ -263,7 +263,7 @@ def dead_unit_statistics(cfg: IsakovConfig, rows) -> dict[str, Any]:
 def plot_dead_units(rows, stats, path: str) -> None:
   """Two panels against depth, one series per (hidden family, init): the
   second moment of the last hidden pre-activation at initialisation (every
-  seed, log scale) and the final test accuracy (mean with t interval)."""
+  seed, log scale) and the final test accuracy (mean with a seed-bootstrap interval)."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt

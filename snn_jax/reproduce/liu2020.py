@@ -8,9 +8,10 @@ widths: ``dense``; ``static`` (SET's Erdős–Rényi initial topology at
 ``epsilon``, never rewired); ``set`` (the same start, rewired by SET after
 every epoch, topology snapshots kept). Analysis (``summary.json``):
 
-* accuracy per method, mean with a t interval over seeds, and the paired
+* accuracy per method, mean with a seed-bootstrap interval, and the paired
   differences ``static - dense`` and ``set - dense`` (same seed, same split)
-  with t intervals -- the claim that sparse networks can outperform dense;
+  with seed-bootstrap intervals and verdicts -- the claim that sparse
+  networks can outperform dense;
 * NNSTD between the final topologies of the SET runs, against the NNSTD
   between *independent random* topologies of the same density (the static
   runs' graphs) as the reference for "very different", with the accuracy
@@ -35,7 +36,7 @@ from snn_jax import topology as topology_lib
 from snn_jax.reproduce import _common
 from snn_jax.studies import Study, run_study
 from snn_jax.topology import TopologyConfig
-from snn_jax.training import TrainConfig
+from snn_jax.training import TrainConfig, set_variants
 
 METHODS = ("dense", "static", "set")
 
@@ -75,10 +76,7 @@ class LiuConfig:
       raise ValueError("intervals over seeds need at least two seeds")
 
 
-SET_SETTING = {"optimizer.name": "momentum", "optimizer.momentum": 0.9,
-               "optimizer.lr": 0.01, "optimizer.schedule": "constant",
-               "optimizer.weight_decay": 2e-4,
-               "data.normalization": "per_feature"}
+SET_SETTING = dict(set_variants.OUR_SETTING.shared)
 """SET's training setting, used for all three methods: SGD with momentum at
 a constant learning rate (a decaying one leaves the connections regrown
 late untrained), a little weight decay, and per-feature standardisation
@@ -238,7 +236,7 @@ def run(cfg: LiuConfig, workdir: str, *, datasets: dict | None = None
 
 
 def plot(stats, summary, out_dir: str) -> None:
-  """``accuracy_by_method.png``: mean accuracy with 95% t intervals per
+  """``accuracy_by_method.png``: mean accuracy with 95% seed-bootstrap intervals per
   method and dataset, NNSTD of SET runs against random pairs in the title."""
   import matplotlib
   matplotlib.use("Agg")

@@ -10,7 +10,7 @@ n_out)``, ζ = 0.3 after every epoch but the last) with SET's own optimiser
 Per dataset, seed and epsilon: ``static`` and ``set`` start from the same
 graph; ``dense`` once per seed. Reported (``summary.json``,
 ``accuracy_vs_density.png``, ``sparse_vs_dense.md``): accuracy per method
-and density with t intervals over seeds, and the paired differences
+and density with seed-bootstrap intervals over seeds, and the paired differences
 ``static - dense`` and ``set - dense`` (same seed) -- the claim holds at a
 density where such a difference is positive with its interval above 0.
 Whether each run's curve has flattened is checked, not assumed: the mean
@@ -37,7 +37,7 @@ from snn_jax.reproduce import _common, _per_dataset
 from snn_jax.topology import TopologyConfig
 from snn_jax.reproduce.liu2020 import SET_SETTING
 from snn_jax.studies import Study, run_study
-from snn_jax.training import TrainConfig
+from snn_jax.training import TrainConfig, set_variants
 
 EPOCHS = 60
 METHODS = ("dense", "static", "set")
@@ -54,6 +54,10 @@ class SparseVsDenseConfig:
     window: epochs compared by the flattening check.
     flat_tolerance: accuracy gain (fraction) below which a curve counts
       as flattened.
+    set_variant: None (the setting of the first runs: :data:`CHOICES`) or a
+      name in ``training.SET_VARIANTS`` (``"keras_mask"``: SET's own
+      Keras-mask code, dropout and SReLU for every arm, the output layer
+      dense), applied to every arm (its SET-only part to SET's).
   """
   base: TrainConfig
   hidden: tuple[int, ...] = (1000, 1000, 1000)
@@ -62,8 +66,11 @@ class SparseVsDenseConfig:
   seeds: tuple[int, ...] = (0, 1, 2)
   window: int = 5
   flat_tolerance: float = 0.002
+  set_variant: str | None = None
 
   def __post_init__(self):
+    if self.set_variant is not None:
+      set_variants.get(self.set_variant)  # unknown names raise
     if not self.epsilons or min(self.epsilons) <= 0:
       raise ValueError(f"epsilons must be positive, got {self.epsilons}")
     if not 0 < self.zeta < 1:
@@ -84,6 +91,18 @@ CHOICES = (
     "zeta 0.3; the output layer sparse as in SET's code where epsilon "
     "allows, dense where the density would exceed 1",
     "accuracy on the canonical 10,000 test images")
+
+
+def choices(cfg: SparseVsDenseConfig) -> list[str]:
+  """The study's ``choices``: :data:`CHOICES`, or the variant's setting."""
+  if cfg.set_variant is None:
+    return list(CHOICES)
+  return set_variants.get(cfg.set_variant).describe() + [
+      f"SET-MLP {'-'.join(str(h) for h in (784, *cfg.hidden, 10))}, "
+      f"{cfg.base.run.epochs} epochs, epsilon "
+      f"{', '.join(f'{e:g}' for e in cfg.epsilons)}, seeds "
+      f"{', '.join(str(s) for s in cfg.seeds)}, zeta {cfg.zeta:g}",
+      CHOICES[-1]]
 
 
 def paper_config(base: TrainConfig) -> _per_dataset.PerDatasetConfig:
@@ -120,6 +139,10 @@ def grid_rows(cfg: SparseVsDenseConfig, workdir: str, ds
   ``workdir/runs/<method>[_eps<e>]_s<seed>`` (finished runs are skipped),
   with the flattening check of its curve."""
   base = cfg.base.override({"model.hidden": cfg.hidden, "run.progress": False})
+  variant = (None if cfg.set_variant is None
+             else set_variants.get(cfg.set_variant))
+  dense_output = variant is not None and variant.shared.get(
+      "model.dense_output", False)
   widths = [ds.input_dim, *cfg.hidden, ds.num_classes]
   rows = []
   for seed in cfg.seeds:
@@ -130,16 +153,23 @@ def grid_rows(cfg: SparseVsDenseConfig, workdir: str, ds
       rdir = os.path.join(workdir, "runs", f"{name}_s{seed}")
 
       def one(method=method, eps=eps, seed=seed, rdir=rdir):
-        if method == "static":
-          stack = topology_lib.make_stack("erdos_renyi", widths, seed=seed,
-                                          epsilon=eps, cap_density=True)
-          s = _common.train_stack(base, stack, rdir, ds, seed=seed)
+        arm = base if variant is None else variant.apply(
+            base, evolving=method == "set").override(
+                {"sparse.zeta": cfg.zeta} if method == "set" else {})
+        if method == "static" or (method == "set" and dense_output):
+          # The same Erdős–Rényi graph for static and SET.
+          stack = topology_lib.make_stack(
+              "erdos_renyi", widths[:-1] if dense_output else widths,
+              seed=seed, epsilon=eps, cap_density=True)
+          if dense_output:
+            stack = _common.with_dense_output(stack, ds.num_classes)
+          s = _common.train_stack(arm, stack, rdir, ds, seed=seed)
           metrics = os.path.join(rdir, "train", "metrics.jsonl")
         else:
           topo = (TopologyConfig("dense") if method == "dense" else
                   TopologyConfig("erdos_renyi", params={"epsilon": eps,
                                                         "cap_density": True}))
-          run_cfg = base.override({
+          run_cfg = arm.override({
               "run.seed": seed, "model.topology": topo,
               "sparse.method": "set" if method == "set" else "static",
               "sparse.zeta": cfg.zeta})
@@ -166,10 +196,11 @@ def statistics(cfg: SparseVsDenseConfig, rows, workdir: str
               ("ci_low", "95% CI low"), ("ci_high", "high"),
               ("minus_dense", "minus dense (points)"),
               ("minus_dense_low", "CI low"), ("minus_dense_high", "high"),
-              ("flattened", "curves flattened")],
+              ("verdict", "verdict"), ("flattened", "curves flattened")],
       os.path.join(workdir, "sparse_vs_dense.md"),
-      title=f"{name}: sparse against dense (mean over seeds, paired "
-            "differences by seed)")
+      title=f"{name}: sparse against dense (mean over seeds with a "
+            "seed-bootstrap 95% interval; differences paired by seed; "
+            "verdict: snn_jax.studies.comparison_verdict)")
   out["table"] = table
   return out
 
@@ -199,24 +230,34 @@ def run_one(cfg: SparseVsDenseConfig, workdir: str, *,
 
 def analyse(rows, cfg: SparseVsDenseConfig) -> dict[str, Any]:
   ok = _common.ok_rows(rows)
-  out: dict[str, Any] = {"choices": list(CHOICES)}
+  out: dict[str, Any] = {"choices": choices(cfg)}
   out["accuracy"] = _common.group_stats(ok, ["method", "epsilon"])
   claims = {f"{method}_eps{eps:g}_minus_dense": minus_dense(ok, method, eps)
             for eps in cfg.epsilons for method in ("static", "set")}
   out["paired_differences"] = claims
   out["sparse_beats_dense_at"] = sorted(
       k.replace("_minus_dense", "") for k, d in claims.items()
-      if d["n"] >= 2 and d["low"] > 0)
+      if d["n"] >= 2 and d["verdict"].startswith("higher"))
   out["not_flattened"] = [f"{r['method']} eps {r['epsilon']} seed {r['seed']}"
                           for r in ok if r.get("flattened") is False]
   return out
 
 
 def minus_dense(ok_rows, method: str, eps: float) -> dict[str, float]:
-  """``method`` at ``eps`` minus dense, paired by seed (mean, t interval)."""
+  """``method`` at ``eps`` minus dense, paired by seed (mean, seed-bootstrap
+  interval, verdict)."""
   pairs = [r for r in ok_rows if r["method"] == "dense"
            or (r["method"] == method and r["epsilon"] == eps)]
   return _common.paired_difference(pairs, "method", method, "dense")
+
+
+def _sparse_or_dense(verdict: str) -> str:
+  """A sparse-minus-dense comparison verdict in the table's words."""
+  if verdict.startswith("higher"):
+    return "sparse higher" + verdict[len("higher"):]
+  if verdict.startswith("lower"):
+    return "dense higher" + verdict[len("lower"):]
+  return verdict
 
 
 def side_by_side(rows) -> list[dict[str, Any]]:
@@ -226,17 +267,20 @@ def side_by_side(rows) -> list[dict[str, Any]]:
                 key=lambda k: (k[1] or 0, METHODS.index(k[0])))
   for method, eps in keys:
     mine = [r for r in ok if r["method"] == method and r["epsilon"] == eps]
-    ci = _common.mean_ci([r["final_test_acc"] for r in mine])
+    accs = [r["final_test_acc"] for r in mine]
+    ci = _common.bootstrap_mean_ci(accs)
     row = {"method": method, "epsilon": eps,
            "density": float(np.mean([r["density"] for r in mine])),
            "runs": ci["n"], "mean": ci["mean"], "ci_low": ci["low"],
-           "ci_high": ci["high"],
+           "ci_high": ci["high"], "min": ci["min"], "max": ci["max"],
+           "collapsed": _common.collapsed_runs(accs),
            "flattened": f"{sum(bool(r.get('flattened')) for r in mine)}/"
                         f"{len(mine)}"}
     if method != "dense":
       d = minus_dense(ok, method, eps)
       row.update(minus_dense=100 * d["mean"], minus_dense_low=100 * d["low"],
-                 minus_dense_high=100 * d["high"])
+                 minus_dense_high=100 * d["high"],
+                 verdict=_sparse_or_dense(d["verdict"]))
     out.append(row)
   return out
 

@@ -30,6 +30,7 @@ from snn_jax.studies._runs import (NOT_FINISHED, NotFinished, failed_rows,
                                    guarded, ok_rows, reporting_only, run_row,
                                    stack_of, train, train_stack)
 from snn_jax.studies._stats import (accuracy_verdict, bootstrap_mean_ci,
+                                    collapsed_runs, comparison_verdict,
                                     group_stats, mean_ci, paired_difference,
                                     seed_bootstrap_corr)
 from snn_jax.studies._study import Study, load_rows, run_study
@@ -49,6 +50,6 @@ __all__ = ["NOT_FINISHED", "NotFinished", "failed_rows", "guarded", "ok_rows",
            "DEEP_INIT", "EVOLUTION", "EvolutionConfig", "PRUNING", "PruningStudyConfig", "SWEEP",
            "DeepInitConfig", "PruneConfig", "SCOPES", "Study",
            "SweepConfig", "correlations", "deep_init_rows", "group_stats",
-           "load_rows", "mean_ci", "accuracy_verdict", "bootstrap_mean_ci", "paired_difference", "plot_deep_init",
+           "load_rows", "mean_ci", "accuracy_verdict", "bootstrap_mean_ci", "collapsed_runs", "comparison_verdict", "paired_difference", "plot_deep_init",
            "prune_and_retrain", "run_deep_init", "run_evolution", "run_name", "run_study",
            "run_sweep", "seed_bootstrap_corr", "sweep_rows"]

@@ -8,8 +8,10 @@ and the general ones'), and the Markdown tables committed with results.
   interval reflects seed-to-seed variation rather than treating the runs of
   one seed as independent.
 * :func:`paired_difference` -- ``value(arm) - value(reference)`` paired by
-  seed (same seed, same held-out set), with a t interval.
-* :func:`group_stats` -- :func:`mean_ci` per group of rows.
+  seed (same seed, same held-out set), with a seed-bootstrap interval and
+  the :func:`comparison_verdict` of the two arms.
+* :func:`group_stats` -- :func:`bootstrap_mean_ci` per group of rows, with
+  its range and its collapsed runs.
 * :func:`bootstrap_mean_ci` -- mean with a seed-bootstrap percentile
   interval, which stays inside the range of the values (an accuracy
   interval inside [0, 100 %]; a t interval over three seeds with one
@@ -18,6 +20,10 @@ and the general ones'), and the Markdown tables committed with results.
   vocabulary that can fail: "unstable (k of n runs collapsed)",
   "inconclusive (interval wider than X points)", "agree", "ours higher",
   "ours lower".
+* :func:`comparison_verdict` -- one of our arms against another, seed by
+  seed: "higher (n of n seeds)", "lower (n of n seeds)", "inconclusive (k
+  of n seeds higher)", "unstable (k of n runs collapsed)".
+* :func:`collapsed_runs` -- the collapse rule both verdicts share.
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ import numpy as np
 from snn_jax.studies._runs import ok_rows
 
 ACCURACY = "final_test_acc"
+# A run collapsed when it ends at most CHANCE or this far below its group's
+# best (:func:`collapsed_runs`).
+COLLAPSE_GAP_POINTS = 10.0
+CHANCE = 0.15
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> dict[str, float]:
@@ -80,8 +90,8 @@ def bootstrap_mean_ci(values: Sequence[float], level: float = 0.95,
 def accuracy_verdict(paper: float, values: Sequence[float], *,
                      margin_points: float = 0.5,
                      max_width_points: float = 2.0,
-                     collapse_gap_points: float = 10.0,
-                     chance: float = 0.15) -> dict[str, Any]:
+                     collapse_gap_points: float = COLLAPSE_GAP_POINTS,
+                     chance: float = CHANCE) -> dict[str, Any]:
   """Whether our runs reproduce a paper's accuracy, in a verdict that can
   fail. Accuracies are fractions in [0, 1]; the ``*_points`` arguments are
   percentage points.
@@ -109,9 +119,8 @@ def accuracy_verdict(paper: float, values: Sequence[float], *,
   out = {**ci, "collapsed": 0}
   if not x:
     return {**out, "verdict": "not run"}
-  best = max(x)
-  collapsed = sum(v <= chance or v < best - collapse_gap_points / 100
-                  for v in x)
+  collapsed = collapsed_runs(x, collapse_gap_points=collapse_gap_points,
+                             chance=chance)
   out["collapsed"] = collapsed
   margin = margin_points / 100
   if collapsed:
@@ -129,6 +138,57 @@ def accuracy_verdict(paper: float, values: Sequence[float], *,
     return {**out, "verdict": "inconclusive (interval wider than "
                               f"{max_width_points:g} points)"}
   return {**out, "verdict": "agree"}
+
+
+def collapsed_runs(values: Sequence[float], *,
+                   collapse_gap_points: float = COLLAPSE_GAP_POINTS,
+                   chance: float = CHANCE) -> int:
+  """How many of a group's accuracies (fractions) *collapsed*: at most
+  ``chance`` (about MNIST's chance level plus a margin), or more than
+  ``collapse_gap_points`` below the group's best run."""
+  x = [float(v) for v in values if v is not None]
+  if not x:
+    return 0
+  best = max(x)
+  return int(sum(v <= chance or v < best - collapse_gap_points / 100
+                 for v in x))
+
+
+def comparison_verdict(arm: Sequence[float], reference: Sequence[float], *,
+                       names: tuple[str, str] = ("higher", "lower"),
+                       **collapse: float) -> str:
+  """``arm`` against ``reference``, run for run (``arm[i]`` and
+  ``reference[i]`` trained with the same seed), in a verdict that can
+  fail:
+
+    * no pairs: ``"not run"``;
+    * a collapsed run in either arm (:func:`collapsed_runs`, each arm its
+      own group): ``"unstable (k of n runs collapsed)"``;
+    * ``arm`` ahead at every seed: ``"higher (n of n seeds)"`` (``names[0]``);
+      behind at every seed: ``"lower (n of n seeds)"``; one seed says so with
+      ``"(1 seed)"``;
+    * else ``"inconclusive (k of n seeds higher)"``.
+
+  With three seeds, "3 of 3" has probability 1/8 under no difference: a
+  sign, not a test; the intervals beside it carry the size.
+  """
+  pairs = [(float(a), float(b)) for a, b in zip(arm, reference)
+           if a is not None and b is not None]
+  if not pairs:
+    return "not run"
+  n = len(pairs)
+  k = (collapsed_runs([a for a, _ in pairs], **collapse)
+       + collapsed_runs([b for _, b in pairs], **collapse))
+  if k:
+    return f"unstable ({k} of {2 * n} runs collapsed)"
+  ahead = sum(a > b for a, b in pairs)
+  behind = sum(a < b for a, b in pairs)
+  seeds = "1 seed" if n == 1 else f"{n} of {n} seeds"
+  if ahead == n:
+    return f"{names[0]} ({seeds})"
+  if behind == n:
+    return f"{names[1]} ({seeds})"
+  return f"inconclusive ({ahead} of {n} seeds higher)"
 
 
 def _corr(x: np.ndarray, y: np.ndarray, method: str) -> float:
@@ -196,33 +256,56 @@ def seed_bootstrap_corr(rows: Sequence[dict[str, Any]], x_key: str,
 
 def paired_difference(rows: Sequence[dict[str, Any]], arm_key: str, arm: Any,
                       reference: Any, value: str = ACCURACY,
-                      **match: Any) -> dict[str, float]:
-  """:func:`mean_ci` of ``value`` of the ``arm`` run minus that of the
-  ``reference`` run over the seeds where both succeeded, among the rows
-  whose fields equal ``match`` (e.g. ``paired_difference(rows, "init",
-  "neurofabric", "sparse_he", depth=32)``)."""
+                      **match: Any) -> dict[str, Any]:
+  """``value`` of the ``arm`` run minus that of the ``reference`` run over
+  the seeds where both succeeded, among the rows whose fields equal
+  ``match`` (e.g. ``paired_difference(rows, "init", "neurofabric",
+  "sparse_he", depth=32)``): :func:`bootstrap_mean_ci` of the differences
+  (``mean, low, high, min, max, n``; the interval stays within the
+  seeds' differences), ``higher_in`` (seeds where ``arm`` is ahead) and
+  the :func:`comparison_verdict` (``verdict``)."""
   by: dict[tuple, float] = {}
   for r in ok_rows(rows):
     if r[arm_key] in (arm, reference) and all(
         r[k] == v for k, v in match.items()):
       by[(r[arm_key], r["seed"])] = r[value]
   seeds = sorted(s for a, s in by if a == arm and (reference, s) in by)
-  return mean_ci([by[(arm, s)] - by[(reference, s)] for s in seeds])
+  a = [by[(arm, s)] for s in seeds]
+  b = [by[(reference, s)] for s in seeds]
+  out = bootstrap_mean_ci([x - y for x, y in zip(a, b)])
+  # Only accuracies collapse; other values compare by sign alone.
+  never = {} if _is_accuracy(value) else {"chance": -np.inf,
+                                          "collapse_gap_points": np.inf}
+  return {**out, "higher_in": int(sum(x > y for x, y in zip(a, b))),
+          "verdict": comparison_verdict(a, b, **never)}
+
+
+def _is_accuracy(value: str) -> bool:
+  return value.endswith("_acc")
 
 
 def group_stats(rows: Sequence[dict[str, Any]], keys: Sequence[str],
                 value: str = ACCURACY) -> list[dict[str, Any]]:
   """One row per distinct combination of ``keys`` among the successful
-  rows: the keys, and :func:`mean_ci` of ``value`` over its runs."""
+  rows: the keys, :func:`bootstrap_mean_ci` of ``value`` over its runs
+  (``mean, ci_low, ci_high``: an accuracy's interval stays in [0, 1]),
+  ``std``, ``min``, ``max``, ``runs`` and, for an accuracy (a ``*_acc``
+  value), the ``collapsed`` runs (:func:`collapsed_runs`)."""
   groups: dict[tuple, list[float]] = {}
   for r in ok_rows(rows):
     groups.setdefault(tuple(r[k] for k in keys), []).append(r[value])
   out = []
   for k in sorted(groups, key=lambda t: tuple(str(v) if isinstance(v, str)
                                               else v for v in t)):
-    ci = mean_ci(groups[k])
+    values = groups[k]
+    ci = bootstrap_mean_ci(values)
     out.append({**dict(zip(keys, k)), "mean": ci["mean"], "ci_low": ci["low"],
-                "ci_high": ci["high"], "std": ci["std"], "runs": ci["n"]})
+                "ci_high": ci["high"],
+                "std": float(np.std(values, ddof=1)) if len(values) > 1
+                else 0.0, "min": ci["min"], "max": ci["max"],
+                "runs": ci["n"],
+                **({"collapsed": collapsed_runs(values)}
+                   if _is_accuracy(value) else {})})
   return out
 
 

@@ -70,9 +70,6 @@ class TopologyConfig(ConfigPart):
     if any(b < 1 for b in (bs if isinstance(bs, tuple) else (bs,))):
       raise ValueError(f"block sizes must be >= 1, got {self.block_size}")
     object.__setattr__(self, "block_size", bs)
-    if self.directory is not None and not os.path.isdir(self.directory):
-      raise FileNotFoundError(f"topology directory {self.directory!r} does "
-                              "not exist")
 
   @property
   def is_dense(self) -> bool:
@@ -84,6 +81,11 @@ class TopologyConfig(ConfigPart):
     ``directory`` when set; ``chained=False`` where a stack does not chain,
     as LeNet-5's convolutions before the flattening)."""
     if self.directory is not None:
+      # Checked here, where it is read: a config is data, and may be built
+      # (or loaded from a file) on a machine that does not hold the folder.
+      if not os.path.isdir(self.directory):
+        raise FileNotFoundError(f"topology directory {self.directory!r} does "
+                                "not exist")
       return load_stack(self.directory, chained=chained)
     return make_stack(self.name, widths, density=self.density,
                       fan_in=self.fan_in, block_size=self._block_sizes(),

@@ -20,9 +20,10 @@ binaries' flag names onto the config.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from snn_jax.data import DataConfig
@@ -40,7 +41,8 @@ class OptimizerConfig(ConfigPart):
   """The optax optimiser and its learning-rate schedule.
 
   Attributes:
-    name: ``"sgd"``, ``"momentum"`` (Nesterov), ``"adam"`` or ``"adamw"``.
+    name: ``"sgd"``, ``"momentum"`` (SGD with momentum; Nesterov's unless
+      ``nesterov=False``), ``"adam"`` or ``"adamw"``.
     lr: peak (or constant) learning rate.
     schedule: ``"constant"``, ``"cosine"`` (to 0 over training),
       ``"warmup_cosine"`` (``warmup_epochs`` linear warm-up), ``"step"``
@@ -48,7 +50,12 @@ class OptimizerConfig(ConfigPart):
       the first of ``lr_boundaries`` (optimizer steps), ``lr_values[i]``
       from boundary i on (Alford et al. 2019: lr 0.2, boundaries
       (10000, 20000), values (0.1, 0.05)).
-    momentum: for ``"momentum"``.
+    momentum, nesterov: for ``"momentum"``; ``nesterov=False`` is the
+      heavy-ball form (Keras' and PyTorch's ``SGD(momentum=...)``).
+    restart_every_epoch: the optimizer's state (momentum, Adam's moments)
+      starts afresh at every epoch, as in SET's Keras-mask code, which
+      rebuilds its model and SGD after each epoch's rewiring
+      (:func:`restart_every`).
     weight_decay: decoupled for ``"adamw"``, else added to the gradient;
       ``decay_biases=False`` applies it to weights only (an L2 term
       ``wd·‖W‖²/2`` in the loss under SGD).
@@ -60,6 +67,8 @@ class OptimizerConfig(ConfigPart):
   lr_boundaries: tuple[int, ...] = ()
   lr_values: tuple[float, ...] = ()
   momentum: float = 0.9
+  nesterov: bool = True
+  restart_every_epoch: bool = False
   weight_decay: float = 0.0
   decay_biases: bool = True
 
@@ -86,6 +95,11 @@ class OptimizerConfig(ConfigPart):
     elif b or v:
       raise ValueError("lr_boundaries/lr_values apply to schedule 'piecewise', "
                        f"not {self.schedule!r}")
+    if self.restart_every_epoch and self.schedule != "constant":
+      raise ValueError(
+          "restart_every_epoch re-initialises the whole optimizer state, a "
+          f"schedule's step count included: use schedule 'constant', not "
+          f"{self.schedule!r}")
 
   def make(self, *, epochs: int, steps_per_epoch: int
            ) -> tuple[optax.GradientTransformation, optax.Schedule]:
@@ -111,21 +125,62 @@ class OptimizerConfig(ConfigPart):
     mask = None if self.decay_biases else _weights_only
     step_size = lr if self.schedule == "constant" else _computed_once(lr)
     if self.name == "adamw":
-      return optax.adamw(step_size, weight_decay=self.weight_decay,
-                         mask=mask), lr
+      return self._restarted(optax.adamw(
+          step_size, weight_decay=self.weight_decay, mask=mask),
+          steps_per_epoch), lr
     if self.name == "sgd":
       tx = optax.sgd(step_size)
     elif self.name == "momentum":
-      tx = optax.sgd(step_size, momentum=self.momentum, nesterov=True)
+      tx = optax.sgd(step_size, momentum=self.momentum,
+                     nesterov=self.nesterov)
     else:
       tx = optax.adam(step_size)
     if self.weight_decay:
       tx = optax.chain(optax.add_decayed_weights(self.weight_decay, mask=mask),
                        tx)
-    return tx, lr
+    return self._restarted(tx, steps_per_epoch), lr
+
+  def _restarted(self, tx, steps_per_epoch: int):
+    return (restart_every(tx, steps_per_epoch) if self.restart_every_epoch
+            else tx)
 
 
 
+
+
+class RestartState(NamedTuple):
+  """:func:`restart_every`'s state: updates so far and the inner state."""
+  count: jax.Array
+  inner: optax.OptState
+
+
+def restart_every(tx: optax.GradientTransformation, steps: int
+                  ) -> optax.GradientTransformation:
+  """``tx`` whose state is re-initialised (``tx.init(params)``) before
+  every ``steps``-th update after the first, i.e. at the start of every
+  epoch of ``steps`` updates: SET's Keras-mask code (Mocanu et al. 2018,
+  ``set_mlp_keras_cifar10.py``) compiles a fresh ``SGD(momentum=0.9)``
+  after each epoch, so momentum restarts at zero. Everything in ``tx``'s
+  state restarts, a learning-rate schedule's step count too (the config
+  allows it with a constant rate only); the updates need ``params``."""
+  if not (isinstance(steps, int) and steps >= 1):
+    raise ValueError(f"restart_every needs a positive number of steps, got "
+                     f"{steps!r}")
+
+  def init(params):
+    return RestartState(jnp.zeros((), jnp.int32), tx.init(params))
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("restart_every re-initialises the state from the "
+                       "parameters: pass params to update()")
+    restart = (state.count > 0) & (state.count % steps == 0)
+    inner = jax.lax.cond(restart, lambda: tx.init(params),
+                         lambda: state.inner)
+    updates, inner = tx.update(updates, inner, params)
+    return updates, RestartState(state.count + 1, inner)
+
+  return optax.GradientTransformation(init, update)
 
 
 def _computed_once(schedule: optax.Schedule) -> optax.Schedule:
@@ -166,7 +221,7 @@ class RunConfig(ConfigPart):
     data_parallel: split every batch over all devices (and processes);
       ``shard_blocks`` also splits large layers' blocks over them.
   """
-  epochs: int = 10
+  epochs: int = 30
   batch_size: int = 128
   seed: int = 0
   progress: bool = True
@@ -238,6 +293,7 @@ FLAT_NAMES: dict[str, str] = {
     "activation": "model.activation",
     "output_activation": "model.output_activation", "norm": "model.norm",
     "dropout": "model.dropout", "init_weights": "model.init_weights",
+    "dense_output": "model.dense_output",
     "optimizer": "optimizer.name", "lr": "optimizer.lr",
     "schedule": "optimizer.schedule",
     "warmup_epochs": "optimizer.warmup_epochs",
@@ -245,6 +301,8 @@ FLAT_NAMES: dict[str, str] = {
     "lr_values": "optimizer.lr_values", "momentum": "optimizer.momentum",
     "weight_decay": "optimizer.weight_decay",
     "decay_biases": "optimizer.decay_biases",
+    "nesterov": "optimizer.nesterov",
+    "restart_every_epoch": "optimizer.restart_every_epoch",
     "sparse_training": "sparse.method", "zeta": "sparse.zeta",
     "update_every": "sparse.update_every", "regrow_init": "sparse.regrow_init",
     "prune_density": "sparse.prune_density",
@@ -307,8 +365,67 @@ class TrainConfig(ConfigPart):
     """A copy with leaves (or whole parts) set by dotted path, e.g.
     ``{"run.epochs": 3, "model.topology": TopologyConfig("dense")}``; each
     changed part is rebuilt, so its rules are checked again. Unknown paths
-    raise ``KeyError`` naming the part's fields."""
-    return _override(self, "", dict(changes))
+    raise ``KeyError`` naming the part's fields.
+
+    Where the changes make the topology dense, or size it by ``fan_in`` or
+    SET's ``epsilon``, without setting ``model.topology.density``, the
+    density kept from before is dropped (:func:`sized_otherwise`):
+    ``{"model.topology.name": "dense"}`` works on a config whose topology
+    had a density."""
+    changes = dict(changes)
+    topology_keys = {"model.topology.name", "model.topology.fan_in",
+                     "model.topology.params"}
+    if (topology_keys & set(changes)
+        and "model.topology.density" not in changes
+        and "model.topology" not in changes):
+      topo = self.model.topology
+      after = {"name": changes.get("model.topology.name", topo.name),
+               "fan_in": changes.get("model.topology.fan_in", topo.fan_in),
+               "params": changes.get("model.topology.params", topo.params)}
+      if sized_otherwise(after):
+        changes["model.topology.density"] = None
+        if after["name"] == "dense":
+          changes["model.topology.fan_in"] = None
+    return _override(self, "", changes)
+
+  @classmethod
+  def from_file(cls, path: str) -> "TrainConfig":
+    """A config kept as a file: ``.json`` (``to_dict``'s form, as
+    ``config.json``) or ``.py`` defining ``get_config()`` that returns a
+    ``TrainConfig`` (or its dict), as the Flax examples keep theirs
+    (``configs/`` has the paper setups). Raises ``FileNotFoundError`` or
+    ``ValueError`` saying what is wrong with the file."""
+    import importlib.util
+    import json
+    import os
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"config file {path!r} does not exist")
+    if path.endswith(".json"):
+      with open(path) as f:
+        try:
+          raw = json.load(f)
+        except json.JSONDecodeError as e:
+          raise ValueError(f"config file {path!r} is not JSON: {e}") from None
+      if not isinstance(raw, Mapping):
+        raise ValueError(f"config file {path!r} must hold a JSON object")
+      return cls.from_dict(raw)
+    if not path.endswith(".py"):
+      raise ValueError(f"config file {path!r}: expected a .py file with "
+                       "get_config() or a .json file")
+    spec = importlib.util.spec_from_file_location(
+        f"_snn_jax_config_{abs(hash(os.path.abspath(path)))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    get_config = getattr(module, "get_config", None)
+    if not callable(get_config):
+      raise ValueError(f"config file {path!r} defines no get_config()")
+    config = get_config()
+    if isinstance(config, Mapping):
+      config = cls.from_dict(config)
+    if not isinstance(config, cls):
+      raise ValueError(f"get_config() in {path!r} returned "
+                       f"{type(config).__name__}, not a TrainConfig")
+    return config
 
 
   @classmethod
@@ -389,11 +506,19 @@ def normalised_dict(raw: Mapping[str, Any]) -> dict[str, Any]:
     if name in FLAT_NAMES:
       _set(out, FLAT_NAMES[name], value)
   topo = out["model"]["topology"]
-  if topo["name"] == "dense":
-    topo["density"] = topo["fan_in"] = None
-  elif topo["fan_in"] is not None or "epsilon" in (topo["params"] or {}):
+  if sized_otherwise(topo):
     topo["density"] = None
+    if topo["name"] == "dense":
+      topo["fan_in"] = None
   return out
+
+
+def sized_otherwise(topology: Mapping[str, Any]) -> bool:
+  """Whether a topology (``name``, ``fan_in``, ``params``) is sized by
+  something other than a density -- dense, a fan-in, or SET's epsilon --
+  so that a density nobody set for it yields."""
+  return (topology["name"] == "dense" or topology.get("fan_in") is not None
+          or "epsilon" in (topology.get("params") or {}))
 
 
 def flat_items(config_dict: Mapping[str, Any]) -> dict[str, Any]:

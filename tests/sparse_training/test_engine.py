@@ -22,11 +22,7 @@ from snn_jax.sparse_training import (SparseOptimizer, SparseTrainingConfig,
 from tests.sparse_training import host_oracle as _rewire
 
 
-@pytest.fixture(autouse=True)
-def _standard_promotion():
-  # optax mixes int32 step counts with Python floats (see test_train_smoke).
-  with jax.numpy_dtype_promotion("standard"):
-    yield
+pytestmark = pytest.mark.standard_promotion
 
 
 def _layer_arrays(rng, n_rb, n_cb, nnzb, bs):
