@@ -68,7 +68,8 @@ setup(
     packages=find_packages(include=["snn_jax", "snn_jax.*"])
     + ["snn_jax.kernels"],
     package_dir={"snn_jax.kernels": "kernels"},
-    package_data={"snn_jax.kernels": ["targets/*.txtpb", "targets/README.md"]},
+    package_data={"snn_jax.kernels": ["targets/*.txtpb", "targets/README.md"],
+                  "snn_jax.reproduce": ["data/*.csv"]},
     ext_modules=[_NATIVE],
     cmdclass={"build_ext": _BuildExt},
     install_requires=[

@@ -15,9 +15,10 @@ bourely2017. bourely2017 and
 isakov2020: the studies on full MNIST and Fashion-MNIST; --data_dir is the
 folder holding mnist/ and fashion_mnist/, e.g. ../shared/datasets). Hours
 each: every run resumes, finished runs are skipped, and --report_only writes
-the results of the finished runs without training. --scale=full is the
-older longer configuration. --seeds and --epochs replace the
-configuration's; --set=field=JSON replaces any other field of the paper's
+the results of the finished runs without training. (--scale=full and
+--full are retired: they fail naming --scale=paper.) Every reproduction is
+one entry of snn_jax.reproduce.REPRODUCTIONS, keyed by (paper, scale,
+part). --seeds and --epochs replace the configuration's; --set=field=JSON replaces any other field of the paper's
 config (e.g. --set='densities=[0.05, 0.1]'). Writes result rows, summary.json
 (statistics with intervals over seeds), provenance.json and plots into
 --workdir; every run resumes from its own checkpoints.
@@ -34,7 +35,8 @@ except ImportError:  # run as a script: experiments/ is on sys.path
   import cli
 
 from snn_jax import data
-from snn_jax.reproduce import PAPER_SCALE, PAPER_SCALE_PARTS, PAPERS
+from snn_jax.reproduce import PAPERS, REPRODUCTIONS, parts, reproduction
+from snn_jax.reproduce._per_dataset import PerDatasetConfig
 from snn_jax.data import DataConfig
 from snn_jax.training import RunConfig, TrainConfig
 
@@ -46,11 +48,11 @@ except ImportError:
 _PAPER = flags.DEFINE_enum("paper", None, list(PAPERS), "Paper to reproduce.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
 _SCALE = flags.DEFINE_enum(
-    "scale", "reduced", ["reduced", "full", "paper"],
-    "reduced (committed default), full (longer, more seeds) or paper (the "
-    "paper's own setup, or ours on the full datasets where the paper's is "
-    "not public).")
-_FULL = flags.DEFINE_bool("full", False, "Same as --scale=full.")
+    "scale", "reduced", ["reduced", "paper", "full"],
+    "reduced (committed default) or paper (the paper's own setup, or ours "
+    "on the full datasets where the paper's is not public); full is "
+    "retired.")
+_FULL = flags.DEFINE_bool("full", False, "Retired: use --scale=paper.")
 _DATASET = data_flags.define_dataset_flags(default="mnist")
 _SPLIT_SEED = flags.DEFINE_integer(
     "split_seed", 0, "Seed of the train/held-out split (fixed, so that runs "
@@ -62,9 +64,10 @@ _REPORT_ONLY = flags.DEFINE_bool(
     "files from the runs that have finished (while, or between sessions in "
     "which, the others continue).")
 _PART = flags.DEFINE_string(
-    "part", None, "--scale=paper: which part of a paper-scale study with "
-    "several (" + "; ".join(f"{p}: {', '.join(parts)}" for p, parts in
-                           PAPER_SCALE_PARTS.items()) + "; default the first).")
+    "part", None, "Which part of a study with several (" + "; ".join(
+        f"{p} at {s}: {', '.join(parts(p, s))}" for p, s in dict.fromkeys(
+            k[:2] for k in REPRODUCTIONS) if len(parts(p, s)) > 1)
+    + "; default the first).")
 _SET = flags.DEFINE_multi_string("set", [], "field=JSON value of the paper's "
                                  "config, e.g. --set='hidden=[64, 64]'.")
 
@@ -72,7 +75,7 @@ flags.mark_flags_as_required(["paper", "workdir"])
 
 
 def _with_overrides(cfg):
-  if hasattr(cfg, "configs"):  # one study config per dataset: each one
+  if isinstance(cfg, PerDatasetConfig):  # one study config per dataset
     return dataclasses.replace(cfg, configs=tuple(
         (name, _with_overrides(inner)) for name, inner in cfg.configs))
   fields = {f.name for f in dataclasses.fields(cfg)} - {"base"}
@@ -97,25 +100,17 @@ def _with_overrides(cfg):
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  scale = "full" if _FULL.value else _SCALE.value
-  if _FULL.value and _SCALE.value != "reduced":
-    raise app.UsageError("give --scale or --full, not both")
-  module = PAPERS[_PAPER.value]
-  if scale == "paper":
-    if _PAPER.value not in PAPER_SCALE:
-      raise app.UsageError(
-          f"no paper-scale configuration for {_PAPER.value} yet (have: "
-          f"{sorted(PAPER_SCALE)}); --scale=full runs its longer one")
-    module = PAPER_SCALE[_PAPER.value]
-    if _PART.value is not None:
-      parts = PAPER_SCALE_PARTS.get(_PAPER.value, {})
-      if _PART.value not in parts:
-        raise app.UsageError(
-            f"--part={_PART.value}: {_PAPER.value} has "
-            + (f"the parts {', '.join(parts)}" if parts else "one part only"))
-      module = parts[_PART.value]
-  elif _PART.value is not None:
-    raise app.UsageError("--part applies to --scale=paper")
+  if _FULL.value:
+    raise app.UsageError("--full is retired: --scale=paper runs each paper's "
+                         "own setup on the full data")
+  try:
+    entry = reproduction(_PAPER.value, _SCALE.value, _PART.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  if _REPORT_ONLY.value and not entry.reports_only:
+    raise app.UsageError(f"--report_only: {entry.paper} at scale "
+                         f"{entry.scale} has no committed runs to report "
+                         "from (the paper-scale studies have)")
   try:
     base = TrainConfig(
         data=DataConfig(
@@ -125,15 +120,9 @@ def main(argv):
             tfds_download=data_flags.TFDS_DOWNLOAD.value,
             split_seed=_SPLIT_SEED.value, split=data_flags.DATA_SPLIT.value),
         run=RunConfig(progress=False))
-    make = {"reduced": getattr(module, "reduced_config", None),
-            "full": getattr(module, "full_config", None),
-            "paper": getattr(module, "paper_config", None)}[scale]
-    cfg = make(base)
-    cfg = _with_overrides(cfg)
-    if _REPORT_ONLY.value and scale != "paper":
-      raise app.UsageError("--report_only applies to --scale=paper")
+    cfg = _with_overrides(entry.make_config(base))
     kwargs = {"report_only": True} if _REPORT_ONLY.value else {}
-    summary = module.run(cfg, _WORKDIR.value, **kwargs)
+    summary = entry.run(cfg, _WORKDIR.value, **kwargs)
   except (ValueError, TypeError, FileNotFoundError,
           data.DatasetUnavailableError) as e:
     raise app.UsageError(str(e)) from None

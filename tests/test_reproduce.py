@@ -119,7 +119,8 @@ def test_deep_init_config_validation(bad):
 # --- statistics over seeds ---------------------------------------------------
 
 from snn_jax.reproduce import (PAPERS, alford2019, bourely2017, isakov2020,  # noqa: E402
-                               liu2020, mean_ci, seed_bootstrap_corr)
+                               liu2020, liu2020_paper, mean_ci, parts,
+                               reproduction, seed_bootstrap_corr)
 from snn_jax.reproduce import _common  # noqa: E402
 
 
@@ -448,13 +449,30 @@ def test_alford2019_max_drop():
 
 @pytest.mark.parametrize("paper", sorted(PAPERS))
 def test_paper_configs_validate(paper):
-  module = PAPERS[paper]
-  reduced = module.reduced_config(TrainConfig(data=DataConfig(name="mnist")))
-  full = module.full_config(TrainConfig(data=DataConfig(name="mnist")))
-  assert full.base.run.epochs >= reduced.base.run.epochs
-  assert len(full.seeds) >= len(reduced.seeds) >= 2
+  reduced = reproduction(paper, "reduced").make_config(
+      TrainConfig(data=DataConfig(name="mnist")))
+  assert len(reduced.seeds) >= 2
   with pytest.raises(ValueError, match="seed"):
     dataclasses.replace(reduced, seeds=(0,))
+
+
+def test_one_registry_keyed_by_paper_scale_part():
+  assert set(PAPERS) == {"bourely2017", "liu2020", "isakov2020", "alford2019"}
+  for paper in PAPERS:
+    assert parts(paper, "reduced") == ("main",)
+    assert reproduction(paper, "paper").reports_only
+    assert not reproduction(paper, "reduced").reports_only
+  assert parts("liu2020", "paper") == ("figure4", "sparse_vs_dense")
+  assert reproduction("liu2020", "paper").module is liu2020_paper
+  with pytest.raises(ValueError, match="retired: --scale=paper"):
+    reproduction("liu2020", "full")
+  with pytest.raises(ValueError, match="the parts figure4, sparse_vs_dense"):
+    reproduction("liu2020", "paper", "figure5")
+  with pytest.raises(ValueError, match="one part only"):
+    reproduction("alford2019", "paper", "lenet5")
+  with pytest.raises(AttributeError, match="one registry"):
+    import snn_jax.reproduce as r
+    r.PAPER_SCALE  # noqa: B018
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -524,7 +542,7 @@ def test_isakov2020_config_errors(bad, match):
 
 # -- Alford et al. 2019 at paper scale (tiny sizes here) -----------------------
 
-from snn_jax.reproduce import PAPER_SCALE, alford2019_paper  # noqa: E402
+from snn_jax.reproduce import alford2019_paper  # noqa: E402
 
 
 def _mnist_like(rng, n_train=700, n_test=200):
@@ -603,14 +621,14 @@ def test_alford2019_paper_config():
     dataclasses.replace(cfg, arms=("lottery",))
   with pytest.raises(ValueError, match="radixnets"):
     dataclasses.replace(cfg, radixnets=("5",))
-  assert set(PAPER_SCALE) == set(PAPERS)
 
 
 @pytest.mark.parametrize("args, match", [
     (["--paper=bourely2017", "--scale=paper", "--data_dir=/nowhere"],
      "/nowhere/mnist' does not exist"),
-    (["--paper=alford2019", "--report_only"], "--report_only applies to"),
-    (["--paper=alford2019", "--scale=paper", "--full"], "not both"),
+    (["--paper=alford2019", "--report_only"], "no committed runs to report"),
+    (["--paper=alford2019", "--scale=paper", "--full"], "--full is retired"),
+    (["--paper=alford2019", "--scale=full"], "--scale=full is retired"),
 ])
 def test_reproduce_binary_scale_errors(tmp_path, args, match):
   out = _binary(*args, f"--workdir={tmp_path}")
@@ -619,7 +637,6 @@ def test_reproduce_binary_scale_errors(tmp_path, args, match):
 
 # -- Liu et al. 2020, Figure 4 at paper scale (tiny sizes here) ----------------
 
-from snn_jax.reproduce import liu2020_paper  # noqa: E402
 from snn_jax.data import DataConfig
 from snn_jax.nn import ModelConfig
 from snn_jax.topology import TopologyConfig
@@ -753,11 +770,11 @@ def test_alford2019_paper_lenet5_arms(tmp_path, rng):
 @pytest.mark.parametrize("paper", ["bourely2017", "isakov2020",
                                    "liu2020_sparse_vs_dense"])
 def test_per_dataset_paper_configs(tmp_path, paper):
-  from snn_jax.reproduce import PAPER_SCALE_PARTS
   for name in ("mnist", "fashion_mnist"):
     (tmp_path / name).mkdir()
-  module = (PAPER_SCALE_PARTS["liu2020"]["sparse_vs_dense"]
-            if paper == "liu2020_sparse_vs_dense" else PAPER_SCALE[paper])
+  module = (reproduction("liu2020", "paper", "sparse_vs_dense").module
+            if paper == "liu2020_sparse_vs_dense" else
+            reproduction(paper, "paper").module)
   cfg = module.paper_config(TrainConfig(data=DataConfig(data_dir=str(tmp_path))))
   assert [n for n, _ in cfg.configs] == ["mnist", "fashion_mnist"]
   for name, inner in cfg.configs:
@@ -838,7 +855,7 @@ def test_reproduce_binary_part_flag(tmp_path):
   out = run("--paper=bourely2017", "--scale=paper", "--part=x")
   assert out.returncode == 2 and "one part only" in out.stderr
   out = run("--paper=liu2020", "--part=sparse_vs_dense")
-  assert out.returncode == 2 and "--part applies to --scale=paper" in out.stderr
+  assert out.returncode == 2 and "at scale reduced has one part only" in out.stderr
   out = run("--paper=liu2020", "--scale=paper", "--part=nope")
   assert out.returncode == 2 and "figure4, sparse_vs_dense" in out.stderr
 
@@ -941,3 +958,15 @@ def test_a_wide_or_collapsed_group_never_agrees(values, paper):
     assert v["n"] == 1 or (v["high"] - v["low"]) * 100 <= 2.0
     assert min(values) > 0.15 and max(values) - min(values) <= 0.10
   assert 0.0 <= v["low"] <= v["high"] <= 1.0
+
+
+def test_the_papers_numbers_are_data_files():
+  """The authors' sheet and logs are read from snn_jax/reproduce/data/,
+  typed as the arms take their parameters."""
+  sheet = alford2019_paper.read_sheet("lenet300")
+  assert sheet[("dense", None)] == 0.9703
+  assert sheet[("one_time_retrained", 0.99)] == 0.5608
+  assert sheet[("wider", 100)] == 0.9430 and sheet[("radixnet", "10")] == 0.9398
+  assert len(sheet) == 25 and len(alford2019_paper.read_sheet("lenet5")) == 22
+  assert liu2020_paper.PAPER_VAL_ACC[200] == (0.8710, 0.8757)
+  assert sorted(liu2020_paper.PAPER_VAL_ACC) == [10, 50, 100, 190, 200]

@@ -39,3 +39,14 @@ def with_dense_output(hidden_stack: Sequence[topology_lib.Topology],
   """``hidden_stack`` followed by a dense ``n_last -> num_classes`` layer."""
   last = hidden_stack[-1].n_out
   return list(hidden_stack) + [topology_lib.make("dense", last, num_classes)]
+
+
+def read_data_csv(name: str) -> list[dict[str, str]]:
+  """The rows of ``snn_jax/reproduce/data/<name>``: the papers' own numbers,
+  kept as data files (each says where its numbers come from in the module
+  that reads it)."""
+  import csv
+  from importlib import resources
+  with resources.files("snn_jax.reproduce").joinpath("data", name).open(
+      newline="") as f:
+    return list(csv.DictReader(f))

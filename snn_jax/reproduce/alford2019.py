@@ -134,15 +134,6 @@ def reduced_config(base: TrainConfig) -> AlfordConfig:
       "run.epochs": 10}))
 
 
-def full_config(base: TrainConfig) -> AlfordConfig:
-  """Longer training, ten seeds, sparsities to 99.8%, LeNet-5 over the same
-  densities as the MLP."""
-  densities = (0.5, 0.25, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002)
-  return AlfordConfig(base=base.override({"run.epochs": 50}),
-                      densities=densities, lenet5_densities=densities,
-                      lenet5_epochs=50, seeds=tuple(range(10)))
-
-
 def max_drop(accuracies) -> float:
   """Largest fall of a sequence below its best earlier value (0 for a
   non-decreasing sequence)."""

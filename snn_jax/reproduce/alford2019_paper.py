@@ -72,37 +72,25 @@ AGREEMENT_MARGIN = 0.005
 # a wider one holding the paper's number is "inconclusive".
 MAX_INTERVAL_POINTS = 2.0
 
-# The results sheet's LeNet-300-100 numbers (pruning_data.csv via
-# ../shared/papers/README.md): test accuracy, single runs.
-PAPER_LENET300 = {
-    ("dense", None): 0.9703,
-    **{("one_time_retrained", s): v for s, v in zip(
-        (0.5, 0.75, 0.9, 0.95, 0.99), (0.9688, 0.9682, 0.9619, 0.9565, 0.5608))},
-    **{("iterative_pruned", s): v for s, v in zip(
-        (0.5, 0.75, 0.9, 0.95, 0.99), (0.9750, 0.9744, 0.9740, 0.9730, 0.9683))},
-    **{("iterative_retrained", s): v for s, v in zip(
-        (0.5, 0.75, 0.9, 0.95, 0.99), (0.9703, 0.9705, 0.9702, 0.9634, 0.9608))},
-    **{("random", d): v for d, v in zip((0.01, 0.05, 0.1, 0.5),
-                                        (0.7410, 0.9149, 0.9342, 0.9628))},
-    **{("wider", r): v for r, v in zip((2, 10, 100), (0.9665, 0.9445, 0.9430))},
-    ("radixnet", "0.1"): 0.9357,
-    ("radixnet", "10"): 0.9398,
-}
-# LeNet-5 (the TensorFlow-tutorial network, AlfordLeNet5). The sheet's two
-# tables give its dense net 99.25 % (pruning table) and 99.20 % (topology
-# table); the first is used.
-PAPER_LENET5 = {
-    ("dense", None): 0.9925,
-    **{("one_time_retrained", s): v for s, v in zip(
-        (0.5, 0.75, 0.9, 0.95, 0.99), (0.9895, 0.7994, 0.8992, 0.9832, 0.1135))},
-    **{("iterative_pruned", s): v for s, v in zip(
-        (0.5, 0.75, 0.9, 0.95, 0.99), (0.9917, 0.9891, 0.9884, 0.9880, 0.9848))},
-    **{("iterative_retrained", s): v for s, v in zip(
-        (0.5, 0.75, 0.9, 0.95, 0.99), (0.9878, 0.6992, 0.8867, 0.9854, 0.7796))},
-    **{("random", d): v for d, v in zip((0.01, 0.05, 0.1, 0.5),
-                                        (0.4936, 0.9838, 0.9877, 0.9920))},
-    **{("wider", r): v for r, v in zip((2, 10), (0.9914, 0.9891))},
-}
+# The results sheet's single runs (pruning_data.csv via
+# ../shared/papers/README.md), test accuracy per (arm, parameter), kept as
+# data: data/alford2019_sheet.csv. For LeNet-5 (the TensorFlow-tutorial
+# network, AlfordLeNet5) the sheet's two tables give its dense net 99.25 %
+# (pruning table) and 99.20 % (topology table); the first is used.
+_PARAM_KIND = {"dense": lambda p: None, "radixnet": str, "wider": int}
+
+
+def read_sheet(model: str) -> dict[tuple[str, Any], float]:
+  """``{(arm, parameter): test accuracy}`` of ``model`` from the sheet's
+  data file (parameters typed as the arms take them: a sparsity or density
+  float, a widening factor int, a RadiX-Net label str, None for dense)."""
+  rows = _common.read_data_csv("alford2019_sheet.csv")
+  return {(r["arm"], _PARAM_KIND.get(r["arm"], float)(r["param"])):
+          float(r["test_acc"]) for r in rows if r["model"] == model}
+
+
+PAPER_LENET300 = read_sheet("lenet300")
+PAPER_LENET5 = read_sheet("lenet5")
 
 
 def paper_base(base: TrainConfig) -> TrainConfig:

@@ -93,14 +93,6 @@ def reduced_config(base: TrainConfig) -> BourelyConfig:
       "run.epochs": 5}))
 
 
-def full_config(base: TrainConfig) -> BourelyConfig:
-  """Closer to the paper's scale: wider and deeper MLP, five densities from
-  0.5% to 20%, ten seeds (hours on a CPU; meant for an accelerator)."""
-  return BourelyConfig(
-      base=base.override({"run.epochs": 30}), hidden=(1024, 1024, 1024),
-      densities=(0.005, 0.01, 0.03, 0.1, 0.2), seeds=tuple(range(10)))
-
-
 def permute_inputs(ds, seed: int = PERMUTATION_SEED):
   """``ds`` with its input features shuffled by one fixed permutation (the
   same for training and held-out data); returns ``(dataset, permutation)``."""

@@ -146,16 +146,6 @@ def reduced_config(base: TrainConfig) -> IsakovConfig:
       "run.epochs": 5}))
 
 
-def full_config(base: TrainConfig) -> IsakovConfig:
-  """Deeper and longer: depths to 128, ranking with 12 hidden layers of
-  1024 units, five seeds, 30 epochs; dead units to 64 layers."""
-  return IsakovConfig(base=base.override({"run.epochs": 30}),
-                      depths=(8, 16, 32, 64, 128), depth_seeds=(0, 1, 2),
-                      depth_epochs=20, ranking_hidden=(1024,) * 12, fan_in=32,
-                      seeds=tuple(range(5)), dead_depths=(8, 16, 32, 64),
-                      dead_seeds=tuple(range(5)))
-
-
 def data_free_scores(stack) -> dict[str, float]:
   """The scores of the module docstring for a topology stack."""
   ps = analysis.path_stats(stack)

@@ -93,15 +93,6 @@ def reduced_config(base: TrainConfig) -> LiuConfig:
       {"run.epochs": 40, **SET_SETTING}), datasets=(base.data.name,))
 
 
-def full_config(base: TrainConfig) -> LiuConfig:
-  """The paper's setting as far as its abstract and SET's code give it:
-  MNIST and Fashion-MNIST (full training sets through TFDS), SET's 1000
-  epochs are cut to 200; ten seeds."""
-  return LiuConfig(base=base.override({"run.epochs": 200, **SET_SETTING}),
-                   datasets=("mnist", "fashion_mnist"), seeds=tuple(range(10)),
-                   evolution_epochs=12)
-
-
 def _set_params(cfg: LiuConfig) -> dict[str, Any]:
   return {"epsilon": cfg.epsilon, "cap_density": True}
 
