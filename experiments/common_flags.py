@@ -75,14 +75,6 @@ _LR_VALUES = flags.DEFINE_list(
     "lr_values", None, "schedule=piecewise: the learning rate from each "
     "boundary on, e.g. 0.1,0.05 (--lr before the first).")
 _MOMENTUM = flags.DEFINE_float("momentum", None, "Momentum (optimizer=momentum).")
-_NESTEROV = flags.DEFINE_bool(
-    "nesterov", None, "optimizer=momentum: Nesterov's form (--nonesterov: "
-    "heavy ball, as Keras' and PyTorch's SGD).")
-_RESTART = flags.DEFINE_bool(
-    "restart_every_epoch", None, "Re-initialise the optimizer state at every "
-    "epoch (SET's Keras-mask code; needs a constant learning rate).")
-_DENSE_OUTPUT = flags.DEFINE_bool(
-    "dense_output", None, "mlp: the last layer dense whatever --topology.")
 _WEIGHT_DECAY = flags.DEFINE_float("weight_decay", None, "Weight decay.")
 _DECAY_BIASES = flags.DEFINE_bool(
     "decay_biases", None, "Apply --weight_decay to biases too (--nodecay_biases: "

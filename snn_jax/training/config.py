@@ -293,7 +293,7 @@ FLAT_NAMES: dict[str, str] = {
     "activation": "model.activation",
     "output_activation": "model.output_activation", "norm": "model.norm",
     "dropout": "model.dropout", "init_weights": "model.init_weights",
-    "dense_output": "model.dense_output",
+
     "optimizer": "optimizer.name", "lr": "optimizer.lr",
     "schedule": "optimizer.schedule",
     "warmup_epochs": "optimizer.warmup_epochs",
@@ -301,8 +301,7 @@ FLAT_NAMES: dict[str, str] = {
     "lr_values": "optimizer.lr_values", "momentum": "optimizer.momentum",
     "weight_decay": "optimizer.weight_decay",
     "decay_biases": "optimizer.decay_biases",
-    "nesterov": "optimizer.nesterov",
-    "restart_every_epoch": "optimizer.restart_every_epoch",
+
     "sparse_training": "sparse.method", "zeta": "sparse.zeta",
     "update_every": "sparse.update_every", "regrow_init": "sparse.regrow_init",
     "prune_density": "sparse.prune_density",
