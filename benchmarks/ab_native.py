@@ -19,15 +19,14 @@ shapes are drawn as random block coordinates, never as a dense matrix).
       kernels/_native_cpu*.so benchmarks/cpu/ab_native_<date>.json
 
 Each build is ``PATH`` or ``LABEL=PATH`` (labels default to before, after,
-build2, ...), optionally suffixed ``:batch_major`` or ``:feature_major``
-for builds whose kernels take the ``feature_major`` attribute (since
-2026-12-04): ``:feature_major`` hands the dense operands over laid out
-{0,1}, as ``snn_jax.ops`` does at block sizes that are not multiples of
-32; here, with batch-major arrays in and out of each jitted call, XLA
-transposes them around the call (what a standalone call costs, not what it
-costs inside a network, where the transposes fuse into the neighbours).
-The first build is the baseline of every ratio. The last argument is the
-output JSON.
+build2, ...), optionally suffixed ``:batch_major`` or ``:feature_major`` for
+builds whose kernels take the ``feature_major`` attribute:
+``:feature_major`` hands the dense operands over laid out {0,1}, as
+``snn_jax.ops`` does at block sizes that are not multiples of 32; here, with
+batch-major arrays in and out of each jitted call, XLA transposes them
+around the call (what a standalone call costs, not what it costs inside a
+network, where the transposes fuse into the neighbours). The first build is
+the baseline of every ratio. The last argument is the output JSON.
 """
 
 import importlib.util

@@ -64,8 +64,8 @@ SUITES = {
     "cpu": bench.BenchConfig(
         sizes=(4096,), batches=(256,), densities=(0.5, 0.1, 0.01, 0.001),
         block_sizes=(1, 8, 32, 128),
-        # BCOO left out: 100-500x ideal and 43 GB at density >= 0.1
-        # (benchmarks/cpu/bench_cpu_20261122_205725.*).
+        # BCOO left out: measured at 100-500x ideal, and 43 GB at
+        # density >= 0.1.
         impls=("native_cpu", "xla", "csr_cpu", "dense", "bcsr", "scipy")),
     # XLA's gather kernels and BCOO are left out on accelerators: at this
     # size their gathered operands take tens of GB (they stay the CPU

@@ -82,12 +82,8 @@ XLA_CHUNK_ROWS = 2048
 # Density from which ``impl="auto"`` on CPU multiplies densely instead of
 # with the native kernel: where the native kernel's fwd+dX+dW speedup over
 # dense ``jnp.dot`` crosses 1, interpolated log-log between the measured
-# densities on either side (n = 4096, batch 256, f32, the 2-core AVX2 host,
-# kernels of 1d4ac6f; benchmarks/cpu/bench_custom_20261203_201748.json and
-# ..._201816.json, one run each). Speedups at densities 0.1 / 0.25 / 0.5 /
-# 0.75: bs 1 3.11 / 1.20 / 0.52; bs 8 3.65 / 1.33 / 0.58; bs 32 6.52 / 2.96
-# / 1.28 / 0.98; bs 128 7.91 / 2.48 / 1.56 / 0.76. (The AVX-512 host and
-# the kernels before f062493 gave 0.13 / 0.26 / 0.49 / 0.6.) Between block
+# densities on either side (n = 4096, batch 256, f32; the measurement and
+# its speedups are in BUILD_NOTES.md, "When dense wins"). Between block
 # sizes: log-log interpolation.
 CPU_DENSE_FROM_DENSITY = {1: 0.29, 8: 0.32, 32: 0.72, 128: 0.64}
 

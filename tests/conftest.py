@@ -42,7 +42,9 @@ def pytest_configure(config):
       "promotion (optax's schedules mix int32 step counts with Python floats, "
       "which the suite's strict mode rejects; training runs in standard mode)")
   config.addinivalue_line(
-      "markers", "slow: an end-to-end test of several seconds or more; "
+      "markers", "slow: a test of about 2 s or more per case on two workers (the "
+      "binaries end to end, multi-process runs, the accelerator compiles), "
+      "or a layout variant of a kernel test that the plain case covers; "
       "`pytest -m 'not slow'` leaves them out, CI runs them")
 
 
@@ -62,7 +64,10 @@ def pytest_unconfigure(config):
     shutil.rmtree(_OWN_JIT_CACHE, ignore_errors=True)
 
 
-SHARED_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
+# The repository root (tests/ sits directly under it), for tests that run
+# the binaries or read committed files.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_MNIST = os.path.join(REPO_ROOT, "..", "shared",
                             "datasets", "mnist")
 
 

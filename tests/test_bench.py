@@ -14,6 +14,7 @@ from snn_jax.kernels import native_cpu
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_smoke_suite_binary(tmp_path):
   r = subprocess.run(
       [sys.executable, os.path.join(ROOT, "experiments", "bench_kernels.py"),

@@ -23,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("n", [1024, 4096, 65536])
+@pytest.mark.slow
 def test_network_has_32_distinct_connections_per_neuron(n):
   layers = gc.challenge_network(n, 4)
   for t in layers:
@@ -82,6 +83,7 @@ def test_kernels_match_scipy(rng, bs):
   np.testing.assert_allclose(dense, ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_run_challenge_rows(rng):
   imgs = rng.integers(0, 256, size=(40, 28, 28), dtype=np.uint8)
   rows = gc.run_challenge(1024, 3, imgs, block_sizes=(1,), segment=2,
@@ -209,6 +211,7 @@ def test_official_reader_errors(tmp_path, rng):
 
 
 @needs_official
+@pytest.mark.slow
 def test_official_network_reproduces_the_official_categories():
   """The official 1,024-neuron, 120-layer network on the first 1,200
   official inputs: our kernel's categories equal the official truth."""
@@ -229,6 +232,7 @@ def test_official_network_reproduces_the_official_categories():
 
 @pytest.mark.skipif(not os.path.isdir(SHARED_MNIST),
                     reason="../shared/datasets/mnist is absent (a user's clone)")
+@pytest.mark.slow
 def test_binary_on_real_mnist(tmp_path):
   r = subprocess.run(
       [sys.executable, os.path.join(ROOT, "experiments", "graph_challenge.py"),
@@ -241,6 +245,7 @@ def test_binary_on_real_mnist(tmp_path):
   assert any(p.suffix == ".csv" for p in tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_binary_fails_only_when_our_kernel_disagrees(tmp_path, rng):
   """A truth file that the network cannot produce: our kernel disagrees,
   and the run exits 1 naming it; with a right truth it exits 0."""

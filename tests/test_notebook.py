@@ -42,6 +42,7 @@ def test_committed_notebook_has_outputs_and_figures(name):
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.slow
 def test_notebook_executes(tmp_path, name):
   nb = nbformat.read(os.path.join(ROOT, "notebooks", f"{name}.ipynb"), as_version=4)
   for c in nb.cells:

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def test_kernels_subpackage_and_no_top_level(tmp_path):
   code = ("import importlib.util, snn_jax, snn_jax.kernels;"
@@ -14,6 +16,7 @@ def test_kernels_subpackage_and_no_top_level(tmp_path):
   assert out.stdout.strip()
 
 
+@pytest.mark.slow
 def test_importing_snn_jax_does_not_import_tensorflow(tmp_path):
   code = ("import sys, snn_jax, snn_jax.topology, snn_jax.analysis;"
           "assert 'tensorflow' not in sys.modules")

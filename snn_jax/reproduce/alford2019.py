@@ -149,6 +149,18 @@ def _curve(run_dir: str) -> list[float]:
   return [m[e]["test_acc"] for e in sorted(m)]
 
 
+def trained_row(summary: dict[str, Any], run_dir: str) -> dict[str, Any]:
+  """The row of one finished run, for the reduced and the paper-scale
+  grids alike: ``_common.run_row`` of its summary, its final validation
+  accuracy where it held a validation part, and the largest fall of its
+  held-out accuracy curve below an earlier best (``max_drop``, the
+  instability measure)."""
+  row = {**_common.run_row(summary), "max_drop": max_drop(_curve(run_dir))}
+  if "final_val_acc" in summary:
+    row["final_val_acc"] = summary["final_val_acc"]
+  return row
+
+
 def _sparse_part(model: str, family: str, density: float, seed: int,
                  widths, dense_weights):
   """The pruned/generated stack of the network's sparse hidden layers."""
@@ -190,8 +202,8 @@ def _network_rows(cfg: AlfordConfig, model: str, seed: int, workdir: str, ds):
       "run.seed": seed})
   s = train_and_evaluate(dense_cfg, dense_dir, dataset=ds)
   rows = [{"model": model, "family": "dense", "requested_density": 1.0,
-           "hidden_density": 1.0, "density_matched": True, "seed": seed, "max_drop": max_drop(_curve(dense_dir)),
-           **_common.run_row(s), "error": ""}]
+           "hidden_density": 1.0, "density_matched": True, "seed": seed,
+           **trained_row(s, dense_dir), "error": ""}]
   trained = restore_model(dense_dir)
   weights = trained.dense_weights()
   convs = trained.topologies()[:len(LeNet5.CONV_CHANNELS)] \
@@ -207,9 +219,8 @@ def _network_rows(cfg: AlfordConfig, model: str, seed: int, workdir: str, ds):
                        / sum(t.n_in * t.n_out for t in hidden))
         row = {"hidden_density": actual, "density_matched": bool(
             abs(actual / d - 1) <= DENSITY_TOLERANCE)}
-        row.update(_common.run_row(_common.train_stack(base, stack, rdir, ds,
-                                                       seed=seed)))
-        row["max_drop"] = max_drop(_curve(os.path.join(rdir, "train")))
+        s = _common.train_stack(base, stack, rdir, ds, seed=seed)
+        row.update(trained_row(s, os.path.join(rdir, "train")))
         return row
       row = _common.guarded(one)
       row.update(model=model, family=family, requested_density=d, seed=seed)

@@ -57,6 +57,7 @@ from snn_jax import analysis
 from snn_jax import topology as topology_lib
 from snn_jax.nn import AlfordLeNet5
 from snn_jax.reproduce import _common
+from snn_jax.reproduce.alford2019 import trained_row
 from snn_jax.studies import Study, run_study
 from snn_jax.training import TrainConfig, restore_model
 
@@ -205,15 +206,6 @@ def _final_topology(run_dir: str) -> list[topology_lib.Topology]:
   return topology_lib.load_stack(tdir, chained=False)
 
 
-def _row(summary: dict[str, Any], run_dir: str) -> dict[str, Any]:
-  m = analysis.load_metrics(run_dir)
-  curve = [m[e]["test_acc"] for e in sorted(m)]
-  from snn_jax.reproduce.alford2019 import max_drop
-  return {**_common.run_row(summary),
-          "final_val_acc": summary.get("final_val_acc"),
-          "max_drop": max_drop(curve), "error": ""}
-
-
 def _magnitude_pruned(weights: list[np.ndarray], sparsity: float):
   """One-time pruning: every layer keeps its largest-magnitude weights."""
   return [topology_lib.make("pruned", *w.shape, density=1 - sparsity,
@@ -285,12 +277,12 @@ def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
   needs_dense = any(a in cfg.arms for a in ("dense", "one_time_retrained"))
 
   def dense():
-    return _row(_common.train(dense_cfg, dense_dir, ds), dense_dir)
+    return trained_row(_common.train(dense_cfg, dense_dir, ds), dense_dir)
   dense_row = record("dense", None, dense) if needs_dense else {}
 
   def retrain(stack, run_dir):
     s = _common.train_stack(base, stack, run_dir, ds, seed=seed)
-    row = _row(s, os.path.join(run_dir, "train"))
+    row = trained_row(s, os.path.join(run_dir, "train"))
     row["weight_density"] = s["density"]
     return row
 
@@ -314,7 +306,7 @@ def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
       def gradual(gcfg=gcfg, gdir=gdir):
         s = _common.train(gcfg, gdir, ds)
         _final_topology(gdir)
-        row = _row(s, gdir)
+        row = trained_row(s, gdir)
         row["weight_density"] = s["density"]
         return row
       pruned_row = record("iterative_pruned", sp, gradual)

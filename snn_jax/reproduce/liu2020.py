@@ -93,42 +93,60 @@ def reduced_config(base: TrainConfig) -> LiuConfig:
       {"run.epochs": 40, **SET_SETTING}), datasets=(base.data.name,))
 
 
-def _set_params(cfg: LiuConfig) -> dict[str, Any]:
-  return {"epsilon": cfg.epsilon, "cap_density": True}
+def train_arm(base: TrainConfig, method: str, *, epsilon: float, seed: int,
+              zeta: float, run_dir: str, dataset, dense_output: bool = False,
+              snapshot: bool = False) -> tuple[dict[str, Any], str]:
+  """Trains one arm of SET's sparse-against-dense comparison, for the
+  reduced study and the paper-scale one alike: ``dense`` (the widths of
+  ``base.model.hidden``, dense), ``static`` (SET's Erdős–Rényi start at
+  ``epsilon`` (Mocanu et al. 2018), density capped at 1, trained
+  unchanged) or ``set`` (the same start, rewired with ``zeta`` after
+  every epoch; ``snapshot`` keeps its topologies). ``static`` trains the
+  graph drawn from ``seed`` as a given stack, so SET's run with the same
+  seed starts from the same graph; with ``dense_output`` (SET's Keras
+  code) the output layer is dense and SET trains a given stack too.
+  Returns the run's summary and the path of its ``metrics.jsonl``."""
+  widths = [dataset.input_dim, *base.model.hidden, dataset.num_classes]
+  if method == "static" or (method == "set" and dense_output):
+    stack = topology_lib.make_stack(
+        "erdos_renyi", widths[:-1] if dense_output else widths,
+        seed=seed, epsilon=epsilon, cap_density=True)
+    if dense_output:
+      stack = _common.with_dense_output(stack, dataset.num_classes)
+    summary = _common.train_stack(base, stack, run_dir, dataset, seed=seed)
+    return summary, os.path.join(run_dir, "train", "metrics.jsonl")
+  topo = (TopologyConfig("dense") if method == "dense" else
+          TopologyConfig("erdos_renyi", params={"epsilon": epsilon,
+                                                "cap_density": True}))
+  overrides = {"run.seed": seed, "model.topology": topo,
+               "sparse.method": "set" if method == "set" else "static",
+               "sparse.zeta": zeta}
+  if snapshot and method == "set":
+    overrides["run.snapshot_topologies"] = True
+  summary = _common.train(base.override(overrides), run_dir, dataset)
+  return summary, os.path.join(run_dir, "metrics.jsonl")
 
 
 def grid_rows(cfg: LiuConfig, workdir: str, datasets: dict
               ) -> list[dict[str, Any]]:
   """One row per dataset, seed and method, each run in
   ``workdir/<dataset>/runs/<method>_s<seed>`` (finished runs are skipped):
-  ``static`` trains SET's Erdős–Rényi start (saved with the run) unchanged,
-  ``set`` rewires the same start after every epoch and keeps topology
-  snapshots, ``dense`` is the same widths dense."""
+  :func:`train_arm`'s ``static``, ``set`` (keeping topology snapshots) and
+  ``dense``."""
   rows = []
   for name in cfg.datasets:
     ds = datasets[name]
     base = cfg.base.override({
         "data.name": name, "model.hidden": cfg.hidden, "run.progress": False})
-    widths = [ds.input_dim, *cfg.hidden, ds.num_classes]
     for seed in cfg.seeds:
       for method in METHODS:
         rdir = _run_dir(workdir, name, method, seed)
 
-        def one(method=method, seed=seed, rdir=rdir, base=base, ds=ds,
-                widths=widths):
-          if method == "static":
-            stack = topology_lib.make_stack("erdos_renyi", widths, seed=seed,
-                                            **_set_params(cfg))
-            return _common.run_row(
-                _common.train_stack(base, stack, rdir, ds, seed=seed))
-          topo = (TopologyConfig("dense") if method == "dense" else
-                  TopologyConfig("erdos_renyi", params=_set_params(cfg)))
-          run_cfg = base.override({
-              "run.seed": seed, "model.topology": topo,
-              "sparse.method": "static" if method == "dense" else "set",
-              "sparse.zeta": cfg.zeta,
-              "run.snapshot_topologies": method == "set"})
-          return _common.run_row(_common.train(run_cfg, rdir, ds))
+        def one(method=method, seed=seed, rdir=rdir, base=base, ds=ds):
+          summary, _ = train_arm(base, method, epsilon=cfg.epsilon, seed=seed,
+                                 zeta=cfg.zeta, run_dir=rdir, dataset=ds,
+                                 snapshot=True)
+          return _common.run_row(summary)
         row = _common.guarded(one)
         row.update(dataset=name, method=method, seed=seed)
         rows.append(row)

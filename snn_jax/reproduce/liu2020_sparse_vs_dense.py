@@ -32,10 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from snn_jax import topology as topology_lib
 from snn_jax.reproduce import _common, _per_dataset
-from snn_jax.topology import TopologyConfig
-from snn_jax.reproduce.liu2020 import SET_SETTING
+from snn_jax.reproduce.liu2020 import SET_SETTING, train_arm
 from snn_jax.studies import Study, run_study
 from snn_jax.training import TrainConfig, set_variants
 
@@ -143,7 +141,6 @@ def grid_rows(cfg: SparseVsDenseConfig, workdir: str, ds
              else set_variants.get(cfg.set_variant))
   dense_output = variant is not None and variant.shared.get(
       "model.dense_output", False)
-  widths = [ds.input_dim, *cfg.hidden, ds.num_classes]
   rows = []
   for seed in cfg.seeds:
     grid = [("dense", None)] + [(m, e) for e in cfg.epsilons
@@ -156,25 +153,9 @@ def grid_rows(cfg: SparseVsDenseConfig, workdir: str, ds
         arm = base if variant is None else variant.apply(
             base, evolving=method == "set").override(
                 {"sparse.zeta": cfg.zeta} if method == "set" else {})
-        if method == "static" or (method == "set" and dense_output):
-          # The same Erdős–Rényi graph for static and SET.
-          stack = topology_lib.make_stack(
-              "erdos_renyi", widths[:-1] if dense_output else widths,
-              seed=seed, epsilon=eps, cap_density=True)
-          if dense_output:
-            stack = _common.with_dense_output(stack, ds.num_classes)
-          s = _common.train_stack(arm, stack, rdir, ds, seed=seed)
-          metrics = os.path.join(rdir, "train", "metrics.jsonl")
-        else:
-          topo = (TopologyConfig("dense") if method == "dense" else
-                  TopologyConfig("erdos_renyi", params={"epsilon": eps,
-                                                        "cap_density": True}))
-          run_cfg = arm.override({
-              "run.seed": seed, "model.topology": topo,
-              "sparse.method": "set" if method == "set" else "static",
-              "sparse.zeta": cfg.zeta})
-          s = _common.train(run_cfg, rdir, ds)
-          metrics = os.path.join(rdir, "metrics.jsonl")
+        s, metrics = train_arm(arm, method, epsilon=eps, seed=seed,
+                               zeta=cfg.zeta, run_dir=rdir, dataset=ds,
+                               dense_output=dense_output)
         return {**_common.run_row(s),
                 **flattening(metrics, cfg.window, cfg.flat_tolerance)}
       row = _common.guarded(one)

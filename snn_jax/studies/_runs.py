@@ -100,8 +100,8 @@ def train_stack(base: TrainConfig, stack: Sequence[topology_lib.Topology],
   stack back. Returns train_and_evaluate's summary (``report_only``: see
   :func:`train`).
 
-  Runs started by versions before 2026-12-03, which passed the stack as a
-  saved folder (``workdir/topology``, named in config.json), continue that
+  Runs started before the stack went into ``train/topology``, which passed
+  it as a saved folder (``workdir/topology``, named in config.json), continue that
   way: they resume, and are recognised as finished, as they were started.
   """
   run_dir = os.path.join(workdir, "train")

@@ -21,7 +21,7 @@ every global batch (:func:`shard_batch` takes the local rows), and the mesh
 spans all processes' devices. This path is written against
 ``jax.distributed`` and ``jax.make_array_from_process_local_data`` but has
 been run with 2 local processes x 2 CPU devices against 1 process x 4
-devices (tests/test_multiprocess.py: the same losses).
+devices (tests/training/test_multiprocess.py: the same losses).
 """
 
 from __future__ import annotations

@@ -79,8 +79,8 @@ def restore_model(workdir: str, epoch: int | None = None):
     if not os.path.isdir(recorded):
       raise FileNotFoundError(
           f"{workdir!r} was trained on given topologies but holds no "
-          f"record of them ({recorded}; runs of versions before 2026-12-03 "
-          "did not write it): rerun it to restore its model")
+          f"record of them ({recorded}; runs from before given topologies "
+          "were recorded did not write it): rerun it to restore its model")
     topologies = topology_lib.load_stack(recorded, chained=False)
   else:
     topologies = build_topologies(config, input_dim, saved["widths"][-1])

@@ -25,6 +25,8 @@ _GPU_REASON = deviceless.unavailable_reason("gpu")
 _TPU_REASON = deviceless.unavailable_reason("tpu")
 needs_gpu = pytest.mark.skipif(_GPU_REASON is not None, reason=str(_GPU_REASON))
 needs_tpu = pytest.mark.skipif(_TPU_REASON is not None, reason=str(_TPU_REASON))
+# Each compile runs a real toolchain (ptxas, libtpu): seconds to a minute.
+pytestmark = pytest.mark.slow
 
 TRITON = "__gpu$xla.gpu.triton"
 MOSAIC_GPU = "mosaic_gpu_v2"

@@ -156,6 +156,7 @@ def test_native_cpu(rng, bs, kind, dtype, batch):
     # (an L2-sized slice would be wider; 784 rows x 1,024 lanes once went
     # uncomputed that way)
     (512, 4_096, 5_000)])
+@pytest.mark.slow
 def test_native_cpu_large_gathered_operands(rng, feature_major_operands, n, batch, nnz):
   """Block size 1 with large gathered operands: forward, dX and dW against
   a float64 sparse oracle (no dense n x n matrix)."""
@@ -227,6 +228,7 @@ def test_native_cpu_thread_pool_rejects_unknown_names(name):
 # 16 lanes: float32 used in place (a multiple of every target's vector width);
 # 1 and 67: widened into padded scratch.
 @pytest.mark.parametrize("batch", [1, 16, 67])
+@pytest.mark.slow
 def test_native_cpu_feature_major_operands(rng, bs, kind, dtype, batch):
   """Operands handed over feature-major (XLA lays them out {0,1}) give the
   bits of the batch-major call, standalone and with the layout change
@@ -354,6 +356,7 @@ def test_mosaic_gpu_interpret_refuses_float32(rng):
 
 @pytest.mark.parametrize("kind", ["one_block", "empty_rows_cols"])
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.slow
 def test_pallas_tpu_interpret(rng, kind, dtype):
   w, x, dy = _problem(rng, 128, kind, dtype, batch=20, n_rb=2, n_cb=3)
   kw = dict(batch_tile=8, interpret=True)

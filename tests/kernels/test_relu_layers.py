@@ -69,6 +69,7 @@ def _oracle(mats, y, start, length, bias):
 
 
 @pytest.mark.parametrize("batch", [1, 13, 40])
+@pytest.mark.slow
 def test_same_bits_as_bsmm_for_every_form_and_thread_count(rng, batch):
   n, n_layers, bias = 96, 5, -0.2
   mats = _layers(rng, n, n_layers, 0.06)
@@ -90,6 +91,7 @@ def test_same_bits_as_bsmm_for_every_form_and_thread_count(rng, batch):
     native_cpu.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_a_range_of_layers_from_a_traced_start(rng):
   n, bias = 64, -0.1
   mats = _layers(rng, n, 6, 0.1)
@@ -101,6 +103,7 @@ def test_a_range_of_layers_from_a_traced_start(rng):
   np.testing.assert_array_equal(_call(net, y0, 3, 0, bias, 0.3), y0)
 
 
+@pytest.mark.slow
 def test_rows_that_die_come_back_as_zeros(rng):
   """A strong negative bias kills rows at different layers; the survivors
   keep their values and the dead rows are exact zeros."""

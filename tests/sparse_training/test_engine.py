@@ -197,6 +197,7 @@ def _oracle_update(dynamic, model, x, y, momenta):
 
 @pytest.mark.parametrize("method,bs", [("rigl", 1), ("rigl", 2), ("prune", 1),
                                        ("prune", 4)])
+@pytest.mark.slow
 def test_same_choices_as_the_oracle(method, bs):
   """Three optimizer steps, the third followed by an update: the topology,
   the values and the moments are the oracle's on the state the third step
@@ -240,6 +241,7 @@ def test_same_choices_as_the_oracle(method, bs):
 
 
 @pytest.mark.parametrize("bs", [1, 4])
+@pytest.mark.slow
 def test_set_drops_as_the_oracle_and_grows_into_empty_positions(bs):
   dynamic = sparse_training.set(total_steps=10, update_every=2, zeta=0.3)
   model = _mlp(bs, seed=1)
@@ -306,6 +308,7 @@ def _images(n, seed):
 @pytest.mark.parametrize("name,method", [
     ("user", "set"), ("user", "rigl"), ("lenet5", "set"), ("lenet5", "rigl"),
     ("alford_lenet5", "rigl"), ("alford_lenet5", "prune")])
+@pytest.mark.slow
 def test_any_model(name, method):
   if name == "user":
     model, batches = _UserModel(nnx.Rngs(0)), _batches(6, 20, seed=3,
@@ -405,6 +408,7 @@ def _blocks_of(topo):
 
 @pytest.mark.parametrize("method,bs", [("set", 1), ("set", 4), ("rigl", 1),
                                        ("rigl", 4)])
+@pytest.mark.slow
 def test_an_update_keeps_nnz_and_carries_values_and_moments(method, bs):
   model = _mlp(bs, seed=3)
   before = [layer.topology() for layer in model.layers]
@@ -436,6 +440,7 @@ def test_an_update_keeps_nnz_and_carries_values_and_moments(method, bs):
   assert np.isfinite(np.asarray(model(x))).all()  # valid for the kernels
 
 
+@pytest.mark.slow
 def test_set_is_deterministic_for_a_seed():
   a, b, c = _mlp(seed=1), _mlp(seed=1), _mlp(seed=1)
   _one_update(a, "set", 0.3, seed=5)
@@ -444,6 +449,7 @@ def test_set_is_deterministic_for_a_seed():
   assert a.topologies() == b.topologies() != c.topologies()
 
 
+@pytest.mark.slow
 def test_nnstd_after_an_update_grows_with_zeta():
   start = _mlp(seed=2).topologies()
   dists = []
@@ -454,6 +460,7 @@ def test_nnstd_after_an_update_grows_with_zeta():
   assert 0 < dists[0] < dists[1] < dists[2]
 
 
+@pytest.mark.slow
 def test_rigl_grows_where_the_autodiff_gradient_is_largest():
   """The scores here are the dense weight gradient from ``jax.grad`` of a
   dense copy of the layer, not the engine's taps."""
@@ -501,6 +508,7 @@ def test_schedules():
 
 
 @pytest.mark.parametrize("method", ["set", "rigl"])
+@pytest.mark.slow
 def test_update_every_0_rewires_only_through_rewire(method):
   dynamic = getattr(sparse_training, method)(
       total_steps=6, update_every=0, steps_per_epoch=2, zeta=0.3)

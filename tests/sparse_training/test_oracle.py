@@ -35,6 +35,7 @@ def test_block_drop_removes_the_smallest_norm_blocks(rng):
 
 
 @pytest.mark.parametrize("grid", [(20, 30), (5000, 5000)])  # mask / rejection
+@pytest.mark.slow
 def test_grow_random_picks_distinct_empty_positions(rng, grid):
   n = grid[0] * grid[1]
   occ = rng.choice(n, size=n // 10, replace=False)

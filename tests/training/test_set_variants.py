@@ -44,6 +44,7 @@ def test_srelu_pieces_on_hand_made_values():
   np.testing.assert_allclose(np.asarray(m(x)), want, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_srelu_initialisation_and_learning(key):
   m = SReLU(4000, rngs=nnx.Rngs(params=key))
   assert np.all(np.asarray(m.t_left.get_value()) == 0)
@@ -60,6 +61,7 @@ def test_srelu_initialisation_and_learning(key):
     assert np.abs(np.asarray(getattr(grads, name).get_value())).sum() > 0, name
 
 
+@pytest.mark.slow
 def test_srelu_in_sparse_mlp_one_per_hidden_layer(rng):
   topos = topology.make_stack("erdos_renyi", [12, 10, 8, 3], density=0.5,
                               seed=1)
@@ -165,6 +167,7 @@ def test_optimizer_config_restart_and_heavy_ball():
     OptimizerConfig(schedule="cosine", restart_every_epoch=True)
 
 
+@pytest.mark.slow
 def test_momentum_is_zero_after_each_epoch_boundary_in_a_set_run(tmp_path):
   """In a keras_mask run the SET arm's optimizer restarts with each epoch:
   after epoch e's last step the momentum has accumulated that epoch only
@@ -205,6 +208,7 @@ def test_momentum_is_zero_after_each_epoch_boundary_in_a_set_run(tmp_path):
 
 # -- SET's regrowth at exactly zero ------------------------------------------------
 
+@pytest.mark.slow
 def test_keras_mask_regrows_at_exactly_zero(rng):
   t = topology.make("erdos_renyi", 40, 30, density=0.2, seed=3)
   model = SparseMLP([t], rngs=nnx.Rngs(0))
@@ -248,6 +252,7 @@ def test_every_variant_makes_valid_configs_for_each_arm(name):
 
 
 @pytest.mark.parametrize("name", ["keras_mask", "truly_sparse"])
+@pytest.mark.slow
 def test_variant_trains_end_to_end(tmp_path, name):
   cfg = set_variants.get(name).apply(TrainConfig(
       model=ModelConfig(hidden=(48, 48), topology=TopologyConfig(

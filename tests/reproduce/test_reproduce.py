@@ -14,11 +14,13 @@ from snn_jax import data, studies, topology
 from snn_jax.studies import (DEEP_INIT, DeepInitConfig, load_rows,
                              reporting_only, run_deep_init)
 from snn_jax.training import TrainConfig, diverged_record, train_and_evaluate
+from tests.conftest import REPO_ROOT
 
 
 pytestmark = pytest.mark.standard_promotion
 
 
+@pytest.mark.slow
 def test_deep_init_grid_rows_and_files(tmp_path):
   base = TrainConfig(model=ModelConfig(topology=TopologyConfig(density=0.3)),
                      run=RunConfig(epochs=1, batch_size=64, progress=False))
@@ -41,6 +43,7 @@ def test_deep_init_grid_rows_and_files(tmp_path):
     assert json.load(f)["model"]["hidden"] == [16, 16, 16]
 
 
+@pytest.mark.slow
 def test_deep_init_records_divergence(tmp_path):
   good = data.load("digits")
   poisoned = dataclasses.replace(good, x_train=np.full_like(good.x_train, np.nan))
@@ -213,6 +216,7 @@ def _read(path):
     return json.load(f)
 
 
+@pytest.mark.slow
 def test_bourely2017_grid_and_correlations(tmp_path, digits):
   cfg = dataclasses.replace(bourely2017.reduced_config(_base()),
                             base=_base(), hidden=(32, 32),
@@ -255,6 +259,7 @@ def test_bourely2017_grid_and_correlations(tmp_path, digits):
   assert training.restore_model(str(run / "train")).topologies() == stack
 
 
+@pytest.mark.slow
 def test_liu2020_methods_and_nnstd(tmp_path, digits):
   base = _base().override({"run.epochs": 2})  # SET rewires between epochs
   cfg = dataclasses.replace(liu2020.reduced_config(base), base=base,
@@ -276,6 +281,7 @@ def test_liu2020_methods_and_nnstd(tmp_path, digits):
   assert os.path.getsize(tmp_path / "accuracy_by_method.png") > 100
 
 
+@pytest.mark.slow
 def test_isakov2020_depth_and_ranking(tmp_path, digits):
   cfg = dataclasses.replace(
       isakov2020.reduced_config(_base()), base=_base(), depths=(2, 4),
@@ -324,6 +330,7 @@ def test_isakov2020_depth_and_ranking(tmp_path, digits):
   assert os.path.getsize(tmp_path / "depth" / "deep_init.csv") > 50
 
 
+@pytest.mark.slow
 def test_bourely2017_permutation_and_density_matching(digits):
   permuted, perm = bourely2017.permute_inputs(digits)
   assert sorted(perm) == list(range(64)) and not np.array_equal(perm, np.arange(64))
@@ -352,6 +359,7 @@ def test_isakov2020_scores_of_known_structures():
       blocks)["requirements_score"]
 
 
+@pytest.mark.slow
 def test_alford2019_matching_densities_and_instability(tmp_path, digits):
   cfg = dataclasses.replace(alford2019.reduced_config(_base()), base=_base(),
                             models=("mlp",), hidden=(32, 16),
@@ -417,6 +425,7 @@ def _digits_28x28(digits):
                              x_test=up(digits.x_test))
 
 
+@pytest.mark.slow
 def test_alford2019_lenet5(tmp_path, digits):
   ds = _digits_28x28(digits)
   base = _base()
@@ -475,17 +484,17 @@ def test_one_registry_keyed_by_paper_scale_part():
     r.PAPER_SCALE  # noqa: B018
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _binary(*args):
   import subprocess
   import sys
   return subprocess.run(
-      [sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), *args],
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "reproduce.py"), *args],
       capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_reproduce_binary_end_to_end(tmp_path):
   out = _binary("--paper=alford2019", f"--workdir={tmp_path}", "--dataset=digits",
                 "--epochs=1", "--seeds=0,1", "--set=hidden=[32, 16]",
@@ -507,6 +516,7 @@ def test_reproduce_binary_end_to_end(tmp_path):
     (["--set=densities=[1.5]"], "densities must be in"),
     (["--seeds=0"], "at least two seeds"),
 ])
+@pytest.mark.slow
 def test_reproduce_binary_bad_flags(tmp_path, args, match):
   out = _binary("--paper=alford2019", f"--workdir={tmp_path}", "--dataset=digits",
                 *args)
@@ -565,6 +575,7 @@ def _tiny_alford(**kw):
       seeds=(0,), models=("lenet300",)), **kw})
 
 
+@pytest.mark.slow
 def test_alford2019_paper_runs_every_arm_and_resumes_without_checkpoints(
     tmp_path, rng):
   import shutil
@@ -630,6 +641,7 @@ def test_alford2019_paper_config():
     (["--paper=alford2019", "--scale=paper", "--full"], "--full is retired"),
     (["--paper=alford2019", "--scale=full"], "--scale=full is retired"),
 ])
+@pytest.mark.slow
 def test_reproduce_binary_scale_errors(tmp_path, args, match):
   out = _binary(*args, f"--workdir={tmp_path}")
   assert out.returncode != 0 and match in out.stderr, out.stderr[-1000:]
@@ -654,6 +666,7 @@ def test_perturbed_moves_exactly_the_fraction(rng):
     topology.perturbed(topology.make("dense", 4, 4), 0.5, seed=0)
 
 
+@pytest.mark.slow
 def test_liu2020_figure4_tiny(tmp_path, rng):
   ds = _mnist_like(rng, n_train=600, n_test=150)
   base = liu2020_paper.paper_base(TrainConfig()).override({
@@ -681,6 +694,7 @@ def test_liu2020_figure4_tiny(tmp_path, rng):
     assert (tmp_path / name).exists()
 
 
+@pytest.mark.slow
 def test_liu2020_figure4_with_the_keras_mask_variant(tmp_path, rng):
   """The variant reaches every network's config; the connections that
   survive from epoch 0 are reported per snapshot epoch."""
@@ -715,6 +729,7 @@ def test_surviving_fraction_on_hand_made_topologies():
   assert liu2020_paper.surviving_fraction(a, b) == 0.5
 
 
+@pytest.mark.slow
 def test_paper_report_only_reports_finished_runs_and_trains_nothing(tmp_path, rng):
   ds = _mnist_like(rng)
   cfg = _tiny_alford(arms=("dense", "random"), random_densities=(0.1, 0.5))
@@ -738,6 +753,7 @@ def test_paper_report_only_reports_finished_runs_and_trains_nothing(tmp_path, rn
   assert not (tmp_path / "runs" / "lenet300" / "s0" / "random_d0.5").exists()
 
 
+@pytest.mark.slow
 def test_alford2019_paper_lenet5_arms(tmp_path, rng):
   ds = _mnist_like(rng, n_train=400, n_test=100)
   cfg = _tiny_alford(models=("lenet5",), sparsities=(0.9,), widen=(2, 100),
@@ -786,6 +802,7 @@ def test_per_dataset_paper_configs(tmp_path, paper):
     module.paper_config(TrainConfig())
 
 
+@pytest.mark.slow
 def test_liu2020_sparse_vs_dense_tiny(tmp_path, rng):
   """Dense, static and SET per seed and epsilon; paired differences by
   seed; the flattening check; a report-only pass trains nothing and gives
@@ -820,6 +837,7 @@ def test_liu2020_sparse_vs_dense_tiny(tmp_path, rng):
     svd.SparseVsDenseConfig(base=base, window=5)
 
 
+@pytest.mark.slow
 def test_liu2020_sparse_vs_dense_with_the_keras_mask_variant(tmp_path, rng):
   """Every arm trains the variant's network (SReLU, dropout, the output
   layer dense); static and SET start from one graph; only SET's optimizer
@@ -846,11 +864,12 @@ def test_liu2020_sparse_vs_dense_with_the_keras_mask_variant(tmp_path, rng):
   assert any("keras_mask" in c for c in s["choices"])
 
 
+@pytest.mark.slow
 def test_reproduce_binary_part_flag(tmp_path):
   import subprocess
   import sys
   run = lambda *a: subprocess.run(
-      [sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"),
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "reproduce.py"),
        f"--workdir={tmp_path}", *a], capture_output=True, text=True, timeout=120)
   out = run("--paper=bourely2017", "--scale=paper", "--part=x")
   assert out.returncode == 2 and "one part only" in out.stderr

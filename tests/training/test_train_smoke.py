@@ -17,13 +17,12 @@ from snn_jax.nn import ModelConfig
 from snn_jax.topology import TopologyConfig
 from snn_jax.sparse_training import SparseTrainingConfig
 from snn_jax.training import RunConfig
-from tests.conftest import SHARED_MNIST
+from tests.conftest import REPO_ROOT, SHARED_MNIST
 
 
 pytestmark = pytest.mark.standard_promotion
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(hidden=(64,), density=0.3, epochs=2, batch_size=64, progress=False,
              lr=0.05)
 
@@ -49,6 +48,7 @@ def test_train_writes_everything_and_learns(tmp_path):
   assert "digits" in s["data_source"]
 
 
+@pytest.mark.slow
 def test_resume_continues_and_loses_nothing(tmp_path):
   wd = str(tmp_path / "run")
   full = train_and_evaluate(TrainConfig.from_flat({**SMALL, "epochs": 3}), str(tmp_path / "ref"))
@@ -63,6 +63,7 @@ def test_resume_continues_and_loses_nothing(tmp_path):
                              _rows(str(tmp_path / "ref"))[-1]["train_loss"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_refuses_other_config_unless_overwrite(tmp_path):
   wd = str(tmp_path / "run")
   train_and_evaluate(TrainConfig.from_flat(dict(**SMALL)), wd)
@@ -111,21 +112,23 @@ def test_radixnet_incompatible_widths(tmp_path):
                        str(tmp_path))
 
 
+@pytest.mark.slow
 def test_binary_end_to_end(tmp_path):
   out = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "experiments", "train.py"),
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "train.py"),
        f"--workdir={tmp_path}", "--epochs=1", "--hidden=32", "--noprogress",
        "--topology=radixnet", "--density=0.25"],
       capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "final test accuracy" in out.stdout
   bad = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "experiments", "train.py"),
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "train.py"),
        f"--workdir={tmp_path}", "--epochs=1", "--hidden=32", "--density=0.5",
        "--noprogress"], capture_output=True, text=True, timeout=600)
   assert bad.returncode != 0 and "different config" in bad.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_binary_config_file_short_flags_and_dotted_overrides(tmp_path):
   """--config's file, then the short flags, then --config.<leaf>; a run's
@@ -135,7 +138,7 @@ def test_binary_config_file_short_flags_and_dotted_overrides(tmp_path):
                 "def get_config():\n"
                 "  return TrainConfig().override({'run.epochs': 5, "
                 "'model.hidden': (24,), 'optimizer.lr': 0.01})\n")
-  train = os.path.join(ROOT, "experiments", "train.py")
+  train = os.path.join(REPO_ROOT, "experiments", "train.py")
   run = lambda *a: subprocess.run([sys.executable, train, *a],
                                   capture_output=True, text=True, timeout=600)
   out = run(f"--workdir={tmp_path / 'a'}", f"--config={py}", "--epochs=2",
@@ -158,6 +161,7 @@ def test_binary_config_file_short_flags_and_dotted_overrides(tmp_path):
   assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_short_flags_have_no_defaults_of_their_own():
   """The config's defaults are the only ones (the issue of --epochs 30
   against RunConfig's 10)."""
@@ -167,7 +171,7 @@ def test_short_flags_have_no_defaults_of_their_own():
        "from absl import flags; from snn_jax.training import FLAT_NAMES; "
        "print(sorted(n for n in FLAT_NAMES if n in flags.FLAGS and "
        "flags.FLAGS[n].default is not None))"],
-      capture_output=True, text=True, timeout=600, cwd=ROOT)
+      capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
   assert out.returncode == 0, out.stderr[-2000:]
   # Shared with reproduce.py, where they keep their meaning.
   assert out.stdout.strip() == "['data_split', 'tfds_download']"
@@ -175,6 +179,7 @@ def test_short_flags_have_no_defaults_of_their_own():
 
 @pytest.mark.skipif(not os.path.isdir(SHARED_MNIST),
                     reason="../shared/datasets/mnist is not present (user clone)")
+@pytest.mark.slow
 def test_mnist_idx_sparse_mlp(tmp_path):
   # The test-set split reads the same files whatever else the folder holds.
   cfg = TrainConfig(data=DataConfig(name="mnist", data_dir=SHARED_MNIST, split="test_only"),
@@ -254,6 +259,7 @@ def test_workdir_without_fingerprint_is_not_resumed_blind(tmp_path):
   assert [r["epoch"] for r in _rows(wd)] == [1]
 
 
+@pytest.mark.slow
 def test_split_seed_fixes_the_held_out_set(tmp_path):
   base = dict(hidden=(32,), epochs=1, batch_size=64, progress=False)
   a = train_and_evaluate(TrainConfig.from_flat(dict(**base, seed=1, split_seed=7)), str(tmp_path / "a"))
@@ -271,6 +277,7 @@ def _digits_28x28():
   return dataclasses.replace(d, x_train=up(d.x_train), x_test=up(d.x_test))
 
 
+@pytest.mark.slow
 def test_lenet5_trains_restores_and_takes_topology_dir(tmp_path):
   from snn_jax import topology
   from snn_jax.training import restore_model
@@ -296,6 +303,7 @@ def test_lenet5_trains_restores_and_takes_topology_dir(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["set", "rigl"])
+@pytest.mark.slow
 def test_lenet5_rewires_resumes_restores_and_continues(tmp_path, method):
   """LeNet-5's SET/RigL go through the engine from the loop:
   connections move in the fully connected layers at fixed nnz (the
@@ -409,6 +417,7 @@ def test_tensorboard_events_per_step_and_per_epoch(tmp_path):
   assert not any(t.startswith("topology/layer") for t in tags)  # static run
 
 
+@pytest.mark.slow
 def test_dynamic_runs_log_topology_statistics(tmp_path):
   """SET runs add per-layer fan-in spread and starved units to the metrics
   rows and TensorBoard (topology/layer<l>/...), measured on the topology
@@ -429,6 +438,7 @@ def test_dynamic_runs_log_topology_statistics(tmp_path):
 
 
 @pytest.mark.parametrize("errno_name", ["ENOSPC", "EROFS", "EACCES"])
+@pytest.mark.slow
 def test_unwritable_workdir_mid_run_says_what_is_saved_and_resumes(
     tmp_path, monkeypatch, errno_name):
   """A checkpoint write that fails (disk full, file system remounted
@@ -534,6 +544,7 @@ def test_eval_batch_bounds_the_widest_activation(widths, batch, expected):
   assert eval_batch_size(model, batch) == expected
 
 
+@pytest.mark.slow
 def test_topologies_given_as_objects(tmp_path):
   """train_and_evaluate takes the topologies themselves (no files): they are
   trained, fingerprinted into config.json, a resume with other topologies is
@@ -579,6 +590,7 @@ def _lenet5_rewiring_on_device():
                                    "zeta": 0.3, "update_every": 5}),  # mid-epoch
     _lenet5_rewiring_on_device,
 ], ids=["static", "set_epoch_end", "rigl_mid_epoch", "lenet5_set_on_device"])
+@pytest.mark.slow
 def test_device_resident_batches_equal_host_batches(tmp_path, monkeypatch,
                                                      make):
   """Holding the training set on the device and gathering each batch in the

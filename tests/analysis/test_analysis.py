@@ -33,6 +33,7 @@ def test_regular_graph_laplacian_closed_form():
   assert A.algebraic_connectivity(t) == pytest.approx(q + 1 - np.sqrt(q))
 
 
+@pytest.mark.slow
 def test_sparse_solvers_match_dense():
   # 1,500 + 1,500 units: above the dense limit, so ARPACK paths run.
   t = T.make("erdos_renyi", 1500, 1500, density=0.01, seed=0)

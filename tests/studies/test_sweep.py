@@ -9,11 +9,13 @@ from snn_jax.studies import SWEEP, SweepConfig, correlations, load_rows, run_swe
 from snn_jax.training import TrainConfig
 from snn_jax.nn import ModelConfig
 from snn_jax.training import RunConfig
+from tests.conftest import REPO_ROOT
 
 
 pytestmark = pytest.mark.standard_promotion
 
 
+@pytest.mark.slow
 def test_sweep_grid(tmp_path):
   base = TrainConfig(model=ModelConfig(hidden=(64,)),
                      run=RunConfig(epochs=1, batch_size=64, progress=False))
@@ -61,13 +63,13 @@ def test_correlations_known_values():
   assert np.isnan(correlations(rows[:2], "m")["spearman"])
 
 
+@pytest.mark.slow
 def test_sweep_binary_separate_processes(tmp_path):
   import json
   import subprocess
   import sys
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   r = subprocess.run(
-      [sys.executable, os.path.join(root, "experiments", "sweep.py"),
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "sweep.py"),
        f"--workdir={tmp_path}", "--topologies=erdos_renyi,circulant",
        "--densities=0.25", "--seeds=0,1", "--processes=2", "--hidden=32",
        "--epochs=1", "--noprogress"], capture_output=True, text=True,
@@ -78,7 +80,7 @@ def test_sweep_binary_separate_processes(tmp_path):
     rows = json.load(f)
   assert len(rows) == 4 and not any(row["error"] for row in rows)
   bad = subprocess.run(
-      [sys.executable, os.path.join(root, "experiments", "sweep.py"),
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "sweep.py"),
        f"--workdir={tmp_path}/x", "--topologies=nope"], capture_output=True,
       text=True, timeout=600)
   assert bad.returncode != 0 and "unknown topologies" in bad.stderr

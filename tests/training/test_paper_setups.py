@@ -22,6 +22,7 @@ from snn_jax.training import (TrainConfig, make_optimizer, restore_model,
 from snn_jax.data import DataConfig
 from snn_jax.nn import ModelConfig
 from snn_jax.training import OptimizerConfig, RunConfig
+from tests.conftest import REPO_ROOT
 
 
 pytestmark = pytest.mark.standard_promotion
@@ -193,6 +194,7 @@ def _prune_config(**kw):
       update_every=4, progress=False), **kw}))
 
 
+@pytest.mark.slow
 def test_gradual_pruning_reaches_the_target_per_layer_and_keeps_largest(tmp_path):
   cfg = _prune_config()
   s = train_and_evaluate(cfg, str(tmp_path / "run"))
@@ -208,6 +210,7 @@ def test_gradual_pruning_reaches_the_target_per_layer_and_keeps_largest(tmp_path
   assert nnz[0] < rows[0]["dense_params"] and nnz == sorted(nnz, reverse=True)
 
 
+@pytest.mark.slow
 def test_pruning_run_resumes_to_the_same_result(tmp_path):
   cfg = _prune_config()
   whole = train_and_evaluate(cfg, str(tmp_path / "whole"))
@@ -233,6 +236,7 @@ def test_a_finished_run_is_recognised_without_its_checkpoints(tmp_path, capsys):
   assert "already complete" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_run_stopped_early_is_not_taken_for_finished(tmp_path):
   wd = str(tmp_path / "run")
   cfg = TrainConfig(model=ModelConfig(hidden=(16,)),
@@ -243,6 +247,7 @@ def test_a_run_stopped_early_is_not_taken_for_finished(tmp_path):
   assert done["epochs_completed"] == 3 and done["resumed_from_epoch"] == 1
 
 
+@pytest.mark.slow
 def test_the_data_may_move_but_not_change(tmp_path, rng):
   src = tmp_path / "a"
   src.mkdir()
@@ -261,6 +266,7 @@ def test_the_data_may_move_but_not_change(tmp_path, rng):
   assert s["resumed_from_epoch"] == 1
 
 
+@pytest.mark.slow
 def test_validation_accuracy_is_reported_every_epoch(tmp_path, rng):
   cfg = TrainConfig(data=DataConfig(validation="last:100"),
                     model=ModelConfig(hidden=(16,)),
@@ -286,6 +292,7 @@ def test_local_response_norm_matches_its_definition(rng):
                              want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_alford_lenet5_convolutions_follow_their_weight_level_masks(rng):
   from snn_jax.nn import AlfordLeNet5
   from snn_jax.nn._alford_lenet5 import KERNEL
@@ -318,12 +325,12 @@ def test_alford_lenet5_config_errors(kw, match):
     TrainConfig.from_flat({"model": "lenet5_alford", "hidden": (50, 384), **kw})
 
 
+@pytest.mark.slow
 def test_train_binary_takes_the_paper_setup_flags(tmp_path):
   import subprocess
   import sys
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   out = subprocess.run(
-      [sys.executable, os.path.join(root, "experiments", "train.py"),
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "train.py"),
        f"--workdir={tmp_path}", "--hidden=32,16", "--topology=dense",
        "--init=truncated_normal:0.05", "--bias_init=0.1",
        "--output_activation=relu", "--optimizer=sgd", "--lr=0.1",
@@ -340,7 +347,7 @@ def test_train_binary_takes_the_paper_setup_flags(tmp_path):
   assert s["config"]["optimizer"]["lr_boundaries"] == [10, 20] and "final_val_acc" in s
   assert sorted(os.listdir(tmp_path / "topologies")) == ["epoch_000", "epoch_003"]
   bad = subprocess.run(
-      [sys.executable, os.path.join(root, "experiments", "train.py"),
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "train.py"),
        f"--workdir={tmp_path / 'bad'}", "--init=truncated_normal:x"],
       capture_output=True, text=True, timeout=300)
   assert bad.returncode == 2 and "truncated_normal:0.04" in bad.stderr

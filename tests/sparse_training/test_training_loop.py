@@ -20,8 +20,8 @@ from snn_jax.training import TrainConfig, restore_model, train_and_evaluate
 from snn_jax.nn import ModelConfig
 from snn_jax.topology import TopologyConfig
 from snn_jax.training import OptimizerConfig, RunConfig
+from tests.conftest import REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 pytestmark = pytest.mark.standard_promotion
@@ -56,6 +56,7 @@ SMALL = dict(hidden=(64, 64), density=0.2, epochs=3, batch_size=64,
 
 
 @pytest.mark.parametrize("method,every", [("set", 0), ("rigl", 5)])
+@pytest.mark.slow
 def test_dynamic_training_evolves_learns_and_resumes(tmp_path, method, every):
   cfg = TrainConfig.from_flat(dict(**SMALL, sparse_training=method, update_every=every,
                     snapshot_topologies=True))
@@ -85,6 +86,7 @@ def test_static_training_never_rewires(tmp_path):
   assert snaps[0] == snaps[3]
 
 
+@pytest.mark.slow
 def test_dense_weights_roundtrip(tmp_path, rng):
   a = _model([16, 24, 8], 4, 0.5, 0)
   path = str(tmp_path / "w.npz")
@@ -118,6 +120,7 @@ def test_prune_config_validation(bad):
 
 
 @pytest.mark.parametrize("rewind,bs", [(False, 1), (True, 1), (False, 2)])
+@pytest.mark.slow
 def test_prune_pipeline_nested_masks_exact_retrained_mask(tmp_path, rewind, bs):
   cfg = TrainConfig(model=ModelConfig(hidden=(48,), topology=TopologyConfig(block_size=bs, density=0.1)),
                     optimizer=OptimizerConfig(lr=0.05),
@@ -172,6 +175,7 @@ def test_prune_pipeline_nested_masks_exact_retrained_mask(tmp_path, rewind, bs):
   assert not os.path.exists(tmp_path / "fresh" / "init_weights.npz")
 
 
+@pytest.mark.slow
 def test_pruned_topology_usable_by_train(tmp_path):
   w = {"layer_0_weight": np.random.default_rng(0).normal(size=(64, 32)),
        "layer_1_weight": np.random.default_rng(1).normal(size=(32, 10))}
@@ -196,11 +200,12 @@ def test_pruned_topology_usable_by_train(tmp_path):
 # -- binaries -----------------------------------------------------------------------
 
 def _run(script, *args, cwd):
-  return subprocess.run([sys.executable, os.path.join(ROOT, "experiments", script),
+  return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "experiments", script),
                          *args], capture_output=True, text=True, cwd=cwd,
                         timeout=600)
 
 
+@pytest.mark.slow
 def test_train_binary_set_flags(tmp_path):
   r = _run("train.py", f"--workdir={tmp_path}/run", "--hidden=32",
            "--epochs=2", "--sparse_training=set", "--zeta=0.2",
@@ -214,6 +219,7 @@ def test_train_binary_set_flags(tmp_path):
   assert bad.returncode != 0 and "zeta" in bad.stderr
 
 
+@pytest.mark.slow
 def test_evolution_binary_one_command(tmp_path):
   r = _run("evolution.py", f"--workdir={tmp_path}/evo", "--hidden=32,32",
            "--epochs=2", "--seeds=0,1", "--sparse_training=set", "--noprogress",
@@ -245,6 +251,7 @@ def test_evolution_binary_one_command(tmp_path):
   assert not (tmp_path / "evo2" / "seed_0").exists()
 
 
+@pytest.mark.slow
 def test_prune_binary(tmp_path):
   r = _run("prune.py", f"--workdir={tmp_path}/p", "--hidden=32", "--epochs=1",
            "--prune_density=0.3", "--noprogress", cwd=tmp_path)
@@ -257,6 +264,7 @@ def test_prune_binary(tmp_path):
   assert bad.returncode != 0 and "density" in bad.stderr
 
 
+@pytest.mark.slow
 def test_restore_model_survives_a_deleted_init_file(tmp_path):
   m = _model([64, 32, 10], 1, 0.3, 0)
   init = str(tmp_path / "init.npz")
@@ -273,6 +281,7 @@ def test_restore_model_survives_a_deleted_init_file(tmp_path):
 
 # Batch sizes used by no other test, so no earlier compilation is reused.
 @pytest.mark.parametrize("method,batch", [("set", 48), ("rigl", 40)])
+@pytest.mark.slow
 def test_rewiring_never_retraces_the_training_step(tmp_path, monkeypatch,
                                                    method, batch):
   from snn_jax.training import loop
@@ -293,6 +302,7 @@ def test_rewiring_never_retraces_the_training_step(tmp_path, monkeypatch,
   assert s["final_test_acc"] > 0.5
 
 
+@pytest.mark.slow
 def test_epoch_end_rewiring_comes_after_the_epochs_evaluation(tmp_path,
                                                               monkeypatch):
   from snn_jax.training import loop

@@ -21,6 +21,7 @@ from snn_jax.training import RunConfig
 @pytest.mark.parametrize("name, shape", [("mnist", (28, 28, 1)),
                                          ("fashion_mnist", (28, 28, 1)),
                                          ("cifar10", (32, 32, 3))])
+@pytest.mark.slow
 def test_load_tfds_mocked(name, shape):
   with tfds.testing.mock_data(num_examples=48):
     ds = data.load(name, flatten=False)
@@ -30,6 +31,7 @@ def test_load_tfds_mocked(name, shape):
   assert np.isfinite(ds.x_train).all() and abs(float(ds.x_train.mean())) < 1e-3
 
 
+@pytest.mark.slow
 def test_train_on_mocked_tfds(tmp_path):
   with tfds.testing.mock_data(num_examples=128):
     with jax.numpy_dtype_promotion("standard"):

@@ -23,6 +23,7 @@ def test_sparse_dense_matches_dense(rng, bs):
   assert layer.topology() == t
 
 
+@pytest.mark.slow
 def test_index_arrays_are_not_trained(rng):
   s = T.make_stack("xnet", [32, 64, 10], density=0.25)
   model = SparseMLP(s, rngs=nnx.Rngs(0))
@@ -36,6 +37,7 @@ def test_index_arrays_are_not_trained(rng):
   assert jax.tree.structure(grads) == jax.tree.structure(params)
 
 
+@pytest.mark.slow
 def test_set_topology_fixed_nnzb_no_retrace(rng):
   a = T.make("fixed_fan_in", 32, 32, fan_in=4, seed=0)
   b = T.make("fixed_fan_in", 32, 32, fan_in=4, seed=1)
@@ -61,6 +63,7 @@ def test_set_topology_fixed_nnzb_no_retrace(rng):
 
 
 @pytest.mark.parametrize("norm", [None, "layer", "batch"])
+@pytest.mark.slow
 def test_mlp_forward_modes(rng, norm):
   s = T.make_stack("erdos_renyi", [20, 40, 30, 5], density=0.4, seed=2)
   model = SparseMLP(s, norm=norm, dropout=0.2, rngs=nnx.Rngs(0, dropout=1))
@@ -94,6 +97,7 @@ def test_mlp_errors():
     SparseMLP([a], norm="group", rngs=nnx.Rngs(0))
 
 
+@pytest.mark.slow
 def test_sparse_conv_matches_masked_dense_conv(rng):
   t = T.make("erdos_renyi", 3, 8, density=0.5, seed=0)
   conv = nn.SparseConv2D(t, (3, 3), padding="SAME", rngs=nnx.Rngs(0))
@@ -109,6 +113,7 @@ def test_sparse_conv_matches_masked_dense_conv(rng):
   np.testing.assert_array_equal(filt_on, t.mask())
 
 
+@pytest.mark.slow
 def test_lenet5_forward_and_grad(rng):
   tops = [T.make("dense", 1, 6), T.make("erdos_renyi", 6, 16, density=0.5),
           T.make("erdos_renyi", 400, 120, density=0.1),

@@ -22,6 +22,7 @@ def _second_moments(init, stack, x):
   return model.preactivation_second_moments(x)
 
 
+@pytest.mark.slow
 def test_preactivation_second_moments_match_a_manual_forward(inputs):
   stack = T.make_stack("erdos_renyi", [WIDTH, 64, 32, 10], density=0.2, seed=1)
   model = nn.SparseMLP(stack, activation="tanh", rngs=nnx.Rngs(0))
@@ -48,6 +49,7 @@ def inputs():
 
 
 @pytest.mark.parametrize("init", ["sparse_he", "neurofabric"])
+@pytest.mark.slow
 def test_sparse_aware_init_preserves_variance(deep_stack, inputs, init):
   m = _second_moments(init, deep_stack, inputs)
   assert len(m) == DEPTH
@@ -105,6 +107,7 @@ def _direct_draw(name, key, t, dtype):
 @pytest.mark.parametrize("name", ["sparse_he", "neurofabric", "dense_he",
                                   "truncated_normal:0.04"])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.slow
 def test_initialisers_draw_the_values_of_their_definition(name, dtype, rng):
   """The draws are made at a padded size (one compilation per size class)
   and cut: value for value those of the layer's own shape."""

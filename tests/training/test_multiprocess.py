@@ -17,10 +17,10 @@ import pytest
 
 from snn_jax.kernels import native_cpu
 from snn_jax.training import launch
+from tests.conftest import REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN = os.path.join(ROOT, "experiments", "train.py")
-LAUNCH = os.path.join(ROOT, "experiments", "launch_local.py")
+TRAIN = os.path.join(REPO_ROOT, "experiments", "train.py")
+LAUNCH = os.path.join(REPO_ROOT, "experiments", "launch_local.py")
 
 BASE = ["--hidden=64,64", "--epochs=2", "--density=0.3", "--data_parallel",
         "--batch_size=64", "--noprogress"]
@@ -72,6 +72,7 @@ def _summary(workdir):
 # "set" (2 processes x 2 devices, unsharded) is compared epoch by epoch with
 # one process by the killed-and-resumed test below, over 6 epochs.
 @pytest.mark.parametrize("case", ["rigl", "set_sharded"])
+@pytest.mark.slow
 def test_two_processes_train_as_one(tmp_path, case):
   one, two = str(tmp_path / "one"), str(tmp_path / "two")
   _single_process(one, _flags(case))
@@ -93,6 +94,7 @@ def test_two_processes_train_as_one(tmp_path, case):
   assert "epoch   2" in (tmp_path / "two_logs" / "process_1.log").read_text()
 
 
+@pytest.mark.slow
 def test_one_device_per_process_with_rewiring(tmp_path):
   """2 processes x 1 device against 1 process x 2 devices, SET: arrays
   the rewiring rebuilt must be re-placed over processes that each hold a
@@ -123,6 +125,7 @@ def _slurm_port():
   pytest.skip("no free port in 61440-65535 for the emulated SLURM job")
 
 
+@pytest.mark.slow
 def test_distributed_auto_under_an_emulated_slurm_step(tmp_path):
   """``--distributed_auto`` as under ``srun -n 2``: each process gets only
   SLURM's variables (job id, step node list, task count, its rank) and JAX
@@ -169,6 +172,7 @@ def _cmdline(pid):
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"),
                     reason="finds the launched processes through /proc")
+@pytest.mark.slow
 def test_killed_process_stops_the_job_and_a_rerun_resumes(tmp_path):
   flags = [f for f in _flags("set") if f != "--epochs=2"] + ["--epochs=6"]
   ref = str(tmp_path / "ref")
@@ -210,13 +214,14 @@ def test_killed_process_stops_the_job_and_a_rerun_resumes(tmp_path):
     assert y["rewired_blocks"] == x["rewired_blocks"]
 
 
+@pytest.mark.slow
 def test_divergent_topologies_fail_loudly(tmp_path):
   """check_same_topology compares a fingerprint of every process's topology
   after a rewiring; processes holding different graphs stop with a message."""
   script = tmp_path / "diverge.py"
   script.write_text(f"""
 import sys
-sys.path.insert(0, {ROOT!r})
+sys.path.insert(0, {REPO_ROOT!r})
 from absl import app, flags
 flags.DEFINE_string("coordinator_address", None, "")
 flags.DEFINE_integer("num_processes", 1, "")
@@ -243,6 +248,7 @@ app.run(main)
       in out.stderr + out.stdout
 
 
+@pytest.mark.slow
 def test_launcher_usage_errors(tmp_path):
   out = subprocess.run([sys.executable, LAUNCH, "--num_processes=2"],
                        capture_output=True, text=True, timeout=60)
@@ -262,12 +268,13 @@ def test_process_env_sets_the_device_count():
       "--xla_foo=1", "--xla_force_host_platform_device_count=3"]
 
 
-SHARED_GC = os.path.join(ROOT, "..", "shared", "datasets", "graph_challenge")
+SHARED_GC = os.path.join(REPO_ROOT, "..", "shared", "datasets", "graph_challenge")
 
 
 @pytest.mark.skipif(not os.path.isdir(SHARED_GC),
                     reason="../shared/datasets/graph_challenge is absent "
                     "(a user's clone)")
+@pytest.mark.slow
 def test_graph_challenge_across_two_processes(tmp_path):
   """The official 1,024 x 120 network, its 1,200 inputs split over two
   processes (600 each): the gathered categories equal the official truth,
@@ -275,7 +282,7 @@ def test_graph_challenge_across_two_processes(tmp_path):
   out = subprocess.run(
       [sys.executable, LAUNCH, "--num_processes=2",
        f"--process_log_dir={tmp_path}/logs", "--",
-       os.path.join(ROOT, "experiments", "graph_challenge.py"),
+       os.path.join(REPO_ROOT, "experiments", "graph_challenge.py"),
        f"--official_dir={SHARED_GC}", f"--output_dir={tmp_path}/out"],
       capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]

@@ -13,6 +13,7 @@ from snn_jax.studies import Study, load_rows, run_study
 from snn_jax.studies import _runs
 from snn_jax.topology import TopologyConfig
 from snn_jax.training import RunConfig, TrainConfig
+from tests.conftest import REPO_ROOT
 
 
 pytestmark = pytest.mark.standard_promotion
@@ -57,6 +58,7 @@ def _config():
   return TinyConfig(base=base)
 
 
+@pytest.mark.slow
 def test_run_study_writes_rows_statistics_failures_and_provenance(tmp_path):
   ds = data.load_digits(0)
   wd = str(tmp_path / "study")
@@ -113,12 +115,12 @@ def test_evolution_config_validation(bad, match):
     EvolutionConfig(base=TrainConfig(), **bad)
 
 
+@pytest.mark.slow
 def test_the_readme_study_example_runs(tmp_path, monkeypatch):
   """The README's "A study of your own" block, run as written (on the
   embedded digits, for one epoch)."""
   import re
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  with open(os.path.join(root, "README.md")) as f:
+  with open(os.path.join(REPO_ROOT, "README.md")) as f:
     text = f.read()
   section = text[text.index("## A study of your own"):]
   code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
@@ -158,8 +160,8 @@ def test_train_stack_passes_objects_and_continues_runs_started_with_a_folder(
   other = topology.make_stack("erdos_renyi", [64, 24, 10], density=0.3, seed=2)
   with pytest.raises(FileExistsError, match="given_topologies"):
     studies.train_stack(base, other, new, ds, seed=0)
-  # Started as versions before 2026-12-03 did: the stack saved to a folder
-  # that the config names.
+  # Started as older versions did: the stack saved to a folder that the
+  # config names.
   old = str(tmp_path / "old")
   topology.save_stack(stack, os.path.join(old, "topology"))
   started = train_and_evaluate(base.override({

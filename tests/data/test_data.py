@@ -108,6 +108,7 @@ def test_shared_mnist_test_only_split_holds_for_either_content():
 
 
 @needs_shared_mnist
+@pytest.mark.slow
 def test_shared_mnist_auto_uses_the_training_files_when_present():
   has_train = data.find_idx(SHARED_MNIST, "train-images-idx3-ubyte") is not None
   ds = data.load("mnist", data_dir=SHARED_MNIST, seed=0)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from snn_jax import data
+from tests.conftest import REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # C++ log lines that libraries print at start-up before any of our code runs
@@ -32,7 +32,7 @@ def _our_lines(stderr: str) -> list[str]:
 
 
 def _binary(name, *args, timeout=300):
-  return subprocess.run([sys.executable, os.path.join(ROOT, "experiments",
+  return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "experiments",
                                                       f"{name}.py"), *args],
                         capture_output=True, text=True, timeout=timeout)
 
@@ -43,6 +43,7 @@ def _binary(name, *args, timeout=300):
     ("analyze_topology", ["--topology_params=[1]"], "must be a JSON object"),
     ("reproduce", ["--paper=alford2019", "--report_only"], "--report_only"),
 ])
+@pytest.mark.slow
 def test_usage_errors_are_one_line_and_exit_2(tmp_path, name, args, match):
   extra = [f"--workdir={tmp_path / 'w'}"] if name in ("train", "reproduce") else []
   out = _binary(name, *args, *extra)
@@ -52,6 +53,7 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path, name, args, match):
   assert "Traceback" not in out.stderr and len(lines) <= 3, out.stderr
 
 
+@pytest.mark.slow
 def test_non_finite_loss_is_one_line_and_exit_1(tmp_path):
   out = _binary("train", f"--workdir={tmp_path}", "--hidden=32", "--epochs=2",
                 "--lr=1e12", "--optimizer=sgd", "--schedule=constant",
@@ -67,10 +69,11 @@ def _sigint_default():
   signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_where_the_run_resumes(tmp_path):
   wd = tmp_path / "run"
   proc = subprocess.Popen(
-      [sys.executable, os.path.join(ROOT, "experiments", "train.py"),
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "train.py"),
        f"--workdir={wd}", "--hidden=64", "--epochs=500"],
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
       preexec_fn=_sigint_default)
@@ -121,6 +124,7 @@ def test_checkpoint_block_defers_ctrl_c_unless_it_is_ignored(ignored):
   assert reached_end and interrupted is not ignored
 
 
+@pytest.mark.slow
 def test_aliases_and_key_flags(tmp_path):
   out = _binary("train", f"--workdir={tmp_path}", "--hidden=16", "--epochs=1",
                 "--learning_rate=0.01")
@@ -180,6 +184,7 @@ def _assert_same_run(got, want):
     assert g["train_loss"] == w["train_loss"] and g["test_acc"] == w["test_acc"]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(
     tmp_path, uninterrupted_run):
   """SIGKILL (no handler can run) during training: the rerun resumes from
@@ -189,7 +194,7 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(
   wd = tmp_path / "killed"
   metrics = wd / "metrics.jsonl"
   proc = subprocess.Popen(
-      [sys.executable, os.path.join(ROOT, "experiments", "train.py"),
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "train.py"),
        f"--workdir={wd}", *args], stdout=subprocess.DEVNULL,
       stderr=subprocess.DEVNULL)
   try:
@@ -225,6 +230,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_kill_9_during_a_checkpoint_write_then_resume(tmp_path,
                                                       uninterrupted_run):
   """SIGKILL while orbax writes epoch 3's checkpoint (its files written,
@@ -234,7 +240,7 @@ def test_kill_9_during_a_checkpoint_write_then_resume(tmp_path,
   wd = tmp_path / "killed"
   proc = subprocess.run(
       [sys.executable, "-c", _KILL_IN_CHECKPOINT,
-       os.path.join(ROOT, "experiments", "train.py"), f"--workdir={wd}",
+       os.path.join(REPO_ROOT, "experiments", "train.py"), f"--workdir={wd}",
        *_KILL_ARGS], capture_output=True, text=True, timeout=300)
   assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
   assert [r["epoch"] for r in _metric_rows(wd)] == [1, 2, 3]
@@ -247,6 +253,7 @@ def test_kill_9_during_a_checkpoint_write_then_resume(tmp_path,
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.slow
 def test_full_disk_is_one_line_and_exit_1(tmp_path):
   wd = tmp_path / "run"
   wd.mkdir()

@@ -16,8 +16,8 @@ from snn_jax.topology import TopologyConfig
 from snn_jax.training import (FLAT_NAMES, OptimizerConfig, RunConfig,
                               TrainConfig, train_and_evaluate)
 from snn_jax.training.config import leaf_paths, normalised_dict
+from tests.conftest import REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 pytestmark = pytest.mark.standard_promotion
@@ -168,6 +168,7 @@ def test_the_flat_form_of_earlier_versions_reads_back():
       TrainConfig().to_dict()
 
 
+@pytest.mark.slow
 def test_a_workdir_with_a_flat_config_json_resumes(tmp_path):
   cfg = TrainConfig(model=ModelConfig(hidden=(32,),
                                       topology=TopologyConfig("erdos_renyi",
@@ -196,8 +197,9 @@ def test_a_workdir_with_a_flat_config_json_resumes(tmp_path):
                                      "model.topology.density": 0.5}), wd)
 
 
+@pytest.mark.slow
 def test_train_flags_fill_the_nested_config(tmp_path):
-  common = [sys.executable, os.path.join(ROOT, "experiments", "train.py"),
+  common = [sys.executable, os.path.join(REPO_ROOT, "experiments", "train.py"),
             "--hidden=16", "--epochs=1", "--noprogress"]
   bad = subprocess.run(common + [f"--workdir={tmp_path / 'bad'}",
                                  "--topology=dense", "--density=0.5"],
@@ -294,8 +296,7 @@ def test_config_file_errors_say_what_is_wrong(tmp_path, content, name, match):
 
 
 def test_shipped_config_files_load():
-  configs = os.path.join(os.path.dirname(os.path.dirname(
-      os.path.abspath(__file__))), "configs")
+  configs = os.path.join(REPO_ROOT, "configs")
   names = sorted(f for f in os.listdir(configs) if f.endswith(".py"))
   assert "digits.py" in names and "set_mlp_keras_mask.py" in names
   for name in names:

@@ -8,10 +8,11 @@ import sys
 import pytest
 
 from snn_jax import analysis
+from tests.conftest import REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_analyze_writes_table_and_figures(tmp_path):
   cfg = analysis.AnalyzeConfig(topologies=["erdos_renyi", "radixnet"],
                                widths=[64, 128, 64], density=0.25, seed=1)
@@ -45,9 +46,10 @@ def test_analyze_errors():
   assert rows[1]["name"] == "xnet"
 
 
+@pytest.mark.slow
 def test_binary_runs(tmp_path):
   out = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "experiments", "analyze_topology.py"),
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "analyze_topology.py"),
        "--topology=butterfly,clos", "--widths=64,64,64", "--density=0.125",
        f"--output_dir={tmp_path}", "--noplots"],
       capture_output=True, text=True, timeout=300)
@@ -55,6 +57,6 @@ def test_binary_runs(tmp_path):
   assert "butterfly" in out.stdout and "clos" in out.stdout
   assert (tmp_path / "metrics.csv").exists()
   bad = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "experiments", "analyze_topology.py"),
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "analyze_topology.py"),
        "--topology=nope"], capture_output=True, text=True, timeout=300)
   assert bad.returncode != 0 and "unknown topology" in bad.stderr

@@ -28,6 +28,7 @@ def _losses(wd):
 @pytest.mark.parametrize("extra", [dict(), dict(shard_blocks=True),
                                    dict(sparse_training="set"),
                                    dict(sparse_training="rigl", update_every=7)])
+@pytest.mark.slow
 def test_four_devices_follow_the_one_device_trajectory(tmp_path, extra):
   single = {k: v for k, v in extra.items() if k != "shard_blocks"}
   one = train_and_evaluate(TrainConfig.from_flat(dict(**BASE, **single)), str(tmp_path / "one"))

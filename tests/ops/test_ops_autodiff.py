@@ -72,6 +72,7 @@ BIAS_CASES = [(impl, bs) for impl in ("xla", "dense", "auto") for bs in (1, 16)]
 @pytest.mark.parametrize("impl, bs", BIAS_CASES)
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 @pytest.mark.parametrize("density", [0.3, 1.0])  # 1.0: auto's dense path
+@pytest.mark.slow
 def test_bias_vjp_matches_dense(rng, impl, bs, dtype, density):
   """``bsmm(x, w, bias=b)``: x @ W + b, and its VJP (db = dy summed over
   every leading dimension) against the dense reference."""
@@ -193,6 +194,7 @@ def test_native_under_vmap_of_weights_and_donation(rng):
   np.testing.assert_allclose(donated(jnp.array(x)), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_jit_grad_vmap_agree(rng):
   w = _w(rng, 32, 32, 4, 0.5)
   xs = jnp.asarray(rng.standard_normal((6, 7, 32)), jnp.float32)
@@ -351,6 +353,7 @@ def test_auto_goes_dense_on_cpu_from_the_measured_density(
   assert resolve_impl("xla", block_size, "cpu", dense_at) == "xla"
 
 
+@pytest.mark.slow
 def test_auto_dense_is_exact_through_bsmm(rng):
   """A bs-1 layer at density 0.5 under auto: the dense kernel, same values
   and gradients as the reference."""
@@ -368,6 +371,7 @@ def test_auto_dense_is_exact_through_bsmm(rng):
                              jnp.where(wd != 0, gd, 0), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_without_native_kernels_auto_falls_back_with_one_warning(tmp_path):
   """As on a machine without a C++ compiler: the extension does not import;
   the package imports, auto runs the XLA kernels and says so once."""
