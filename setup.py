@@ -101,5 +101,9 @@ setup(
         # jaxlib ("cuda12-local" leaves out the CUDA runtime libraries,
         # which a compile does not need), and ptxas.
         "accel": ["jax[tpu,cuda12-local]", "nvidia-cuda-nvcc-cu12>=12.6.85"],
+        # Benchmark-only peers (benchmarks/peers.py), never needed by the
+        # package: the torch release the committed measurements used (its
+        # CPU build: PyTorch's CPU wheel index, where PyPI's is CUDA's).
+        "peers": ["torch==2.13.0"],
     },
 )

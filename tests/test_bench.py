@@ -80,3 +80,70 @@ def test_mosaic_gpu_rows_off_gpu_are_reported_not_timed():
   assert {r["op"] for r in rows} == {"fwd", "dx"}
   assert all(r["median_ms"] is None and r["note"].startswith("unsupported")
              for r in rows)
+
+
+def _peers(*args):
+  return subprocess.run(
+      [sys.executable, os.path.join(ROOT, "benchmarks", "peers.py"), *args],
+      capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_peer_benchmark_verifies_every_peer_before_timing_it(tmp_path):
+  """benchmarks/peers.py end to end at a tiny shape: every peer either is
+  timed after agreeing with the float64 reference (forward, and dX and dW
+  for the training layer) or says why it was skipped (not installed);
+  ideal and x-ideal come from the dense row of the same run."""
+  out = tmp_path / "peers.json"
+  r = _peers(f"--out={out}", "--shapes=96:8:0.2", "--repeats=1",
+             "--min_seconds=0")
+  assert r.returncode == 0, r.stderr[-3000:]
+  rows = json.loads(out.read_text())["rows"]
+  import importlib.util
+  for row in rows:
+    if "median_ms" in row:
+      assert row["max_rel_err"] <= 1e-4
+      assert row["x_ideal"] == pytest.approx(row["median_ms"] / row["ideal_ms"])
+    else:
+      missing = importlib.util.find_spec(
+          "sparseprop" if row["peer"] == "sparseprop" else "torch") is None
+      assert missing and row["skipped"].startswith("not installed"), row
+  timed = {(r["peer"], r["op"]) for r in rows if "median_ms" in r}
+  assert {("snn_jax", "fwd"), ("snn_jax", "train"), ("jax_dense", "fwd"),
+          ("jax_dense", "train"), ("jax_bcsr", "fwd"), ("scipy", "fwd")} <= timed
+  assert {r["op"] for r in rows} == {"fwd", "train"}
+
+
+def test_peer_benchmark_refuses_unknown_peers_and_bad_shapes(tmp_path):
+  r = _peers(f"--out={tmp_path / 'x.json'}", "--peers=snn_jax,mkl")
+  assert r.returncode == 2 and "unknown peers ['mkl']" in r.stderr
+  r = _peers(f"--out={tmp_path / 'x.json'}", "--shapes=4096:256")
+  assert r.returncode == 2 and "is not n:batch:density" in r.stderr
+  assert not (tmp_path / "x.json").exists()
+
+
+def test_roofline_bounds_follow_the_model():
+  """benchmarks/roofline_probe.py's bound on hand-made numbers: the L2
+  bandwidth of the largest working set whose per-thread share fits half
+  of L2; memory bytes per stored weight of one gathered row (fwd, dX) or
+  two (dW), against 2 * batch flops each at the FMA peak."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      "roofline_probe", os.path.join(ROOT, "benchmarks", "roofline_probe.py"))
+  probe = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(probe)
+  measured = {"threads_all": 2, "read_gbs": [
+      {"bytes": 1 << 20, "one_thread": 90.0, "all_threads": 200.0},
+      {"bytes": 4 << 20, "one_thread": 80.0, "all_threads": 150.0}]}
+  assert probe.l2_bandwidth(measured, 1 << 20) == (200.0, 1 << 20)
+  assert probe.l2_bandwidth(measured, 4 << 20) == (150.0, 4 << 20)
+  n, batch, density, gbs, gflops = 1000, 100, 0.01, 100.0, 50.0
+  b = probe.bounds(n, batch, density, gbs, gflops)
+  nnz = 10_000
+  memory_fwd = (nnz * 400 + 4 * n * batch) / 100e9 * 1e3
+  compute = 2 * nnz * batch / 50e9 * 1e3
+  assert b["fwd"] == pytest.approx(max(memory_fwd, compute))
+  assert b["dx"] == b["fwd"]
+  assert b["dw"] == pytest.approx(max((2 * nnz * 400 + 4 * nnz) / 100e9 * 1e3,
+                                      compute))
+  assert b["train"] == pytest.approx(2 * b["fwd"] + b["dw"])

@@ -1,0 +1,312 @@
+"""Block-size-1 sparse layers against the libraries a researcher would
+compare them with: one command, every peer in a fresh process, the same
+shapes and the same random matrix in one run.
+
+A layer computes ``Y = X @ W`` with ``X[batch, n]`` and a sparse ``W[n, n]``
+whose nonzeros are an Erdős–Rényi pattern of the given density (seed 0),
+float32. Two operations are timed:
+
+* ``fwd``: ``Y`` alone;
+* ``train``: ``Y``, ``dX = dY @ W^T`` and ``dW`` at the stored positions
+  only (``(X^T @ dY)`` sampled at W's pattern), given a random ``dY`` --
+  what one training step of the layer costs.
+
+Peers (``--peers``; each is skipped with its reason where it is not
+installed):
+
+* ``snn_jax``: ``snn_jax.ops.bsmm`` with ``impl="auto"`` (``native_cpu``
+  where it is built), jitted; ``train`` is ``jax.vjp`` of it;
+* ``jax_dense``: ``X @ W`` dense in ``jnp.dot``, and its vjp;
+* ``jax_bcsr``: ``jax.experimental.sparse.BCSR`` (forward only);
+* ``scipy``: ``scipy.sparse`` CSR (forward only);
+* ``torch_csr``: ``torch.sparse.mm`` on a CSR tensor (MKL on x86), the
+  forward as a torch user writes it (``(W^T @ X^T)^T``);
+* ``torch_csr_layer``: a hand-written torch CSR training layer: forward
+  and dX by ``torch.sparse.mm`` (``W^T`` and ``W`` both kept as CSR), dW
+  by ``torch.sparse.sampled_addmm`` at W's pattern;
+* ``sparseprop``: SparseProp's ``SparseLinear`` (Nikdan et al. 2023,
+  ``pip install sparseprop``), forward and torch autograd's backward;
+* ``torch_dense``: ``X @ W`` in torch, and dX, dW by two dense matmuls.
+
+Every peer's forward (and ``train``'s dX and dW) is checked against a
+float64 NumPy reference before it is timed (normwise relative error <=
+1e-4); one that disagrees is reported with its error and not timed.
+``ideal_ms`` is density x ``jax_dense``'s time for the same op in the same
+run. torch runs with as many threads as the machine has cores, as XLA does.
+These peers are benchmark-only dependencies (``pip install -e
+'.[peers]'``), never needed by the package.
+
+Usage: python benchmarks/peers.py --out=benchmarks/cpu/peers_<date>.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS = ("snn_jax", "jax_dense", "jax_bcsr", "scipy", "torch_csr",
+         "torch_csr_layer", "sparseprop", "torch_dense")
+OPS = {"fwd": {"snn_jax", "jax_dense", "jax_bcsr", "scipy", "torch_csr",
+               "sparseprop", "torch_dense"},
+       "train": {"snn_jax", "jax_dense", "torch_csr_layer", "sparseprop",
+                 "torch_dense"}}
+DEFAULT_SHAPES = "4096:256:0.01,1000:128:0.045,4096:256:0.1"
+TOLERANCE = 1e-4
+
+
+def _problem(n: int, batch: int, density: float):
+  """The matrix (as COO, sorted row-major), X and dY, from seed 0."""
+  import numpy as np
+  from snn_jax import topology
+  t = topology.make("erdos_renyi", n, n, density=density, seed=0)
+  rng = np.random.default_rng(0)
+  order = np.lexsort((t.cols, t.rows))
+  rows, cols = t.rows[order].astype(np.int64), t.cols[order].astype(np.int64)
+  vals = rng.standard_normal(rows.size).astype(np.float32)
+  x = rng.standard_normal((batch, n)).astype(np.float32)
+  dy = rng.standard_normal((batch, n)).astype(np.float32)
+  return rows, cols, vals, x, dy
+
+
+def _reference(rows, cols, vals, x, dy, n):
+  import numpy as np
+  w = np.zeros((n, n))
+  w[rows, cols] = vals
+  y = x.astype(np.float64) @ w
+  dx = dy.astype(np.float64) @ w.T
+  dw = (x.T.astype(np.float64) @ dy)[rows, cols]
+  return y, dx, dw
+
+
+def _rel_err(out, ref) -> float:
+  import numpy as np
+  out = np.asarray(out, dtype=np.float64)
+  return float(np.max(np.abs(out - ref)) / max(np.max(np.abs(ref)), 1e-30))
+
+
+def _build(peer: str, op: str, rows, cols, vals, x, dy, n
+           ) -> tuple[Callable[[], Any], Callable[[Any], tuple]]:
+  """(the timed call, a function of its output giving (y, dx, dw) -- the
+  parts it computes -- in row-major stored order for dw)."""
+  import numpy as np
+  if peer in ("snn_jax", "jax_dense", "jax_bcsr"):
+    import jax
+    import jax.numpy as jnp
+    xj, dyj = jnp.asarray(x), jnp.asarray(dy)
+  if peer == "snn_jax":
+    from snn_jax.ops import bsmm
+    from snn_jax.sparse import BlockCSR
+    w = BlockCSR.from_coo(rows, cols, shape=(n, n), block_size=1,
+                          values=vals.reshape(-1, 1, 1))
+    # from_coo stores blocks row-major: the same order as ``vals``.
+    if op == "fwd":
+      f = jax.jit(lambda x, w: bsmm(x, w))
+      return (lambda: f(xj, w)), (lambda out: (out, None, None))
+
+    def step(x, values, w, dy):
+      y, pull = jax.vjp(lambda x, v: bsmm(x, w.replace(values=v)), x, values)
+      dx, dv = pull(dy)
+      return y, dx, dv
+    f = jax.jit(step)
+    return ((lambda: f(xj, w.values, w, dyj)),
+            (lambda out: (out[0], out[1], np.asarray(out[2]).reshape(-1))))
+  if peer == "jax_dense":
+    wd = np.zeros((n, n), np.float32)
+    wd[rows, cols] = vals
+    wj = jnp.asarray(wd)
+    if op == "fwd":
+      f = jax.jit(lambda x, w: jnp.dot(x, w))
+      return (lambda: f(xj, wj)), (lambda out: (out, None, None))
+
+    def step(x, w, dy):
+      y, pull = jax.vjp(jnp.dot, x, w)
+      dx, dw = pull(dy)
+      return y, dx, dw
+    f = jax.jit(step)
+    return ((lambda: f(xj, wj, dyj)),
+            (lambda out: (out[0], out[1], np.asarray(out[2])[rows, cols])))
+  if peer == "jax_bcsr":
+    from jax.experimental import sparse as jsparse
+    wt = np.zeros((n, n), np.float32)
+    wt[cols, rows] = vals
+    wb = jsparse.BCSR.fromdense(jnp.asarray(wt))
+    f = jax.jit(lambda w, x: (w @ x.T).T)
+    return (lambda: f(wb, xj)), (lambda out: (out, None, None))
+  if peer == "scipy":
+    import scipy.sparse as sp
+    wt = sp.csr_matrix((vals, (cols, rows)), shape=(n, n))
+    return (lambda: (wt @ x.T).T), (lambda out: (out, None, None))
+  import torch
+  torch.set_num_threads(os.cpu_count() or 1)
+  xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+  if peer == "torch_dense":
+    wd = torch.zeros((n, n))
+    wd[torch.from_numpy(rows), torch.from_numpy(cols)] = torch.from_numpy(vals)
+    if op == "fwd":
+      return (lambda: xt @ wd), (lambda out: (out.numpy(), None, None))
+
+    def step():
+      return xt @ wd, dyt @ wd.T, xt.T @ dyt
+    return step, (lambda out: (out[0].numpy(), out[1].numpy(),
+                               out[2].numpy()[rows, cols]))
+  # W^T's CSR order (by output, then input) -> W's row-major stored order.
+  t_order = np.lexsort((rows, cols))
+  if peer == "sparseprop":
+    from sparseprop.modules import SparseLinear
+    wd_t = torch.zeros((n, n))
+    wd_t[torch.from_numpy(cols), torch.from_numpy(rows)] = torch.from_numpy(vals)
+    layer = SparseLinear(wd_t)       # its weight is [out, in]
+    if op == "fwd":
+      def fwd():
+        with torch.no_grad():
+          return layer(xt)
+      return fwd, (lambda out: (out.numpy(), None, None))
+    xg = xt.clone().requires_grad_(True)
+
+    def sp_step():
+      xg.grad = None
+      layer.W_val.grad = None
+      y = layer(xg)
+      y.backward(dyt)
+      return y.detach(), xg.grad, layer.W_val.grad
+
+    def sp_parts(out):
+      dw = np.empty(rows.size, np.float32)
+      dw[t_order] = out[2].numpy()
+      return out[0].numpy(), out[1].numpy(), dw
+    return sp_step, sp_parts
+  coo_t = torch.sparse_coo_tensor(
+      torch.from_numpy(np.stack([cols, rows])), torch.from_numpy(vals),
+      (n, n)).coalesce()
+  w_t = coo_t.to_sparse_csr()          # W^T: [n_out, n_in]
+  if peer == "torch_csr":
+    assert op == "fwd", "torch_csr is the forward; torch_csr_layer trains"
+    return ((lambda: torch.sparse.mm(w_t, xt.T).T),
+            (lambda out: (out.numpy(), None, None)))
+  assert op == "train", "torch_csr_layer is timed training; torch_csr forward"
+  w_csr = torch.sparse_coo_tensor(
+      torch.from_numpy(np.stack([rows, cols])), torch.from_numpy(vals),
+      (n, n)).coalesce().to_sparse_csr()  # W: [n_in, n_out]
+  pattern = torch.sparse_csr_tensor(w_t.crow_indices(), w_t.col_indices(),
+                                    torch.zeros_like(w_t.values()), (n, n))
+
+  def step():
+    y = torch.sparse.mm(w_t, xt.T).T
+    dx = torch.sparse.mm(w_csr, dyt.T).T
+    dw_t = torch.sparse.sampled_addmm(pattern, dyt.T, xt, beta=0.0)
+    return y, dx, dw_t
+
+  def parts(out):
+    dw = np.empty(rows.size, np.float32)
+    dw[t_order] = out[2].values().numpy()
+    return out[0].numpy(), out[1].numpy(), dw
+  return step, parts
+
+
+def _one(peer: str, op: str, n: int, batch: int, density: float,
+         repeats: int, min_seconds: float) -> dict[str, Any]:
+  rows, cols, vals, x, dy = _problem(n, batch, density)
+  row = {"peer": peer, "op": op, "n": n, "batch": batch,
+         "density": float(rows.size / (n * n)), "nnz": int(rows.size)}
+  try:
+    call, parts = _build(peer, op, rows, cols, vals, x, dy, n)
+  except ImportError as err:
+    return {**row, "skipped": f"not installed: {err}"}
+  ref = _reference(rows, cols, vals, x, dy, n)
+  got = parts(call())
+  errs = [_rel_err(g, r) for g, r in zip(got, ref) if g is not None]
+  row["max_rel_err"] = max(errs)
+  if row["max_rel_err"] > TOLERANCE:
+    return {**row, "skipped": f"disagrees with the reference "
+                              f"({row['max_rel_err']:.2e} > {TOLERANCE})"}
+  from snn_jax.utils import time_fn
+  row.update(time_fn(call, warmup=3, repeats=repeats, min_seconds=min_seconds))
+  return row
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--out", help="where the JSON goes")
+  parser.add_argument("--shapes", default=DEFAULT_SHAPES,
+                      help="n:batch:density,... (square layers)")
+  parser.add_argument("--peers", default=",".join(PEERS))
+  parser.add_argument("--repeats", type=int, default=20)
+  parser.add_argument("--min_seconds", type=float, default=1.0)
+  parser.add_argument("--one", help=argparse.SUPPRESS)  # peer:op:n:batch:density
+  args = parser.parse_args(argv)
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  sys.path.insert(0, ROOT)
+  if args.one:
+    peer, op, n, batch, density = args.one.split(":")
+    print(json.dumps(_one(peer, op, int(n), int(batch), float(density),
+                          args.repeats, args.min_seconds)))
+    return 0
+  if not args.out:
+    parser.error("--out is required")
+  peers = [p for p in args.peers.split(",") if p]
+  unknown = sorted(set(peers) - set(PEERS))
+  if unknown:
+    parser.error(f"unknown peers {unknown}; known: {', '.join(PEERS)}")
+  shapes = []
+  for s in args.shapes.split(","):
+    try:
+      n, batch, density = s.split(":")
+      shapes.append((int(n), int(batch), float(density)))
+    except ValueError:
+      parser.error(f"--shapes: {s!r} is not n:batch:density")
+  rows = []
+  for n, batch, density in shapes:
+    for op in ("fwd", "train"):
+      for peer in peers:
+        if peer not in OPS[op]:
+          continue
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, os.path.abspath(__file__),
+             f"--one={peer}:{op}:{n}:{batch}:{density}",
+             f"--repeats={args.repeats}", f"--min_seconds={args.min_seconds}"],
+            capture_output=True, text=True)
+        if proc.returncode != 0:
+          row = {"peer": peer, "op": op, "n": n, "batch": batch,
+                 "density": density,
+                 "skipped": "failed: " + proc.stderr.strip()[-400:]}
+        else:
+          row = json.loads(proc.stdout.strip().splitlines()[-1])
+        row["process_seconds"] = time.perf_counter() - t0
+        rows.append(row)
+        shown = (f"{row['median_ms']:9.3f} ms" if "median_ms" in row
+                 else row["skipped"][:70])
+        print(f"{n:5d} {batch:4d} {density:6.3f} {op:5s} {peer:16s} {shown}",
+              flush=True)
+  for row in rows:
+    dense = [r for r in rows if r["peer"] == "jax_dense" and r["op"] == row["op"]
+             and (r["n"], r["batch"]) == (row["n"], row["batch"])
+             and abs(r["density"] - row["density"]) < 1e-9 and "median_ms" in r]
+    if dense and "median_ms" in row:
+      row["ideal_ms"] = row["density"] * dense[0]["median_ms"]
+      row["x_ideal"] = row["median_ms"] / row["ideal_ms"]
+  from snn_jax.utils import env
+  versions = env.versions()
+  try:
+    import torch
+    versions["torch"] = torch.__version__
+  except ImportError:
+    pass
+  result = {"what": __doc__.split("\n")[0] + " " + __doc__.split("\n")[1],
+            "command": " ".join([os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
+            "rows": rows, "device": env.device_info(), "versions": versions}
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  with open(args.out, "w") as f:
+    json.dump(result, f, indent=1)
+  print(f"wrote {args.out}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
