@@ -5,16 +5,26 @@ but are installed as the subpackage ``snn_jax.kernels`` (``package_dir``), so
 no top-level package called ``kernels`` lands in site-packages.
 
 The native CPU kernels (``kernels/native/bsmm_cpu.cc``, XLA FFI) are compiled
-into ``snn_jax.kernels._native_cpu`` with the machine's C++ compiler against
-the FFI headers that jaxlib ships (a build requirement, pyproject.toml). The
-extension is optional: without a compiler, or if the build fails, the
-package installs without it and ``snn_jax.kernels.native_cpu.AVAILABLE`` is
-False. Flags: ``-O3 -march=native`` (vectorised for this machine's CPU; a
-build is not portable to older CPUs), replaced by ``SNN_JAX_NATIVE_CFLAGS``
-when set. ``SNN_JAX_SKIP_NATIVE=1`` skips the extension (e.g. on a GPU
-machine, where the accelerator suite does not use it).
+once per CPU target, each into its own module
+``snn_jax.kernels._native_cpu_<target>``, with the machine's C++ compiler
+against the FFI headers that jaxlib ships (a build requirement,
+pyproject.toml); ``snn_jax.kernels.native_cpu`` loads, at import, the best
+one this CPU runs (``SNN_JAX_NATIVE_TARGET`` forces one). Targets on x86-64:
+``x86_64_v4`` (AVX-512), ``x86_64_v3`` (AVX2, FMA), ``x86_64_v2`` (SSE4.2,
+the baseline); on aarch64: ``armv8`` (NEON); elsewhere ``generic`` (the
+compiler's default). ``SNN_JAX_NATIVE_TARGETS`` (comma-separated) picks a
+subset, and ``native`` there builds one module for this machine's CPU only
+(``-march=native``: not portable). A wheel built with the defaults runs on
+any CPU of its architecture. The extensions are optional: without a
+compiler, or if a build fails, the package installs without them and
+``snn_jax.kernels.native_cpu.AVAILABLE`` is False. Common flags: ``-O3
+-std=c++17 -fno-math-errno -fvisibility=hidden`` (no ``-ffast-math``: NaN
+and Inf propagate), replaced by ``SNN_JAX_NATIVE_CFLAGS`` when set; each
+target adds its ``-march``. ``SNN_JAX_SKIP_NATIVE=1`` skips the extensions
+(e.g. on a GPU machine, where the accelerator suite does not use them).
 """
 import os
+import platform
 import shlex
 
 from setuptools import Extension, find_packages, setup
@@ -39,6 +49,8 @@ class _BuildExt(build_ext):
         ext.sources = []  # nothing to compile against: skip it
     self.extensions = [e for e in self.extensions if e.sources]
     if self.extensions:
+      if not self.parallel:  # one compiler process per target at once
+        self.parallel = min(len(self.extensions), os.cpu_count() or 1)
       super().build_extensions()
     else:
       print("snn_jax: the native CPU kernels are not built ("
@@ -48,16 +60,51 @@ class _BuildExt(build_ext):
 
 _CFLAGS = shlex.split(os.environ.get(
     "SNN_JAX_NATIVE_CFLAGS",
-    "-O3 -march=native -std=c++17 -fno-math-errno -fvisibility=hidden"))
+    "-O3 -std=c++17 -fno-math-errno -fvisibility=hidden"))
 
-_NATIVE = Extension(
-    "snn_jax.kernels._native_cpu",
-    sources=["kernels/native/bsmm_cpu.cc"],
-    language="c++",
-    extra_compile_args=_CFLAGS,
-    extra_link_args=["-pthread"],
-    optional=True,
-)
+# Native-kernel targets by machine: module suffix -> -march. The order is
+# kernels/native_cpu.py's preference (best first).
+_TARGETS = {
+    "x86_64": {"x86_64_v4": "x86-64-v4", "x86_64_v3": "x86-64-v3",
+               "x86_64_v2": "x86-64-v2"},
+    "aarch64": {"armv8": "armv8-a"},
+}
+_MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}.get(
+    platform.machine().lower(), platform.machine().lower())
+
+
+def _native_targets() -> dict[str, str | None]:
+  known = _TARGETS.get(_MACHINE, {"generic": None})
+  asked = os.environ.get("SNN_JAX_NATIVE_TARGETS")
+  if not asked:
+    return dict(known)
+  chosen = {}
+  for name in (a.strip() for a in asked.split(",") if a.strip()):
+    if name == "native":
+      chosen[name] = "native"
+    elif name in known:
+      chosen[name] = known[name]
+    else:
+      raise SystemExit(
+          f"SNN_JAX_NATIVE_TARGETS: {name!r} is not a target on {_MACHINE} "
+          f"(targets: {', '.join(known)}, or native)")
+  return chosen
+
+
+def _native_extension(name: str, march: str | None) -> Extension:
+  flags = list(_CFLAGS) + ([f"-march={march}"] if march else [])
+  return Extension(
+      f"snn_jax.kernels._native_cpu_{name}",
+      sources=["kernels/native/bsmm_cpu.cc"],
+      language="c++",
+      define_macros=[("SNN_MODULE", f"_native_cpu_{name}")],
+      extra_compile_args=flags,
+      extra_link_args=["-pthread"],
+      optional=True,
+  )
+
+
+_NATIVE = [_native_extension(n, m) for n, m in _native_targets().items()]
 
 setup(
     name="snn_jax",
@@ -70,7 +117,7 @@ setup(
     package_dir={"snn_jax.kernels": "kernels"},
     package_data={"snn_jax.kernels": ["targets/*.txtpb", "targets/README.md"],
                   "snn_jax.reproduce": ["data/*.csv"]},
-    ext_modules=[_NATIVE],
+    ext_modules=_NATIVE,
     cmdclass={"build_ext": _BuildExt},
     install_requires=[
         "jax>=0.6",

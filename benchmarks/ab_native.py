@@ -14,9 +14,9 @@ e.g. --block_sizes=1). --shapes=N:BATCH:DENSITY:BS,... replaces the list,
 e.g. --shapes=65536:128:0.001:1 for one layer of the giant MLP (large
 shapes are drawn as random block coordinates, never as a dense matrix).
 
-  cp kernels/_native_cpu*.so /tmp/before.so   # then rebuild
+  cp kernels/_native_cpu_x86_64_v4*.so /tmp/before.so   # then rebuild
   python benchmarks/ab_native.py /tmp/before.so \
-      kernels/_native_cpu*.so benchmarks/cpu/ab_native_<date>.json
+      kernels/_native_cpu_x86_64_v4*.so benchmarks/cpu/ab_native_<date>.json
 
 Each build is ``PATH`` or ``LABEL=PATH`` (labels default to before, after,
 build2, ...), optionally suffixed ``:batch_major`` or ``:feature_major`` for
@@ -31,6 +31,7 @@ the baseline of every ratio. The last argument is the output JSON.
 
 import importlib.util
 import json
+import os
 import sys
 import time
 
@@ -47,8 +48,21 @@ SHAPES = ((1000, 128, 0.04, 1), (4096, 256, 0.01, 1), (4096, 256, 0.1, 1),
 ROUNDS = 8
 
 
+def _module_name(path: str) -> str:
+  """The module name a build was compiled as (``_native_cpu_<target>``, or
+  ``_native_cpu`` for builds before the per-target modules): the one whose
+  ``PyInit_`` symbol the file exports, whatever the file is called."""
+  import ctypes
+  lib = ctypes.CDLL(os.path.abspath(path))
+  from snn_jax.kernels import native_cpu
+  for name in [f"_native_cpu_{t}" for t in native_cpu.TARGET_FEATURES] + ["_native_cpu"]:
+    if hasattr(lib, f"PyInit_{name}"):
+      return name
+  raise SystemExit(f"{path}: not a build of the native CPU kernels")
+
+
 def _load(tag: str, path: str) -> None:
-  spec = importlib.util.spec_from_file_location(f"{tag}._native_cpu", path)
+  spec = importlib.util.spec_from_file_location(f"{tag}.{_module_name(path)}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   for name, capsule in module.handlers().items():

@@ -28,6 +28,10 @@ installed):
   ``pip install sparseprop``), forward and torch autograd's backward;
 * ``torch_dense``: ``X @ W`` in torch, and dX, dW by two dense matmuls.
 
+Every point runs ``--rounds`` times (default 3), each a fresh process, the
+peers' order reversed every other round; a row's time is the median of its
+rounds' medians (``round_medians_ms`` keeps them), because on a shared
+virtual machine one run of a peer can differ from the next by 1.5x.
 Every peer's forward (and ``train``'s dX and dW) is checked against a
 float64 NumPy reference before it is timed (normwise relative error <=
 1e-4); one that disagrees is reported with its error and not timed.
@@ -44,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -230,6 +235,34 @@ def _one(peer: str, op: str, n: int, batch: int, density: float,
   return row
 
 
+def _requested(row: dict, shapes) -> float:
+  """The requested density of a row (rows carry the density built)."""
+  return min((s[2] for s in shapes if (s[0], s[1]) == (row["n"], row["batch"])),
+             key=lambda d: abs(d - row["density"]))
+
+
+def _run_point(peer: str, op: str, n: int, batch: int, density: float, args,
+               rnd: int) -> dict[str, Any]:
+  """One peer, op and shape in a fresh process."""
+  t0 = time.perf_counter()
+  proc = subprocess.run(
+      [sys.executable, os.path.abspath(__file__),
+       f"--one={peer}:{op}:{n}:{batch}:{density}",
+       f"--repeats={args.repeats}", f"--min_seconds={args.min_seconds}"],
+      capture_output=True, text=True)
+  if proc.returncode != 0:
+    row = {"peer": peer, "op": op, "n": n, "batch": batch, "density": density,
+           "skipped": "failed: " + proc.stderr.strip()[-400:]}
+  else:
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+  row["process_seconds"] = time.perf_counter() - t0
+  shown = (f"{row['median_ms']:9.3f} ms" if "median_ms" in row
+           else row["skipped"][:70])
+  print(f"round {rnd}  {n:5d} {batch:4d} {density:6.3f} {op:5s} {peer:16s} {shown}",
+        flush=True)
+  return row
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--out", help="where the JSON goes")
@@ -238,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--peers", default=",".join(PEERS))
   parser.add_argument("--repeats", type=int, default=20)
   parser.add_argument("--min_seconds", type=float, default=1.0)
+  parser.add_argument("--rounds", type=int, default=3,
+                      help="times every point is run (each a fresh process); "
+                      "the row's time is the median of its rounds' medians")
   parser.add_argument("--one", help=argparse.SUPPRESS)  # peer:op:n:batch:density
   args = parser.parse_args(argv)
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -260,30 +296,32 @@ def main(argv: list[str] | None = None) -> int:
       shapes.append((int(n), int(batch), float(density)))
     except ValueError:
       parser.error(f"--shapes: {s!r} is not n:batch:density")
+  rounds: dict[tuple, list[dict]] = {}
+  for rnd in range(args.rounds):
+    # Each round runs every point once; the peers' order alternates between
+    # rounds, so slow drifts of the machine fall on all of them alike.
+    order = peers if rnd % 2 == 0 else peers[::-1]
+    for n, batch, density in shapes:
+      for op in ("fwd", "train"):
+        for peer in order:
+          if peer not in OPS[op]:
+            continue
+          rounds.setdefault((n, batch, density, op, peer), []).append(
+              _run_point(peer, op, n, batch, density, args, rnd))
   rows = []
-  for n, batch, density in shapes:
-    for op in ("fwd", "train"):
-      for peer in peers:
-        if peer not in OPS[op]:
-          continue
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, os.path.abspath(__file__),
-             f"--one={peer}:{op}:{n}:{batch}:{density}",
-             f"--repeats={args.repeats}", f"--min_seconds={args.min_seconds}"],
-            capture_output=True, text=True)
-        if proc.returncode != 0:
-          row = {"peer": peer, "op": op, "n": n, "batch": batch,
-                 "density": density,
-                 "skipped": "failed: " + proc.stderr.strip()[-400:]}
-        else:
-          row = json.loads(proc.stdout.strip().splitlines()[-1])
-        row["process_seconds"] = time.perf_counter() - t0
-        rows.append(row)
-        shown = (f"{row['median_ms']:9.3f} ms" if "median_ms" in row
-                 else row["skipped"][:70])
-        print(f"{n:5d} {batch:4d} {density:6.3f} {op:5s} {peer:16s} {shown}",
-              flush=True)
+  for (n, batch, density, op, peer), runs in rounds.items():
+    timed = [r for r in runs if "median_ms" in r]
+    if len(timed) < len(runs):
+      rows.append(next(r for r in runs if "median_ms" not in r))
+      continue
+    row = dict(timed[0])
+    row["round_medians_ms"] = [r["median_ms"] for r in timed]
+    row["median_ms"] = statistics.median(row["round_medians_ms"])
+    row["max_rel_err"] = max(r["max_rel_err"] for r in timed)
+    row["process_seconds"] = sum(r["process_seconds"] for r in timed)
+    rows.append(row)
+  rows.sort(key=lambda r: (shapes.index((r["n"], r["batch"], _requested(r, shapes))),
+                           ("fwd", "train").index(r["op"]), PEERS.index(r["peer"])))
   for row in rows:
     dense = [r for r in rows if r["peer"] == "jax_dense" and r["op"] == row["op"]
              and (r["n"], r["batch"]) == (row["n"], row["batch"])

@@ -1,11 +1,17 @@
 """Native CPU kernels (C++, XLA FFI) for every block size, f32 and bf16.
 
 The C++ source is ``kernels/native/bsmm_cpu.cc``; ``pip install -e .``
-compiles it into ``snn_jax.kernels._native_cpu`` with the machine's C++
-compiler (``setup.py``; flags in BUILD_NOTES.md). Where that failed or no
-compiler exists, the package still installs and imports: ``AVAILABLE`` is
-False, ``UNAVAILABLE_REASON`` says why, and ``snn_jax.ops`` (``impl="auto"``)
-falls back to the XLA kernels with one warning.
+compiles it once per CPU target (x86-64-v4 / v3 / v2, ARMv8 NEON;
+``setup.py``) into ``snn_jax.kernels._native_cpu_<target>``, and this module
+loads at import the best one this CPU runs, by its feature flags
+(``TARGET``; ``COMPILED_TARGETS``; ``SNN_JAX_NATIVE_TARGET=<target>``
+forces one, refused where the CPU lacks its instructions). Targets differ
+in the last bits (vector width, fused multiply-adds), never by more than
+float32 rounding; within a target the bits do not depend on the thread
+count. Where the build failed or no compiler exists, the package still
+installs and imports: ``AVAILABLE`` is False, ``UNAVAILABLE_REASON`` says
+why, and ``snn_jax.ops`` (``impl="auto"``) falls back to the XLA kernels
+with one warning.
 
 Three FFI targets over the ``BlockCSR`` arrays as they are (no re-sorting,
 no copies of the weights):
@@ -61,7 +67,9 @@ over devices is in XLA's all-reduce order.
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
+import os
 
 import jax
 import jax.numpy as jnp
@@ -69,20 +77,101 @@ import numpy as np
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
-_MODULE = "snn_jax.kernels._native_cpu"
+# The compiled targets, best first (setup.py builds one module per target)
+# and the CPU features each needs, as Linux's /proc/cpuinfo names them:
+# x86-64 microarchitecture levels v4 / v3 / v2 (the psABI's lists), NEON on
+# aarch64. ``native`` (a ``-march=native`` build) and ``generic`` (no
+# -march) need nothing said.
+TARGET_FEATURES: dict[str, frozenset[str]] = {
+    "native": frozenset(),
+    "x86_64_v4": frozenset({"avx512f", "avx512bw", "avx512cd", "avx512dq",
+                            "avx512vl", "avx2", "fma", "bmi1", "bmi2", "f16c",
+                            "movbe", "abm", "xsave"}),
+    "x86_64_v3": frozenset({"avx", "avx2", "fma", "bmi1", "bmi2", "f16c",
+                            "movbe", "abm", "xsave"}),
+    "x86_64_v2": frozenset({"sse4_1", "sse4_2", "ssse3", "popcnt", "cx16"}),
+    "armv8": frozenset({"asimd"}),
+    "generic": frozenset(),
+}
+_PACKAGE = "snn_jax.kernels"
+
+
+def cpu_features() -> frozenset[str] | None:
+  """The CPU's feature flags (``flags`` on x86, ``Features`` on ARM, from
+  /proc/cpuinfo), or None where they cannot be read."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+          return frozenset(value.split())
+  except OSError:
+    pass
+  return None
+
+
+def compiled_targets() -> tuple[str, ...]:
+  """The targets built into this install, best first."""
+  found = []
+  for t in TARGET_FEATURES:
+    try:
+      if importlib.util.find_spec(f"{_PACKAGE}._native_cpu_{t}"):
+        found.append(t)
+    except ImportError:  # a finder that refuses the name: not installed
+      pass
+  return tuple(found)
+
+
+def choose_target(compiled: tuple[str, ...], features: frozenset[str] | None,
+                  forced: str | None = None) -> tuple[str | None, str]:
+  """(the target to load, or None; why not, when None). The best compiled
+  target whose features the CPU has; where the features cannot be read,
+  the last (most portable) compiled one. ``forced`` (``SNN_JAX_NATIVE_TARGET``)
+  must be compiled and, where the features are known, runnable here: a
+  kernel built for instructions the CPU lacks would stop the process."""
+  if not compiled:
+    return None, "no compiled native target is installed"
+  def runs(t):
+    return features is None or TARGET_FEATURES[t] <= features
+  if forced:
+    if forced not in compiled:
+      return None, (f"SNN_JAX_NATIVE_TARGET={forced!r} is not compiled here "
+                    f"(compiled: {', '.join(compiled)})")
+    if not runs(forced):
+      missing = sorted(TARGET_FEATURES[forced] - features)
+      return None, (f"SNN_JAX_NATIVE_TARGET={forced!r} needs CPU features "
+                    f"this CPU lacks ({', '.join(missing)})")
+    return forced, ""
+  if features is None:
+    return compiled[-1], ""
+  for t in compiled:
+    if runs(t):
+      return t, ""
+  return None, (f"none of the compiled native targets ({', '.join(compiled)}) "
+                "runs on this CPU")
+
+
 _ext = None
 AVAILABLE = False
+TARGET: str | None = None
+COMPILED_TARGETS = compiled_targets()
 try:
-  if importlib.util.find_spec(_MODULE) is None:
-    raise ModuleNotFoundError(f"no compiled {_MODULE} is installed")
-  from snn_jax.kernels import _native_cpu as _ext
+  TARGET, _why = choose_target(COMPILED_TARGETS, cpu_features(),
+                               os.environ.get("SNN_JAX_NATIVE_TARGET") or None)
+  if TARGET is None:
+    raise ModuleNotFoundError(_why)
+  _ext = importlib.import_module(f"{_PACKAGE}._native_cpu_{TARGET}")
   AVAILABLE = True
   UNAVAILABLE_REASON = ""
-except ModuleNotFoundError as e:  # no compiler, or the build failed
+except ModuleNotFoundError as e:  # no compiler, the build failed, or refused
+  TARGET = None
   UNAVAILABLE_REASON = (
-      f"the native CPU kernels were not built ({e}); reinstall with a C++17 "
-      "compiler present (pip install -e .) to build them")
-except ImportError as e:  # built, but does not load here (another CPU?)
+      f"the native CPU kernels were not built ({e}); reinstall with a "
+      "C++17 compiler present (pip install -e .) to build them"
+      if not COMPILED_TARGETS else
+      f"the native CPU kernels are not loaded: {e}")
+except ImportError as e:  # built, but does not load here
+  TARGET = None
   UNAVAILABLE_REASON = (
       f"the native CPU kernels were built but do not load ({e}); rebuild "
       "them on this machine (pip install -e .)")
@@ -99,6 +188,13 @@ def _register() -> None:
   for name, capsule in _ext.handlers().items():
     jax.ffi.register_ffi_target(name, capsule, platform="cpu")
   _REGISTERED = True
+
+
+def vector_lanes() -> int:
+  """float32 lanes per vector in the loaded build (16 with AVX-512, 8 with
+  AVX2, 4 on the baseline and NEON)."""
+  _register()
+  return _ext.vector_lanes()
 
 
 def num_threads() -> int:

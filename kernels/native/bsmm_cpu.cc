@@ -1654,6 +1654,8 @@ PyObject* MaxThreads(PyObject*, PyObject*) {
   return PyLong_FromLong(Pool::DefaultThreads());
 }
 
+PyObject* VectorLanes(PyObject*, PyObject*) { return PyLong_FromLong(kLanes); }
+
 PyMethodDef kMethods[] = {
     {"handlers", Handlers, METH_NOARGS, "FFI handler capsules by target name."},
     {"num_threads", NumThreads, METH_NOARGS, "Threads the kernels use now."},
@@ -1663,13 +1665,26 @@ PyMethodDef kMethods[] = {
      "Whose threads run the kernels' tasks: 'xla' or 'own'."},
     {"set_thread_pool", SetThreadPool, METH_O,
      "Run the tasks on XLA's intra-op pool ('xla') or the module's own ('own')."},
+    {"vector_lanes", VectorLanes, METH_NOARGS,
+     "float32 lanes of one vector in this build (16: AVX-512, 8: AVX, 4 otherwise)."},
     {"max_threads", MaxThreads, METH_NOARGS,
      "The pool's size: SNN_JAX_NATIVE_THREADS, else the hardware threads."},
     {nullptr, nullptr, 0, nullptr}};
 
-PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_native_cpu",
+// The module's name: one build per CPU target (setup.py), each its own
+// module, _native_cpu_<target>; kernels/native_cpu.py loads the best one
+// the CPU runs.
+#ifndef SNN_MODULE
+#define SNN_MODULE _native_cpu
+#endif
+#define SNN_STR2(x) #x
+#define SNN_STR(x) SNN_STR2(x)
+#define SNN_CAT2(a, b) a##b
+#define SNN_CAT(a, b) SNN_CAT2(a, b)
+
+PyModuleDef kModule = {PyModuleDef_HEAD_INIT, SNN_STR(SNN_MODULE),
                        "snn_jax native CPU kernels (XLA FFI).", -1, kMethods};
 
 }  // namespace
 
-PyMODINIT_FUNC PyInit__native_cpu(void) { return PyModule_Create(&kModule); }
+PyMODINIT_FUNC SNN_CAT(PyInit_, SNN_MODULE)(void) { return PyModule_Create(&kModule); }
