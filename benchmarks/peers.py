@@ -339,9 +339,8 @@ def main(argv: list[str] | None = None) -> int:
   result = {"what": __doc__.split("\n")[0] + " " + __doc__.split("\n")[1],
             "command": " ".join([os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
             "rows": rows, "device": env.device_info(), "versions": versions}
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(result, f, indent=1)
+  from snn_jax.utils import write_json
+  write_json(args.out, result)
   print(f"wrote {args.out}")
   return 0
 

@@ -17,7 +17,6 @@ Usage: python benchmarks/topology_generation.py --n=65536 --density=0.001 \
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
@@ -70,9 +69,8 @@ def main(argv: list[str] | None = None) -> int:
       "repeats": args.repeats, "rows": rows,
       "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
       "device": env.device_info(), "versions": env.versions()}
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(result, f, indent=1)
+  from snn_jax.utils import write_json
+  write_json(args.out, result)
   print(f"wrote {args.out}")
   return 0
 

@@ -39,3 +39,13 @@ def atomic_write(path: str, mode: str = "w", **open_kwargs) -> Iterator[IO]:
     with contextlib.suppress(FileNotFoundError):
       os.remove(tmp)
     raise
+
+
+def write_json(path: str, obj) -> None:
+  """Writes ``obj`` as indented JSON to ``path`` whole (``atomic_write``),
+  creating its folder first; what the benchmark scripts write results
+  with."""
+  import json
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with atomic_write(path) as f:
+    json.dump(obj, f, indent=1)
