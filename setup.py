@@ -49,13 +49,25 @@ class _BuildExt(build_ext):
         ext.sources = []  # nothing to compile against: skip it
     self.extensions = [e for e in self.extensions if e.sources]
     if self.extensions:
-      if not self.parallel:  # one compiler process per target at once
-        self.parallel = min(len(self.extensions), os.cpu_count() or 1)
+      # One after the other: every target compiles the same source file,
+      # and each needs its own object (build_extension below).
+      self.parallel = None
       super().build_extensions()
     else:
       print("snn_jax: the native CPU kernels are not built ("
             + ("SNN_JAX_SKIP_NATIVE=1" if skip else "jaxlib's FFI headers not "
                "found") + "; the XLA kernels are used)")
+
+  def build_extension(self, ext):
+    # Every target compiles kernels/native/bsmm_cpu.cc: without a folder
+    # of its own per target, each would overwrite the previous target's
+    # object, and a module could be linked from another target's code.
+    base = self.build_temp
+    self.build_temp = os.path.join(base, ext.name.rsplit(".", 1)[-1])
+    try:
+      super().build_extension(ext)
+    finally:
+      self.build_temp = base
 
 
 _CFLAGS = shlex.split(os.environ.get(
