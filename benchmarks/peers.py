@@ -235,12 +235,6 @@ def _one(peer: str, op: str, n: int, batch: int, density: float,
   return row
 
 
-def _requested(row: dict, shapes) -> float:
-  """The requested density of a row (rows carry the density built)."""
-  return min((s[2] for s in shapes if (s[0], s[1]) == (row["n"], row["batch"])),
-             key=lambda d: abs(d - row["density"]))
-
-
 def _run_point(peer: str, op: str, n: int, batch: int, density: float, args,
                rnd: int) -> dict[str, Any]:
   """One peer, op and shape in a fresh process."""
@@ -320,8 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     row["max_rel_err"] = max(r["max_rel_err"] for r in timed)
     row["process_seconds"] = sum(r["process_seconds"] for r in timed)
     rows.append(row)
-  rows.sort(key=lambda r: (shapes.index((r["n"], r["batch"], _requested(r, shapes))),
-                           ("fwd", "train").index(r["op"]), PEERS.index(r["peer"])))
+  # Rows come in round 0's order: by shape, then op, then the peers as given.
   for row in rows:
     dense = [r for r in rows if r["peer"] == "jax_dense" and r["op"] == row["op"]
              and (r["n"], r["batch"]) == (row["n"], row["batch"])
