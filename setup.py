@@ -4,7 +4,8 @@ The kernel sources live in the top-level ``kernels/`` folder of the repository
 but are installed as the subpackage ``snn_jax.kernels`` (``package_dir``), so
 no top-level package called ``kernels`` lands in site-packages.
 
-The native CPU kernels (``kernels/native/bsmm_cpu.cc``, XLA FFI) are compiled
+The native CPU kernels (``kernels/native/bsmm_cpu.cc`` and ``conv_cpu.cc``,
+sharing ``cpu_runtime.h``; XLA FFI) are compiled
 once per CPU target, each into its own module
 ``snn_jax.kernels._native_cpu_<target>``, with the machine's C++ compiler
 against the FFI headers that jaxlib ships (a build requirement,
@@ -49,7 +50,7 @@ class _BuildExt(build_ext):
         ext.sources = []  # nothing to compile against: skip it
     self.extensions = [e for e in self.extensions if e.sources]
     if self.extensions:
-      # One after the other: every target compiles the same source file,
+      # One after the other: every target compiles the same source files,
       # and each needs its own object (build_extension below).
       self.parallel = None
       super().build_extensions()
@@ -59,7 +60,7 @@ class _BuildExt(build_ext):
                "found") + "; the XLA kernels are used)")
 
   def build_extension(self, ext):
-    # Every target compiles kernels/native/bsmm_cpu.cc: without a folder
+    # Every target compiles the same sources: without a folder
     # of its own per target, each would overwrite the previous target's
     # object, and a module could be linked from another target's code.
     base = self.build_temp
@@ -107,7 +108,8 @@ def _native_extension(name: str, march: str | None) -> Extension:
   flags = list(_CFLAGS) + ([f"-march={march}"] if march else [])
   return Extension(
       f"snn_jax.kernels._native_cpu_{name}",
-      sources=["kernels/native/bsmm_cpu.cc"],
+      sources=["kernels/native/bsmm_cpu.cc", "kernels/native/conv_cpu.cc"],
+      depends=["kernels/native/cpu_runtime.h"],
       language="c++",
       define_macros=[("SNN_MODULE", f"_native_cpu_{name}")],
       extra_compile_args=flags,

@@ -437,3 +437,65 @@ def relu_layers_native(y, row_values, col_idx, row_ptr, col_values, col_rows,
           jnp.asarray(start, jnp.int32).reshape(1),
           bias=np.float32(bias), ymax=np.float32(ymax), length=np.int64(length),
           sparse_below=np.float32(sparse_below))
+
+
+# ---------------------------------------------------------------------------
+# Weight-level sparse 2-D convolution (kernels/native/conv_cpu.cc) on
+# plane-major images: float32 [channels, rows, columns, batch] ("CHWB").
+
+
+def conv_fwd_native(x, values, row_idx, col_ptr, col_order, *,
+                    kernel_size: tuple[int, int]):
+  """VALID stride-1 correlation of ``x[S, H, W, B]`` (CHWB, float32) with
+  the weight ``(S * kh * kw, D)`` given by its column view:
+  ``[D, H - kh + 1, W - kw + 1, B]`` float32."""
+  _register()
+  kh, kw = kernel_size
+  s, h, w, b = x.shape
+  shape = (col_ptr.shape[0] - 1, h - kh + 1, w - kw + 1, b)
+  return jax.ffi.ffi_call("snn_jax_conv_fwd",
+                          jax.ShapeDtypeStruct(shape, jnp.float32),
+                          vmap_method="sequential")(
+      x, values.reshape(-1).astype(jnp.float32), row_idx, col_ptr, col_order,
+      **_geometry(s, h, w, b, kh, kw))
+
+
+def conv_dx_native(dy, values, row_ptr, col_idx, *,
+                   kernel_size: tuple[int, int], input_hw: tuple[int, int],
+                   pads_before: tuple[int, int]):
+  """The gradient of the unpadded input ``x[S, H, W, B]`` (``input_hw`` =
+  ``(H, W)``) of a stride-1 correlation whose padded input had
+  ``pads_before = (top, left)`` zero rows and columns before ``x``, from the
+  output gradient ``dy[D, Ho, Wo, B]`` over the row view: float32
+  ``[S, H, W, B]``."""
+  _register()
+  kh, kw = kernel_size
+  b = dy.shape[3]
+  shape = ((row_ptr.shape[0] - 1) // (kh * kw), *input_hw, b)
+  return jax.ffi.ffi_call("snn_jax_conv_dx",
+                          jax.ShapeDtypeStruct(shape, jnp.float32),
+                          vmap_method="sequential")(
+      dy, values.reshape(-1).astype(jnp.float32), row_ptr, col_idx,
+      kh=np.int64(kh), kw=np.int64(kw), pad_top=np.int64(pads_before[0]),
+      pad_left=np.int64(pads_before[1]))
+
+
+def conv_dw_native(x, dy, row_idx, col_ptr, col_order, *,
+                   kernel_size: tuple[int, int]):
+  """``dvalues[nnz]`` float32 at the stored entries of a VALID correlation
+  of ``x[S, H, W, B]`` with output gradient ``dy[D, Ho, Wo, B]``: for entry
+  (s, i, j; d), the sum over rows, columns and batch of ``dy[d]`` times
+  ``x[s]`` shifted by ``(i, j)``."""
+  _register()
+  kh, kw = kernel_size
+  s, h, w, b = x.shape
+  return jax.ffi.ffi_call("snn_jax_conv_dw",
+                          jax.ShapeDtypeStruct((row_idx.shape[0],), jnp.float32),
+                          vmap_method="sequential")(
+      x, dy, row_idx, col_ptr, col_order, **_geometry(s, h, w, b, kh, kw))
+
+
+def _geometry(channels, height, width, batch, kh, kw) -> dict:
+  return {k: np.int64(v) for k, v in dict(
+      channels=channels, height=height, width=width, batch=batch, kh=kh,
+      kw=kw).items()}

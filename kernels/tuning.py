@@ -129,3 +129,14 @@ def cpu_dense_threshold(block_size: int) -> float:
   t = (math.log(block_size) - math.log(lo)) / (math.log(hi) - math.log(lo))
   return math.exp((1 - t) * math.log(CPU_DENSE_FROM_DENSITY[lo])
                   + t * math.log(CPU_DENSE_FROM_DENSITY[hi]))
+
+# Weight-level sparse convolution on CPU (``snn_jax.conv``, impl "auto"):
+# the native kernels below this kernel density, XLA's dense convolution at
+# or above it. Measured on Alford's conv2 (20 -> 50 channels, 14 x 14,
+# batch 100), forward + dX + dW (benchmarks/lenet5_step.py, part 2;
+# benchmarks/cpu/lenet5_step_20261207.json, AVX-512): the native kernels
+# took 0.11x XLA's time at density 0.05, 0.18x at 0.1, 0.42x at 0.25,
+# 0.64x at 0.5, 0.96x at 0.7 -- a tie within this machine's noise -- and
+# 0.86x at 1.0; at 500 output channels 0.62x at 0.3. From 0.6 the choice
+# is XLA's, whose dense kernel does not depend on the pattern.
+CPU_CONV_DENSE_THRESHOLD = 0.6

@@ -62,6 +62,7 @@ import jax.numpy as jnp
 from snn_jax.kernels import (mosaic_gpu, native_cpu, pallas_gpu, pallas_tpu,
                              reference, tuning, xla)
 from snn_jax.sparse import BlockCSR
+from snn_jax.utils.env import target_device  # noqa: F401  (part of this API)
 
 IMPLS = ("auto", "xla", "native_cpu", "pallas", "pallas_gpu", "pallas_tpu",
          "mosaic_gpu", "dense")
@@ -147,26 +148,6 @@ def _backward_of_mosaic(block_size: int) -> str:
   return "xla"
 
 
-def target_device() -> jax.Device:
-  """The device ``bsmm`` compiles for: ``jax.default_device`` when set (a
-  device, or a platform name such as ``"gpu"``), else ``jax.devices()[0]``.
-
-  Its ``platform`` decides what ``impl="auto"`` and ``"pallas"`` mean and
-  whether Pallas kernels run in interpret mode; its ``device_kind`` picks
-  the accelerator tiles (``kernels.tuning``). A deviceless compile names
-  its target the same way -- ``with jax.default_device(h100):
-  jax.jit(f).trace(...).lower().compile()``, with ``h100`` a device of
-  ``jax.experimental.topologies.get_topology_desc`` (see
-  ``snn_jax.kernels.deviceless``) -- so it compiles the kernels and tiles
-  that card would run. ``jax_default_device`` is part of jit's cache key,
-  so a trace made for one target is never reused for another.
-  """
-  default = jax.config.jax_default_device
-  if default is None:
-    return jax.devices()[0]
-  if isinstance(default, str):
-    return jax.devices(default)[0]
-  return default
 
 
 def _gpu_tiles(s: _Static, dtype) -> tuning.GpuTiles:

@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLOORS = {
     "utils": 0, "sparse": 1, "data": 1,
     "topology": 2, "kernels": 2,
-    "ops": 3, "analysis": 3,
+    "ops": 3, "conv": 3, "analysis": 3,
     "nn": 4,
     "sparse_training": 5,
     "training": 6,

@@ -1,4 +1,5 @@
-"""What a result was measured on: device and library versions."""
+"""What a result was measured on (device and library versions), and the
+device a program is compiled for (:func:`target_device`)."""
 
 from __future__ import annotations
 
@@ -67,3 +68,26 @@ def versions() -> dict[str, str]:
     except md.PackageNotFoundError:
       out[pkg] = ""
   return out
+
+
+def target_device() -> jax.Device:
+  """The device ``ops.bsmm`` and ``conv.sparse_conv2d`` compile for:
+  ``jax.default_device`` when set (a device, or a platform name such as
+  ``"gpu"``), else ``jax.devices()[0]``.
+
+  Its ``platform`` decides what ``impl="auto"`` and ``"pallas"`` mean and
+  whether Pallas kernels run in interpret mode; its ``device_kind`` picks
+  the accelerator tiles (``kernels.tuning``). A deviceless compile names
+  its target the same way -- ``with jax.default_device(h100):
+  jax.jit(f).trace(...).lower().compile()``, with ``h100`` a device of
+  ``jax.experimental.topologies.get_topology_desc`` (see
+  ``snn_jax.kernels.deviceless``) -- so it compiles the kernels and tiles
+  that card would run. ``jax_default_device`` is part of jit's cache key,
+  so a trace made for one target is never reused for another.
+  """
+  default = jax.config.jax_default_device
+  if default is None:
+    return jax.devices()[0]
+  if isinstance(default, str):
+    return jax.devices(default)[0]
+  return default

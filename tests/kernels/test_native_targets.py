@@ -68,13 +68,14 @@ def _runnable_targets():
 def test_every_compiled_target_passes_the_native_kernel_tests(target):
   """The native kernel tests (every block size, dtype and layout against
   the float64 oracle, non-finite propagation, the same bits for any
-  thread count and pool) run on this target, forced; the target loaded by
+  thread count and pool; the convolution's too) run on this target, forced; the target loaded by
   default runs them in the suite itself."""
   env = {**os.environ, "SNN_JAX_NATIVE_TARGET": target}
   r = subprocess.run(
       [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
        os.path.join("tests", "kernels", "test_impls.py"),
        os.path.join("tests", "kernels", "test_native_targets.py"),
+       os.path.join("tests", "ops", "test_conv.py"),
        "-k", "native_cpu or loaded_target"],
       cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1800)
   assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
