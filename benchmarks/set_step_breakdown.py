@@ -37,22 +37,24 @@ BATCH = 128
 GROUPS = 5
 
 
-def _interleaved(fns: dict, per_group: int) -> dict:
-  """Best-of-GROUPS milliseconds per call of each zero-argument function,
-  the functions timed in turn within each group."""
+def _interleaved(fns: dict, per_group: int, groups: int = GROUPS,
+                 reduce=min) -> dict:
+  """``reduce`` (best, by default) over ``groups`` groups of the
+  milliseconds per call of each zero-argument function, the functions
+  timed in turn within each group."""
   for f in fns.values():
     for _ in range(5):
       r = f()
     jax.block_until_ready(r)
-  best = {k: float("inf") for k in fns}
-  for _ in range(GROUPS):
+  times = {k: [] for k in fns}
+  for _ in range(groups):
     for k, f in fns.items():
       t = time.perf_counter()
       for _ in range(per_group):
         r = f()
       jax.block_until_ready(r)
-      best[k] = min(best[k], (time.perf_counter() - t) / per_group * 1e3)
-  return best
+      times[k].append((time.perf_counter() - t) / per_group * 1e3)
+  return {k: float(reduce(v)) for k, v in times.items()}
 
 
 def _config(sparse: bool) -> TrainConfig:

@@ -10,11 +10,13 @@ it -- not LeCun's classic LeNet-5 (that one is :class:`LeNet5`).
 Every weight layer is a :class:`SparseDense` with a *weight-level*
 topology: the convolutions' over their patch features (``in_channels *
 25`` rows, channel-major as ``lax.conv_general_dilated_patches`` orders
-them, times ``out_channels``; the forward pass scatters them into a dense
-kernel, see ``_conv``), so a magnitude-pruned convolution keeps exactly
-its surviving weights (Alford et al. prune per weight, every layer
-carrying a mask) and gradual pruning and optimizer-state remapping treat
-the four layers like an MLP's (``model.layers``).
+them, times ``out_channels``), so a magnitude-pruned convolution keeps
+exactly its surviving weights (Alford et al. prune per weight, every layer
+carrying a mask), and gradual pruning and optimizer-state remapping treat
+the four layers like an MLP's (``model.layers``). The convolutions run
+``snn_jax.conv.sparse_conv2d`` (``conv_impl``): on a CPU below the measured
+density natively, on the stored weights only; otherwise as XLA's dense
+convolution of the scattered kernel.
 
 Initialisation (the tutorial's, which the authors' code keeps):
 convolutions truncated normal std 0.05, biases 0; the 384-unit layer std
@@ -29,8 +31,10 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
+from snn_jax.conv import CONV_IMPLS
 from snn_jax.nn._layers import SparseDense, SparseLayerStack
 from snn_jax.topology import Topology, make
 
@@ -38,18 +42,44 @@ KERNEL = (5, 5)
 
 
 def local_response_norm(x: jax.Array, depth_radius: int = 4, bias: float = 1.0,
-                        alpha: float = 0.001 / 9.0, beta: float = 0.75
-                        ) -> jax.Array:
-  """``tf.nn.lrn`` over the last axis of ``x[..., C]``: each channel
-  divided by ``(bias + alpha * sum of squares over the 2r+1 channels
-  around it) ** beta``."""
-  sq = jnp.square(x)
-  pad = [(0, 0)] * (x.ndim - 1) + [(depth_radius, depth_radius)]
-  csum = jnp.cumsum(jnp.pad(sq, pad), axis=-1)
-  csum = jnp.pad(csum, [(0, 0)] * (x.ndim - 1) + [(1, 0)])
-  c = x.shape[-1]
-  window = csum[..., 2 * depth_radius + 1:2 * depth_radius + 1 + c] - csum[..., :c]
-  return x / jnp.power(bias + alpha * window, beta)
+                        alpha: float = 0.001 / 9.0, beta: float = 0.75,
+                        axis: int = -1) -> jax.Array:
+  """``tf.nn.lrn`` over ``axis`` (the channels; ``tf.nn.lrn``'s is the
+  last): each channel divided by ``(bias + alpha * sum of squares over the
+  2r+1 channels around it) ** beta``.
+
+  The window sums are one matmul with the ``C x C`` band of ones (a dense
+  ``jnp.dot``, fast on every backend), and the power is ``exp(-beta *
+  log(.))``: on the 2-core CPU a cumulative-sum form and ``jnp.power``
+  took 4-7x as long for the training step's forward and backward
+  (``benchmarks/lenet5_step.py``'s notes, BUILD_NOTES.md)."""
+  axis = axis % x.ndim
+  c = x.shape[axis]
+  i = np.arange(c)
+  band = jnp.asarray(np.abs(i[:, None] - i[None, :]) <= depth_radius, x.dtype)
+  sq = jnp.moveaxis(jnp.square(x), axis, -1) if 0 < axis < x.ndim - 1 else \
+      jnp.square(x)
+  if axis == 0:
+    window = jnp.dot(band, sq.reshape(c, -1)).reshape(sq.shape)
+  else:
+    window = jnp.dot(sq.reshape(-1, c), band).reshape(sq.shape)
+    if axis != x.ndim - 1:
+      window = jnp.moveaxis(window, -1, axis)
+  return x * jnp.exp(-beta * jnp.log(bias + alpha * window))
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 max-pooling, stride 2 (VALID), over axes 1 and 2 (the image rows
+  and columns in both ``NHWC`` and ``CHWB``). Even sizes take the max of a
+  reshape, whose gradient XLA computes ten times faster on a CPU than
+  ``reduce_window``'s select-and-scatter; where a window holds several
+  equal maxima, the gradient is shared among them rather than given to one
+  (after a ReLU such ties are zeros, whose gradient the ReLU stops)."""
+  n0, h, w, n3 = x.shape
+  if h % 2 or w % 2:
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1),
+                                 (1, 2, 2, 1), "VALID")
+  return x.reshape(n0, h // 2, 2, w // 2, 2, n3).max(axis=(2, 4))
 
 
 class AlfordLeNet5(SparseLayerStack, nnx.Module):
@@ -62,6 +92,8 @@ class AlfordLeNet5(SparseLayerStack, nnx.Module):
       ``h = 384``; their "wider" variants multiply ``c2``. None = the
       authors' network, all dense, 10 classes.
     impl: ``bsmm`` implementation of the fully connected layers.
+    conv_impl: the convolutions' (``snn_jax.conv``: ``"auto"``,
+      ``"native_cpu"``, ``"dense"``).
     rngs: ``nnx.Rngs`` with a ``params`` stream.
   """
 
@@ -69,7 +101,10 @@ class AlfordLeNet5(SparseLayerStack, nnx.Module):
   WIDTHS = (50, 384)  # conv2 channels, fully connected width
 
   def __init__(self, topologies: Sequence[Topology] | None = None, *,
-               impl: str = "auto", rngs: nnx.Rngs):
+               impl: str = "auto", conv_impl: str = "auto", rngs: nnx.Rngs):
+    if conv_impl not in CONV_IMPLS:
+      raise ValueError(f"unknown conv_impl {conv_impl!r}; known: {CONV_IMPLS}")
+    self.conv_impl = conv_impl
     if topologies is None:
       topologies = self.dense_topologies(self.WIDTHS, 10)
     topologies = list(topologies)
@@ -102,29 +137,28 @@ class AlfordLeNet5(SparseLayerStack, nnx.Module):
                        ) -> list[Topology]:
     return [make("dense", a, b) for a, b in cls.layer_shapes(widths, n_classes)]
 
-  def _conv(self, layer: SparseDense, x: jax.Array) -> jax.Array:
-    # The kernel is scattered from the layer's stored weights and applied
-    # as a dense convolution: on a CPU, extracting the patches for a sparse
-    # patch-matrix product (conv_general_dilated_patches) is itself a
-    # convolution with a 25*C-wide identity kernel -- 4.9 GMAC per batch of
-    # 100 for the second layer, ten times the dense convolution.
-    c_in = layer.n_in // (KERNEL[0] * KERNEL[1])
-    kernel = layer.dense_kernel().reshape(c_in, *KERNEL, layer.n_out)
-    y = jax.lax.conv_general_dilated(
-        x, jnp.transpose(kernel, (1, 2, 0, 3)), (1, 1), "SAME",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y + layer.bias.get_value()[None, None, None, :]
-
   def __call__(self, x: jax.Array) -> jax.Array:
     if x.ndim == 2:
       x = x.reshape(x.shape[0], 28, 28, 1)
     elif x.ndim == 3:
       x = x[..., None]
-    pool = lambda h: nnx.max_pool(h, (2, 2), strides=(2, 2))
-    h = local_response_norm(pool(jax.nn.relu(self._conv(self.layers[0], x))))
-    h = pool(local_response_norm(jax.nn.relu(self._conv(self.layers[1], h))))
-    h = jax.nn.relu(self.layers[2](h.reshape(h.shape[0], -1)))
-    return self.layers[3](h)
+    conv1, conv2, fc, logits = self.layers
+    h = conv1.conv2d(x, KERNEL, impl=self.conv_impl)
+    h = local_response_norm(max_pool_2x2(jax.nn.relu(h)))
+    # The second convolution's activations stay plane-major (CHWB, batch
+    # innermost: the native kernels' layout) up to the flatten, where they
+    # are 4x smaller, when its kernel runs natively; NHWC otherwise, XLA's
+    # own convolution layout.
+    if conv2.conv_impl(self.conv_impl) == "native_cpu":
+      h = conv2.conv2d(jnp.transpose(h, (3, 1, 2, 0)), KERNEL,
+                       impl="native_cpu", layout="CHWB")
+      h = max_pool_2x2(local_response_norm(jax.nn.relu(h), axis=0))
+      h = jnp.transpose(h, (3, 1, 2, 0))
+    else:
+      h = conv2.conv2d(h, KERNEL, impl=self.conv_impl)
+      h = max_pool_2x2(local_response_norm(jax.nn.relu(h)))
+    h = jax.nn.relu(fc(h.reshape(h.shape[0], -1)))
+    return logits(h)
 
   def topologies(self) -> list[Topology]:
     """The four weight-level topologies (not chained: the convolutions'

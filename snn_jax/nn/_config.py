@@ -37,6 +37,9 @@ class ModelConfig(ConfigPart):
     hidden: hidden widths.
     topology: the sparse layers' topology (``TopologyConfig``).
     impl: ``bsmm`` implementation (``snn_jax.ops.IMPLS``).
+    conv_impl: the LeNet-5 convolutions' implementation
+      (``snn_jax.conv.CONV_IMPLS``; ``"auto"``: natively on a CPU below
+      the measured density, XLA's dense convolution otherwise).
     init: initialiser name (``snn_jax.nn.get_initializer``), e.g.
       ``"sparse_he"`` or ``"truncated_normal:0.04"``; ``bias_init`` the
       biases' start value.
@@ -55,6 +58,7 @@ class ModelConfig(ConfigPart):
   hidden: tuple[int, ...] = (256, 256)
   topology: TopologyConfig = dataclasses.field(default_factory=_default_topology)
   impl: str = "auto"
+  conv_impl: str = "auto"
   init: str = "sparse_he"
   bias_init: float = 0.0
   activation: str = "relu"
@@ -79,6 +83,13 @@ class ModelConfig(ConfigPart):
     from snn_jax.ops import IMPLS
     if self.impl not in IMPLS:
       raise ValueError(f"unknown impl {self.impl!r}; known: {IMPLS}")
+    from snn_jax.conv import CONV_IMPLS
+    if self.conv_impl not in CONV_IMPLS:
+      raise ValueError(f"unknown conv_impl {self.conv_impl!r}; known: "
+                       f"{CONV_IMPLS}")
+    if self.conv_impl != "auto" and self.name == "mlp":
+      raise ValueError("conv_impl is for the LeNet-5 models; model 'mlp' has "
+                       "no convolutions")
     get_initializer(self.init)  # unknown or malformed names raise
     if self.activation in LEARNED_ACTIVATIONS:
       if self.name != "mlp":
@@ -188,9 +199,11 @@ class ModelConfig(ConfigPart):
             rngs: nnx.Rngs) -> SparseMLP | LeNet5 | AlfordLeNet5:
     """The module on these topologies (``init_weights`` loaded when set)."""
     if self.name == "lenet5_alford":
-      model = AlfordLeNet5(topologies, impl=self.impl, rngs=rngs)
+      model = AlfordLeNet5(topologies, impl=self.impl,
+                           conv_impl=self.conv_impl, rngs=rngs)
     elif self.name == "lenet5":
       model = LeNet5(topologies, init=self.init, impl=self.impl,
+                     conv_impl=self.conv_impl,
                      activation=self.activation, rngs=rngs)
     else:
       model = SparseMLP(topologies, activation=self.activation, norm=self.norm,

@@ -1,11 +1,11 @@
-"""Sparse convolution (im2col + bsmm) and LeNet-5 for Alford et al.
+"""Channel-level sparse convolution and LeNet-5.
 
 A ``SparseConv2D`` has a *channel-level* topology: a bipartite graph between
 input and output channels (``Topology(in_ch, out_ch)``); a connected channel
-pair carries a full ``kh x kw`` filter. The layer extracts patches with
-``lax.conv_general_dilated_patches`` (features ordered channel-major: index
-``c * kh * kw + p``), expands the channel graph to that patch layout, and
-multiplies with ``snn_jax.ops.bsmm`` -- so the pruned or a-priori-sparse
+pair carries a full ``kh x kw`` filter. The layer expands the channel graph
+to the weight level (patch rows ``c * kh * kw + p``, channel-major) and
+convolves with ``snn_jax.conv.sparse_conv2d`` -- natively on the stored
+filters only where that is faster (``conv_impl``), so an a-priori-sparse
 channel structure costs only its nonzero filters.
 
 LeNet-5 (LeCun et al. 1998) as used by Alford et al. (arXiv:1810.00299) on
@@ -21,6 +21,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from snn_jax.conv import CONV_IMPLS
 from snn_jax.nn._layers import SparseDense, SparseLayerStack, get_activation
 from snn_jax.topology import Topology, make
 
@@ -42,13 +43,19 @@ class SparseConv2D(nnx.Module):
   ``topology`` (``Topology(in_channels, out_channels)``).
 
   Shapes: ``x[B, H, W, in_channels] -> [B, H', W', out_channels]``.
+  ``impl`` is unused by the convolution itself (it is the weight layer's
+  ``bsmm`` implementation); ``conv_impl`` picks the convolution's
+  (``snn_jax.conv.CONV_IMPLS``).
   """
 
   def __init__(self, topology: Topology, kernel_size: tuple[int, int] = (5, 5),
                *, padding: str = "VALID", init: str = "sparse_he",
-               impl: str = "auto", rngs: nnx.Rngs):
+               impl: str = "auto", conv_impl: str = "auto", rngs: nnx.Rngs):
+    if conv_impl not in CONV_IMPLS:
+      raise ValueError(f"unknown conv_impl {conv_impl!r}; known: {CONV_IMPLS}")
     self.kernel_size = tuple(kernel_size)
     self.padding = padding
+    self.conv_impl = conv_impl
     self.in_channels, self.out_channels = topology.n_in, topology.n_out
     self.channel_topology_name = topology.name
     self.dense = SparseDense(expand_channel_topology(topology, self.kernel_size),
@@ -58,10 +65,8 @@ class SparseConv2D(nnx.Module):
     if x.ndim != 4 or x.shape[-1] != self.in_channels:
       raise ValueError(f"expected NHWC input with {self.in_channels} channels, "
                        f"got {x.shape}")
-    patches = jax.lax.conv_general_dilated_patches(
-        x, self.kernel_size, (1, 1), self.padding,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return self.dense(patches)
+    return self.dense.conv2d(x, self.kernel_size, padding=self.padding,
+                             impl=self.conv_impl)
 
   def __repr__(self) -> str:
     return (f"SparseConv2D({self.in_channels}->{self.out_channels}, "
@@ -88,7 +93,8 @@ class LeNet5(SparseLayerStack, nnx.Module):
 
   def __init__(self, topologies: Sequence[Topology] | None = None, *,
                init: str = "sparse_he", impl: str = "auto",
-               activation: str = "relu", rngs: nnx.Rngs):
+               conv_impl: str = "auto", activation: str = "relu",
+               rngs: nnx.Rngs):
     if topologies is None:
       topologies = [make("dense", a, b) for a, b in
                     [(1, 6), (6, 16), (400, 120), (120, 84), (84, 10)]]
@@ -102,9 +108,9 @@ class LeNet5(SparseLayerStack, nnx.Module):
                        f"(400,120), (120,84), (84,10)); got {shapes}")
     self.activation = get_activation(activation)
     self.conv1 = SparseConv2D(topologies[0], padding="SAME", init=init,
-                              impl=impl, rngs=rngs)
+                              impl=impl, conv_impl=conv_impl, rngs=rngs)
     self.conv2 = SparseConv2D(topologies[1], padding="VALID", init=init,
-                              impl=impl, rngs=rngs)
+                              impl=impl, conv_impl=conv_impl, rngs=rngs)
     self.channel_topologies = (topologies[0], topologies[1])
     self.fc = nnx.List([SparseDense(t, init=init, impl=impl, rngs=rngs)
                         for t in topologies[2:]])

@@ -18,7 +18,8 @@ from flax import nnx
 from snn_jax.nn import _taps
 from snn_jax.nn._activations import LEARNED_ACTIVATIONS
 from snn_jax.nn._init import get_initializer, live_units
-from snn_jax.ops import bsmm
+from snn_jax.conv import conv2d_dense, resolve_conv_impl, sparse_conv2d
+from snn_jax.ops import bsmm, target_device
 from snn_jax.sparse import INDEX_FIELDS, BlockCSR, block_metadata
 from snn_jax.topology import Topology
 
@@ -159,6 +160,37 @@ class SparseDense(nnx.Module):
     bias = None if self.bias is None else self.bias.get_value().astype(dtype)
     y = bsmm(x.astype(dtype), self.weight(), bias=bias, impl=self.impl)
     return _taps.tap_output(self, x, y)
+
+  def conv_impl(self, impl: str = "auto") -> str:
+    """The implementation :meth:`conv2d` runs for ``impl``
+    (``snn_jax.conv.resolve_conv_impl`` at this layer's density and dtype
+    on the target device)."""
+    density = self.nnz / (self.n_in * self.n_out)
+    return resolve_conv_impl(impl, density, self.values.get_value().dtype,
+                             target_device().platform)
+
+  def conv2d(self, x: jax.Array, kernel_size: tuple[int, int], *,
+             padding: str = "SAME", impl: str = "auto",
+             layout: str = "NHWC") -> jax.Array:
+    """This layer's weight used as a convolution kernel (``n_in = C * kh *
+    kw`` patch rows, channel-major; ``snn_jax.conv.sparse_conv2d``), plus
+    the bias. While growth taps record (RigL), the kernel is used densely
+    and tapped, so its dense gradient is seen (:mod:`snn_jax.nn._taps`).
+
+    Shapes: ``x[B, H, W, C] -> [B, Ho, Wo, n_out]`` (``layout="NHWC"``) or
+    ``x[C, H, W, B] -> [n_out, Ho, Wo, B]`` (``"CHWB"``).
+    """
+    dtype = self.values.get_value().dtype
+    bias = None if self.bias is None else self.bias.get_value().astype(dtype)
+    x = x.astype(dtype)
+    if _taps.recording_active():
+      kernel = self.dense_kernel().astype(dtype)
+      y = conv2d_dense(x, kernel, kernel_size, padding, layout)
+      if bias is not None:
+        y = y + (bias[None, None, None, :] if layout == "NHWC" else bias[:, None, None, None])
+      return y
+    return sparse_conv2d(x, self.weight(), kernel_size=kernel_size,
+                         padding=padding, bias=bias, impl=impl, layout=layout)
 
   def __repr__(self) -> str:
     dense = self.n_in * self.n_out

@@ -71,6 +71,11 @@ def _active() -> _Recorder | None:
   return getattr(_STATE, "recorder", None)
 
 
+def recording_active() -> bool:
+  """Whether sparse-layer uses are being recorded (inside :func:`recording`)."""
+  return _active() is not None
+
+
 def tap_output(layer, x: jax.Array, y: jax.Array) -> jax.Array:
   """Called by ``SparseDense.__call__``: records ``x`` and taps ``y``."""
   rec = _active()

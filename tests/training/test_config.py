@@ -132,7 +132,7 @@ def test_flat_names_map_onto_leaves():
   assert leaves - set(FLAT_NAMES.values()) == {
       "sparse.zeta_schedule", "sparse.end_fraction", "sparse.seed",
       "optimizer.nesterov", "optimizer.restart_every_epoch",
-      "model.dense_output"}
+      "model.dense_output", "model.conv_impl"}
   cfg = TrainConfig.from_flat({"topology": "biregular", "density": 0.2,
                                "epochs": 4, "dataset": "digits"})
   assert cfg.model.topology.name == "biregular" and cfg.run.epochs == 4

@@ -15,6 +15,7 @@ import pytest
 from flax import nnx
 
 from snn_jax import data, topology
+from snn_jax.kernels import native_cpu
 from snn_jax.nn import SparseMLP, get_initializer
 from snn_jax.sparse_training import SparseTrainingConfig
 from snn_jax.training import (TrainConfig, make_optimizer, restore_model,
@@ -303,10 +304,20 @@ def test_alford_lenet5_convolutions_follow_their_weight_level_masks(rng):
   h = jnp.asarray(rng.normal(size=(2, 14, 14, 20)).astype(np.float32))
   patches = jax.lax.conv_general_dilated_patches(
       h, KERNEL, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  np.testing.assert_allclose(np.asarray(model._conv(layer, h)),
-                             np.asarray(layer(patches)), rtol=1e-4, atol=1e-5)
+  for impl in ("dense",) + (("native_cpu",) if native_cpu.AVAILABLE else ()):
+    np.testing.assert_allclose(np.asarray(layer.conv2d(h, KERNEL, impl=impl)),
+                               np.asarray(layer(patches)), rtol=1e-4, atol=1e-5)
   x = jnp.asarray(rng.normal(size=(3, 784)).astype(np.float32))
   assert model(x).shape == (3, 10)
+  if native_cpu.AVAILABLE:
+    # The plane-major (CHWB) path of a natively run conv2: the same network.
+    native = AlfordLeNet5(stack, conv_impl="native_cpu",
+                          rngs=nnx.Rngs(params=0))
+    dense = AlfordLeNet5(stack, conv_impl="dense", rngs=nnx.Rngs(params=0))
+    np.testing.assert_allclose(np.asarray(native(x)), np.asarray(dense(x)),
+                               rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match="unknown conv_impl 'xla'"):
+    AlfordLeNet5(stack, conv_impl="xla", rngs=nnx.Rngs(params=0))
   assert model.nnz == 500 + layer.nnz + 2450 * 384 + 3840
   biases = [float(np.asarray(l.bias.get_value())[0]) for l in model.layers]
   assert biases == [0.0, 0.0, pytest.approx(0.1), 0.0]
