@@ -69,6 +69,8 @@ REPRODUCTIONS: dict[tuple[str, str, str], Reproduction] = {
                False),
         _entry("alford2019", "paper", "main", alford2019_paper,
                "paper_config", True),
+        _entry("alford2019", "paper", "lenet5_sheet_budget", alford2019_paper,
+               "lenet5_sheet_config", True),
     )}
 
 PAPERS: tuple[str, ...] = tuple(dict.fromkeys(k[0] for k in REPRODUCTIONS))

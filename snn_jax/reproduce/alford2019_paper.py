@@ -29,7 +29,8 @@ author's repository (simonalford42/Kepner-sparse-nn):
 * LeNet-5: the TensorFlow-tutorial network the authors call LeNet-5
   (``snn_jax.nn.AlfordLeNet5``), its sparse layers conv2 and the 2,450 ->
   384 layer, the same arms but RadiX-Net and the 100x-wide net (not in the
-  sheet), on a cut-down budget (``DEVIATIONS``).
+  sheet), on a cut-down budget or, with ``lenet5_sheet_config``, on the
+  sheet's (``deviations``).
 
 Deviations, all recorded in ``summary.json["deviations"]``: accuracy is
 measured after every epoch (550 steps), not every 200 steps, and training
@@ -123,10 +124,16 @@ class AlfordPaperConfig:
     prune_begin_step, prune_end_step, prune_every: the gradual schedule.
     seeds: one dense net (and everything derived from it) per seed.
     models: ``"lenet300"`` and/or ``"lenet5"`` (``AlfordLeNet5``).
-    lenet5_epochs, lenet5_seeds, lenet5_prune_*: LeNet-5's cut-down budget
-      (module docstring: its dense convolutions cost about 0.1 s per step
-      here, so its runs are shorter, with one seed and a compressed
-      pruning schedule).
+    lenet5_epochs, lenet5_seeds, lenet5_prune_*: LeNet-5's budget. The
+      defaults are the cut-down one of the first paper-scale runs (8
+      epochs, one seed, a compressed pruning schedule: the convolutions
+      then cost about 0.17 s per step here); ``lenet5_sheet_config`` is
+      the sheet's budget.
+    lenet5_more_seeds_sparsities: None, or the sparsities at which LeNet-5
+      seeds after the first train the retrained-on-mask configurations
+      (``one_time_retrained``, ``iterative_retrained``, with the dense and
+      gradual-pruning runs they derive from) and nothing else: the seeds
+      go where the sheet shows instability (issue 41).
   """
   base: TrainConfig
   arms: tuple[str, ...] = ARMS
@@ -144,6 +151,7 @@ class AlfordPaperConfig:
   lenet5_prune_begin_step: int = 1_000
   lenet5_prune_end_step: int = 3_000
   lenet5_prune_every: int = 100
+  lenet5_more_seeds_sparsities: tuple[float, ...] | None = None
 
   def __post_init__(self):
     bad = [a for a in self.arms if a not in ARMS]
@@ -171,6 +179,10 @@ class AlfordPaperConfig:
                        "lenet5_prune_end_step")
     if self.lenet5_epochs < 1:
       raise ValueError(f"lenet5_epochs must be >= 1, got {self.lenet5_epochs}")
+    more = self.lenet5_more_seeds_sparsities
+    if more is not None and not set(more) <= set(self.sparsities):
+      raise ValueError(f"lenet5_more_seeds_sparsities {more} must be among "
+                       f"the sparsities {self.sparsities}")
     if len(self.base.model.hidden) != 2:
       raise ValueError(f"LeNet-300-100 has two hidden layers, got "
                        f"hidden={self.base.model.hidden}")
@@ -180,6 +192,20 @@ def paper_config(base: TrainConfig) -> AlfordPaperConfig:
   """The paper-scale configuration: every LeNet-300-100 configuration of
   the authors' sheet, three seeds (module docstring)."""
   return AlfordPaperConfig(base=paper_base(base))
+
+
+def lenet5_sheet_config(base: TrainConfig) -> AlfordPaperConfig:
+  """LeNet-5 alone at the sheet's budget (issue 41, part 2): 55 epochs =
+  30,250 steps as LeNet-300-100 (the sheet: 10,000-30,000; the learning
+  rate passes both of its steps), LeNet-300-100's gradual schedule (steps
+  3,000-10,000 every 200), every configuration with seed 0, and seeds 1
+  and 2 for the retrained-on-mask configurations at 75/90/95/99 %, where
+  the sheet's single runs collapse or recover."""
+  return dataclasses.replace(
+      paper_config(base), models=("lenet5",), lenet5_epochs=55,
+      lenet5_seeds=(0, 1, 2), lenet5_prune_begin_step=3_000,
+      lenet5_prune_end_step=10_000, lenet5_prune_every=200,
+      lenet5_more_seeds_sparsities=(0.75, 0.9, 0.95, 0.99))
 
 
 def _run_dir(workdir: str, model: str, seed: int, name: str) -> str:
@@ -256,6 +282,11 @@ def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
   else:
     begin, end, every = (cfg.lenet5_prune_begin_step, cfg.lenet5_prune_end_step,
                          cfg.lenet5_prune_every)
+  arms, sparsities = cfg.arms, cfg.sparsities
+  more = cfg.lenet5_more_seeds_sparsities
+  if model == "lenet5" and more is not None and seed != _seeds(cfg, model)[0]:
+    arms = tuple(a for a in arms if a in _RETRAINED_ON_MASK)
+    sparsities = tuple(sp for sp in sparsities if sp in more)
   rows: list[dict[str, Any]] = []
 
   def record(arm, param, fn):
@@ -274,7 +305,7 @@ def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
   dense_dir = rdir("dense")
   dense_cfg = base.override({
       "model.topology.name": "dense", "model.topology.density": None})
-  needs_dense = any(a in cfg.arms for a in ("dense", "one_time_retrained"))
+  needs_dense = any(a in arms for a in ("dense", "one_time_retrained"))
 
   def dense():
     return trained_row(_common.train(dense_cfg, dense_dir, ds), dense_dir)
@@ -286,8 +317,8 @@ def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
     row["weight_density"] = s["density"]
     return row
 
-  for sp in cfg.sparsities:
-    if "one_time_retrained" in cfg.arms:
+  for sp in sparsities:
+    if "one_time_retrained" in arms:
       def one_time(sp=sp):
         if dense_row.get("error") == _common.NOT_FINISHED:
           raise _common.NotFinished(dense_dir)
@@ -296,7 +327,7 @@ def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
         stack = _magnitude_pruned(_dense_weights(dense_dir), sp)
         return retrain(stack, rdir(f"one_time_s{sp:g}"))
       record("one_time_retrained", sp, one_time)
-    if any(a in cfg.arms for a in ("iterative_pruned", "iterative_retrained")):
+    if any(a in arms for a in ("iterative_pruned", "iterative_retrained")):
       gdir = rdir(f"gradual_s{sp:g}")
       gcfg = dense_cfg.override({
           "sparse.method": "prune", "sparse.prune_density": 1 - sp,
@@ -310,7 +341,7 @@ def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
         row["weight_density"] = s["density"]
         return row
       pruned_row = record("iterative_pruned", sp, gradual)
-      if "iterative_retrained" in cfg.arms:
+      if "iterative_retrained" in arms:
         def gradual_retrained(sp=sp, gdir=gdir, pruned_row=pruned_row):
           if pruned_row.get("error") == _common.NOT_FINISHED:
             raise _common.NotFinished(gdir)
@@ -318,22 +349,29 @@ def _seed_rows(cfg: AlfordPaperConfig, model: str, seed: int, workdir: str,
             raise ValueError(f"the pruning run failed: {pruned_row['error']}")
           return retrain(_final_topology(gdir), rdir(f"gradual_retrained_s{sp:g}"))
         record("iterative_retrained", sp, gradual_retrained)
-  if "random" in cfg.arms:
+  if "random" in arms:
     for d in cfg.random_densities:
       record("random", d, lambda d=d: retrain(
           _random_stack(model, base.model.hidden, d, seed, n_in, n_classes),
           rdir(f"random_d{d:g}")))
-  if "wider" in cfg.arms:
+  if "wider" in arms:
     for r in _widen(cfg, model):
       wide = (base.model.hidden[0] * r, base.model.hidden[1])
       record("wider", r, lambda r=r, wide=wide: retrain(
           _random_stack(model, wide, 1 / r, seed, n_in, n_classes),
           rdir(f"wider_x{r}")))
-  if "radixnet" in cfg.arms and model == "lenet300":
+  if "radixnet" in arms and model == "lenet300":
     for label in cfg.radixnets:
       record("radixnet", label, lambda label=label: retrain(
           _radixnet_stack(label, n_in, n_classes), rdir(f"radixnet_{label}")))
   return rows
+
+
+# What LeNet-5 seeds after the first train under
+# ``lenet5_more_seeds_sparsities``: the retrained-on-mask arms and the runs
+# they derive from.
+_RETRAINED_ON_MASK = ("dense", "one_time_retrained", "iterative_pruned",
+                      "iterative_retrained")
 
 
 def _widen(cfg: AlfordPaperConfig, model: str) -> tuple[int, ...]:
@@ -345,16 +383,21 @@ def planned_runs(cfg: AlfordPaperConfig) -> int:
   """How many training runs the configuration holds."""
   total = 0
   for model in cfg.models:
-    per_seed = (any(a in cfg.arms for a in ("dense", "one_time_retrained"))
-                + len(cfg.sparsities) * sum(a in cfg.arms for a in (
+    for k, _ in enumerate(_seeds(cfg, model)):
+      arms, n_sp = cfg.arms, len(cfg.sparsities)
+      if (model == "lenet5" and k > 0
+          and cfg.lenet5_more_seeds_sparsities is not None):
+        arms = tuple(a for a in arms if a in _RETRAINED_ON_MASK)
+        n_sp = len(cfg.lenet5_more_seeds_sparsities)
+      total += (any(a in arms for a in ("dense", "one_time_retrained"))
+                + n_sp * sum(a in arms for a in (
                     "one_time_retrained", "iterative_retrained"))
-                + len(cfg.sparsities) * any(a in cfg.arms for a in (
+                + n_sp * any(a in arms for a in (
                     "iterative_pruned", "iterative_retrained"))
-                + len(cfg.random_densities) * ("random" in cfg.arms)
-                + len(_widen(cfg, model)) * ("wider" in cfg.arms)
-                + len(cfg.radixnets) * ("radixnet" in cfg.arms
+                + len(cfg.random_densities) * ("random" in arms)
+                + len(_widen(cfg, model)) * ("wider" in arms)
+                + len(cfg.radixnets) * ("radixnet" in arms
                                          and model == "lenet300"))
-    total += per_seed * len(_seeds(cfg, model))
   return total
 
 
@@ -362,17 +405,18 @@ def _seeds(cfg: AlfordPaperConfig, model: str) -> tuple[int, ...]:
   return cfg.seeds if model == "lenet300" else cfg.lenet5_seeds
 
 
-def side_by_side(rows) -> list[dict[str, Any]]:
+def side_by_side(rows, models: tuple[str, ...] = MODELS
+                 ) -> list[dict[str, Any]]:
   """One row per configuration of the authors' sheet: the paper's number,
   ours (mean, seed-bootstrap 95% interval, min and max over seeds), and the
-  verdict of ``studies.accuracy_verdict`` (margin ``AGREEMENT_MARGIN``): a
+  verdict of ``studies.accuracy_verdict`` (margin ``AGREEMENT_MARGIN``),
+  for the sheet's rows of ``models``: a
   collapsed seed makes the row "unstable", an interval wider than
   ``MAX_INTERVAL_POINTS`` that holds the paper's number "inconclusive"."""
   out = []
-  for model, (arm, param), paper in [("lenet300", k, v) for k, v in
-                                     PAPER_LENET300.items()] + [
-                                         ("lenet5", k, v) for k, v in
-                                         PAPER_LENET5.items()]:
+  sheet = [("lenet300", k, v) for k, v in PAPER_LENET300.items()] + [
+      ("lenet5", k, v) for k, v in PAPER_LENET5.items()]
+  for model, (arm, param), paper in [e for e in sheet if e[0] in models]:
     vals = [r["final_test_acc"] for r in _common.ok_rows(rows)
             if r.get("model", "lenet300") == model and r["arm"] == arm
             and r["param"] == param]
@@ -387,7 +431,7 @@ def side_by_side(rows) -> list[dict[str, Any]]:
   return out
 
 
-DEVIATIONS = (
+_DEVIATIONS = (
     "test accuracy is measured after every epoch (550 steps), not every 200 "
     "steps; max_drop (instability) is computed on that per-epoch curve",
     "55 epochs = 30,250 SGD steps for every run (the sheet: 10,000-30,000 "
@@ -395,18 +439,49 @@ DEVIATIONS = (
     "three seeds per configuration where the sheet reports single runs",
     "one gradual-pruning run per target sparsity (the authors' code can also "
     "save the masks of one run as it passes each level)",
+)
+_LENET5_CUT_DOWN = (
     "LeNet-5 (the TensorFlow-tutorial network): one seed, 8 epochs = 4,400 "
     "steps (the sheet: 10,000-30,000), gradual pruning compressed to steps "
     "1,000-3,000 every 100, so the learning rate stays at 0.2 (its steps at "
     "10,000 and 20,000 are never reached): its dense convolutions cost about "
-    "0.1 s per step on this 2-core CPU",
+    "0.1 s per step on this 2-core CPU")
+_LENET5 = (
     "LeNet-5: weight decay 0.004 on every weight layer (the sheet gives the "
-    "value for LeNet-300-100 only); its convolutions are trained as dense "
-    "convolutions of the masked kernel (the mask is exact, the kernel is not "
-    "a sparse one)",
+    "value for LeNet-300-100 only)",
     "LeNet-5 wider nets: conv2's output channels multiplied by r (and with "
     "them the fully connected layer's inputs), both at density 1/r",
 )
+
+
+def deviations(cfg: AlfordPaperConfig) -> list[str]:
+  """What differs from the authors' runs, for this configuration."""
+  out = list(_DEVIATIONS)
+  if "lenet5" not in cfg.models:
+    return out
+  if cfg.lenet5_epochs == 8 and cfg.lenet5_seeds == (0,):
+    out.append(_LENET5_CUT_DOWN)
+    out.append(_LENET5[0] + "; its convolutions are trained as dense "
+               "convolutions of the masked kernel (the mask is exact, the "
+               "kernel is not a sparse one)")
+  else:
+    steps = cfg.lenet5_epochs * 550
+    seeds = (f"seed {cfg.lenet5_seeds[0]} for every configuration, seeds "
+             f"{', '.join(map(str, cfg.lenet5_seeds[1:]))} for the "
+             "retrained-on-mask configurations at sparsities "
+             f"{', '.join(f'{sp:g}' for sp in cfg.lenet5_more_seeds_sparsities)}"
+             if cfg.lenet5_more_seeds_sparsities is not None
+             and len(cfg.lenet5_seeds) > 1 else
+             f"seeds {', '.join(map(str, cfg.lenet5_seeds))}")
+    out.append(
+        f"LeNet-5: {cfg.lenet5_epochs} epochs = {steps:,} steps, gradual "
+        f"pruning over steps {cfg.lenet5_prune_begin_step:,}-"
+        f"{cfg.lenet5_prune_end_step:,} every {cfg.lenet5_prune_every}; "
+        f"{seeds}; its convolutions run snn_jax.conv.sparse_conv2d "
+        "(natively on the stored weights below density 0.6)")
+    out.append(_LENET5[0])
+  out.append(_LENET5[1])
+  return out
 
 
 def grid_rows(cfg: AlfordPaperConfig, workdir: str, ds
@@ -425,7 +500,7 @@ def statistics(cfg: AlfordPaperConfig, rows, workdir: str) -> dict[str, Any]:
   """The sheet's numbers beside ours (``side_by_side.csv/md``), accuracy
   and the largest drop per configuration, the deviations, the planned run
   count and the training time of the finished runs."""
-  table = side_by_side(rows)
+  table = side_by_side(rows, cfg.models)
   analysis.write_rows(table, workdir, "side_by_side")
   _common.write_markdown_table(
       table, [("model", "network"), ("arm", "configuration"), ("param", "sparsity / density / r"),
@@ -445,7 +520,7 @@ def statistics(cfg: AlfordPaperConfig, rows, workdir: str) -> dict[str, Any]:
   return {"side_by_side": table, "accuracy": stats,
           "agreement_margin": AGREEMENT_MARGIN,
           "max_interval_points": MAX_INTERVAL_POINTS,
-          "deviations": list(DEVIATIONS),
+          "deviations": deviations(cfg),
           "runs_planned": planned_runs(cfg),
           "train_seconds_of_finished_runs": float(sum(
               r.get("train_seconds") or 0.0 for r in _common.ok_rows(rows)))}

@@ -781,6 +781,48 @@ def test_alford2019_paper_lenet5_arms(tmp_path, rng):
   assert all(abs(t.density - 0.1) < 0.01 for t in stack)
 
 
+def test_alford2019_lenet5_sheet_budget_config():
+  cfg = alford2019_paper.lenet5_sheet_config(TrainConfig())
+  assert cfg.models == ("lenet5",) and cfg.lenet5_epochs * 550 == 30_250
+  assert (cfg.lenet5_prune_begin_step, cfg.lenet5_prune_end_step,
+          cfg.lenet5_prune_every) == (3_000, 10_000, 200)
+  # seed 0: dense, 5 one-time, 5 gradual, 5 retrained, 4 random, 2 wider;
+  # seeds 1 and 2: dense, 4 one-time, 4 gradual, 4 retrained each
+  assert alford2019_paper.planned_runs(cfg) == 22 + 2 * 13
+  text = " ".join(alford2019_paper.deviations(cfg))
+  assert "30,250 steps" in text and "seeds 1, 2 for the retrained" in text
+  assert "4,400" not in text
+  default = alford2019_paper.deviations(alford2019_paper.paper_config(
+      TrainConfig()))
+  assert any("8 epochs = 4,400 steps" in d for d in default)
+  with pytest.raises(ValueError, match="must be among the sparsities"):
+    dataclasses.replace(cfg, lenet5_more_seeds_sparsities=(0.8,))
+  from snn_jax.reproduce import reproduction
+  assert reproduction("alford2019", "paper",
+                      "lenet5_sheet_budget").make_config is \
+      alford2019_paper.lenet5_sheet_config
+
+
+@pytest.mark.slow
+def test_alford2019_lenet5_more_seeds_train_only_the_retrained_arms(
+    tmp_path, rng):
+  ds = _mnist_like(rng, n_train=300, n_test=100)
+  cfg = _tiny_alford(models=("lenet5",), sparsities=(0.5, 0.9),
+                     random_densities=(0.1,), lenet5_epochs=1,
+                     lenet5_seeds=(0, 1), lenet5_more_seeds_sparsities=(0.9,),
+                     arms=("dense", "one_time_retrained", "random"))
+  assert alford2019_paper.planned_runs(cfg) == 4 + 2
+  s = alford2019_paper.run(cfg, str(tmp_path), dataset=ds)
+  assert s["failed"] == [] and s["runs_finished"] == 6
+  rows = _read(tmp_path / "paper_runs.json")
+  seed1 = sorted((r["arm"], r["param"]) for r in rows if r["seed"] == 1)
+  assert seed1 == [("dense", None), ("one_time_retrained", 0.9)]
+  assert {t["model"] for t in s["side_by_side"]} == {"lenet5"}
+  by = {(t["arm"], t["param"]): t for t in s["side_by_side"]}
+  assert by[("one_time_retrained", 0.9)]["runs"] == 2
+  assert by[("one_time_retrained", 0.5)]["runs"] == 1
+
+
 # -- Bourely 2017 and Isakov 2020 on full data (configuration, no training) ----
 
 @pytest.mark.parametrize("paper", ["bourely2017", "isakov2020",
