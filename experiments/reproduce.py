@@ -60,9 +60,11 @@ _SPLIT_SEED = flags.DEFINE_integer(
 _SEEDS = flags.DEFINE_list("seeds", None, "Seeds (replaces the config's).")
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Epochs (replaces the config's).")
 _REPORT_ONLY = flags.DEFINE_bool(
-    "report_only", False, "--scale=paper: train nothing; write the result "
+    "report_only", False, "Train nothing. --scale=paper: write the result "
     "files from the runs that have finished (while, or between sessions in "
-    "which, the others continue).")
+    "which, the others continue); reduced bourely2017 and alford2019: "
+    "compute the statistics, plots and summary again from the committed "
+    "rows table.")
 _PART = flags.DEFINE_string(
     "part", None, "Which part of a study with several (" + "; ".join(
         f"{p} at {s}: {', '.join(parts(p, s))}" for p, s in dict.fromkeys(
@@ -109,8 +111,9 @@ def main(argv):
     raise app.UsageError(str(e)) from None
   if _REPORT_ONLY.value and not entry.reports_only:
     raise app.UsageError(f"--report_only: {entry.paper} at scale "
-                         f"{entry.scale} has no committed runs to report "
-                         "from (the paper-scale studies have)")
+                         f"{entry.scale} has nothing committed to report "
+                         "from (the paper-scale studies have their runs; "
+                         "reduced bourely2017 and alford2019 their rows)")
   try:
     base = TrainConfig(
         data=DataConfig(
@@ -127,7 +130,10 @@ def main(argv):
           data.DatasetUnavailableError) as e:
     raise app.UsageError(str(e)) from None
   prov = summary["provenance"]
-  if _REPORT_ONLY.value:
+  if _REPORT_ONLY.value and entry.scale == "reduced":
+    print(f"{_PAPER.value}: statistics, plots and summary again from the "
+          f"committed rows in {_WORKDIR.value} (no run read or trained)")
+  elif _REPORT_ONLY.value:
     done = summary.get("runs_finished", summary.get("networks_finished"))
     planned = summary.get("runs_planned", summary.get(
         "networks_planned", summary.get("runs")))

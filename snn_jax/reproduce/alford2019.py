@@ -265,11 +265,14 @@ STUDY = Study(
     plot=lambda cfg, rows, summary, workdir: plot(summary["accuracy"], workdir))
 
 
-def run(cfg: AlfordConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
+def run(cfg: AlfordConfig, workdir: str, *, dataset=None,
+        report_only: bool = False) -> dict[str, Any]:
   """Runs the study (:func:`grid_rows`) on the study skeleton; writes
   ``alford2019_runs.csv/json``, ``accuracy_stats.csv``, ``summary.json``,
-  ``provenance.json`` and the plots."""
-  return run_study(STUDY, cfg, workdir, dataset=dataset)
+  ``provenance.json`` and the plots. ``report_only``: trains and reads no
+  run; the statistics, plots and summary again from the committed rows."""
+  return run_study(STUDY, cfg, workdir, dataset=dataset,
+                   from_committed_rows=report_only)
 
 
 def plot(stats, out_dir: str) -> None:

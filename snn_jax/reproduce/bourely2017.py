@@ -212,11 +212,15 @@ STUDY = Study(
         summary["correlations"], workdir))
 
 
-def run(cfg: BourelyConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
+def run(cfg: BourelyConfig, workdir: str, *, dataset=None,
+        report_only: bool = False) -> dict[str, Any]:
   """Runs the grid (:func:`grid_rows`, each run resumable) on the study
   skeleton: writes ``bourely2017_grid.csv/json``, ``accuracy_stats.csv``,
-  ``summary.json``, ``provenance.json`` and the plots; returns the summary."""
-  return run_study(STUDY, cfg, workdir, dataset=dataset)
+  ``summary.json``, ``provenance.json`` and the plots; returns the summary.
+  ``report_only``: trains and reads no run; the statistics, plots and
+  summary again from the committed rows."""
+  return run_study(STUDY, cfg, workdir, dataset=dataset,
+                   from_committed_rows=report_only)
 
 
 def plot(rows, stats, corr, out_dir: str) -> None:

@@ -59,7 +59,8 @@ COMMON_KEYS = ("runs", "runs_finished", "failed", "provenance")
 
 
 def run_study(study: Study, config: Any, workdir: str, *, dataset=None,
-              report_only: bool | None = None) -> dict[str, Any]:
+              report_only: bool | None = None,
+              from_committed_rows: bool = False) -> dict[str, Any]:
   """Runs ``study`` with ``config`` into ``workdir`` and returns its summary
   (also written to ``summary.json``): the study's ``schema`` fields, then
   ``runs`` (rows), ``failed`` (the ``failed_keys`` and error of each failed
@@ -67,7 +68,13 @@ def run_study(study: Study, config: Any, workdir: str, *, dataset=None,
   ``provenance``, where ``runs`` counts the grid's rows and
   ``runs_finished`` those that trained to the end. ``report_only`` (None: as the enclosing
   :func:`~snn_jax.studies._runs.reporting_only` says) trains nothing and
-  reports the runs that have finished."""
+  reports the runs that have finished. ``from_committed_rows`` reads no
+  run at all: the statistics, plots and summary are computed again from
+  the rows table a finished study wrote into ``workdir`` (:func:`load_rows`)
+  -- for studies whose runs are not kept, only their rows (the reduced
+  reproductions); ``provenance.json`` then says so and keeps the training
+  pass's own record as ``runs_provenance``."""
+  committed = load_rows(study, workdir) if from_committed_rows else None
   os.makedirs(workdir, exist_ok=True)
   if dataset is None:
     dataset = (study.load_dataset(config) if study.load_dataset is not None
@@ -75,8 +82,20 @@ def run_study(study: Study, config: Any, workdir: str, *, dataset=None,
   prov = _runs.Provenance(study.name, config, dataset)
   if report_only is None:
     report_only = _runs.report_only_now()
-  with _runs.reporting_only(report_only):
-    rows = study.rows(config, workdir, dataset)
+  extra: dict[str, Any] = {}
+  if from_committed_rows:
+    rows = committed
+    report_only = True
+    extra["statistics_from"] = f"{study.rows_file}.json (committed rows)"
+    # The provenance of the pass that trained the runs stays beside it.
+    old = os.path.join(workdir, "provenance.json")
+    if os.path.exists(old):
+      with open(old) as f:
+        before = json.load(f)
+      extra["runs_provenance"] = before.get("runs_provenance", before)
+  else:
+    with _runs.reporting_only(report_only):
+      rows = study.rows(config, workdir, dataset)
   analysis.write_rows(rows, workdir, study.rows_file)
   own = study.statistics(config, rows, workdir)
   check_schema(study, own)
@@ -85,7 +104,8 @@ def run_study(study: Study, config: Any, workdir: str, *, dataset=None,
              "failed": failed_entries(rows, study.failed_keys)}
   if study.plot is not None:
     study.plot(config, rows, summary, workdir)
-  summary["provenance"] = prov.write(workdir, report_only=report_only)
+  summary["provenance"] = prov.write(workdir, report_only=report_only,
+                                    **extra)
   _runs.write_summary(summary, workdir)
   return summary
 

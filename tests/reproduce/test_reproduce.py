@@ -637,7 +637,9 @@ def test_alford2019_paper_config():
 @pytest.mark.parametrize("args, match", [
     (["--paper=bourely2017", "--scale=paper", "--data_dir=/nowhere"],
      "/nowhere/mnist' does not exist"),
-    (["--paper=alford2019", "--report_only"], "no committed runs to report"),
+    (["--paper=liu2020", "--report_only"], "has nothing committed to report"),
+    (["--paper=alford2019", "--report_only"],
+     "alford2019_runs.json does not exist: run the alford2019 study"),
     (["--paper=alford2019", "--scale=paper", "--full"], "--full is retired"),
     (["--paper=alford2019", "--scale=full"], "--scale=full is retired"),
 ])
@@ -1031,3 +1033,39 @@ def test_the_papers_numbers_are_data_files():
   assert len(sheet) == 25 and len(alford2019_paper.read_sheet("lenet5")) == 22
   assert liu2020_paper.PAPER_VAL_ACC[200] == (0.8710, 0.8757)
   assert sorted(liu2020_paper.PAPER_VAL_ACC) == [10, 50, 100, 190, 200]
+
+
+# -- Reduced studies reported again from their committed rows --------------------
+
+@pytest.mark.parametrize("module,name", [(alford2019, "alford2019"),
+                                         (bourely2017, "bourely2017")])
+def test_committed_reduced_summaries_follow_from_their_rows(tmp_path, module,
+                                                            name):
+  """``--report_only`` of a reduced study: the committed summary's
+  statistics are what the committed rows give (nothing trained or read but
+  the rows table)."""
+  import shutil
+  src = os.path.join(REPO_ROOT, "results", name)
+  wd = tmp_path / name
+  wd.mkdir()
+  for f in os.listdir(src):
+    if f.endswith(".json"):
+      shutil.copy(os.path.join(src, f), wd / f)
+  committed = _read(wd / "summary.json")
+  cfg = module.reduced_config(TrainConfig())
+  again = module.run(cfg, str(wd), dataset=data.load_digits(0),
+                     report_only=True)
+  def same(a, b):  # equal up to float rounding (another BLAS, another CPU)
+    if isinstance(a, dict):
+      return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+      return len(a) == len(b) and all(map(same, a, b))
+    if isinstance(a, float) and isinstance(b, float):
+      return a == pytest.approx(b, rel=1e-9, abs=1e-12)
+    return a == b
+  fresh = json.loads(json.dumps(again, default=float))
+  for key in committed:
+    if key != "provenance":
+      assert same(fresh[key], committed[key]), key
+  assert again["provenance"]["statistics_from"].endswith("(committed rows)")
+  assert again["provenance"]["runs_provenance"]["wall_seconds"] > 0

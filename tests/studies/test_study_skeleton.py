@@ -90,6 +90,35 @@ def test_run_study_writes_rows_statistics_failures_and_provenance(tmp_path):
     load_rows(TINY, str(tmp_path / "elsewhere"))
 
 
+def test_statistics_again_from_committed_rows(tmp_path):
+  """A study whose runs are gone: its committed rows table alone gives the
+  statistics, plots and summary again, and the training pass's provenance
+  is kept beside the new one."""
+  ds = data.load_digits(0)
+  wd = str(tmp_path / "study")
+  os.makedirs(wd)
+  rows = [{"requested_density": d, "final_test_acc": a, "error": ""}
+          for d, a in ((0.1, 0.5), (0.3, 0.8))]
+  with open(os.path.join(wd, "tiny_runs.json"), "w") as f:
+    json.dump(rows, f)
+  with open(os.path.join(wd, "provenance.json"), "w") as f:
+    json.dump({"paper": "tiny", "wall_seconds": 12.5}, f)
+  never = dataclasses.replace(TINY, rows=lambda *a: pytest.fail("ran runs"))
+  summary = run_study(never, _config(), wd, dataset=ds,
+                      from_committed_rows=True)
+  assert summary["best"] == 0.8 and summary["runs_finished"] == 2
+  prov = summary["provenance"]
+  assert prov["report_only"] is True
+  assert prov["statistics_from"] == "tiny_runs.json (committed rows)"
+  assert prov["runs_provenance"] == {"paper": "tiny", "wall_seconds": 12.5}
+  again = run_study(never, _config(), wd, dataset=ds, from_committed_rows=True)
+  assert again["provenance"]["runs_provenance"]["wall_seconds"] == 12.5
+  assert os.path.exists(os.path.join(wd, "plot.txt"))
+  with pytest.raises(FileNotFoundError, match="run the tiny study"):
+    run_study(never, _config(), str(tmp_path / "empty"), dataset=ds,
+              from_committed_rows=True)
+
+
 def test_provenance_of_a_study_over_several_datasets(tmp_path):
   a, b = data.load_digits(0), data.load_digits(1)
   rec = _runs.Provenance("two", _config(), {"first": a, "second": b}).write(
