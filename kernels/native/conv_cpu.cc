@@ -23,8 +23,9 @@
 // padded copy of dY, and the input's padding is never computed); dW is, for each stored entry, the dot product of dY's plane
 // with the shifted input plane. Each output element is written by one
 // task and summed in one fixed order (the view's entry order), so results
-// are bit-identical for any thread count; every product is formed, so NaN
-// and Inf propagate. float32 only.
+// are bit-identical for any thread count; every product of a stored weight
+// and an image value is formed, so NaN and Inf propagate through them (dX
+// forms none with dY's implicit zero border). float32 only.
 //
 // Every load and store stays inside its window: a row's last partial
 // vector is read and written through a small buffer, so the operands need

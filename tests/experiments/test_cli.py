@@ -41,7 +41,8 @@ def _binary(name, *args, timeout=300):
     ("train", ["--hidden=abc"], "bad --hidden"),
     ("train", ["--dataset=mnist", "--data_dir=/nowhere"], "/nowhere"),
     ("analyze_topology", ["--topology_params=[1]"], "must be a JSON object"),
-    ("reproduce", ["--paper=alford2019", "--report_only"], "--report_only"),
+    ("reproduce", ["--paper=liu2020", "--report_only"], "--report_only"),
+    ("reproduce", ["--paper=alford2019", "--report_only"], "does not exist"),
 ])
 @pytest.mark.slow
 def test_usage_errors_are_one_line_and_exit_2(tmp_path, name, args, match):
