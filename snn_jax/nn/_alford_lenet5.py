@@ -51,8 +51,8 @@ def local_response_norm(x: jax.Array, depth_radius: int = 4, bias: float = 1.0,
   The window sums are one matmul with the ``C x C`` band of ones (a dense
   ``jnp.dot``, fast on every backend), and the power is ``exp(-beta *
   log(.))``: on the 2-core CPU a cumulative-sum form and ``jnp.power``
-  took 4-7x as long for the training step's forward and backward
-  (``benchmarks/lenet5_step.py``'s notes, BUILD_NOTES.md)."""
+  cost more than the network's convolutions in the training step
+  (BUILD_NOTES.md, "The sparse convolution")."""
   axis = axis % x.ndim
   c = x.shape[axis]
   i = np.arange(c)
@@ -71,7 +71,7 @@ def local_response_norm(x: jax.Array, depth_radius: int = 4, bias: float = 1.0,
 def max_pool_2x2(x: jax.Array) -> jax.Array:
   """2x2 max-pooling, stride 2 (VALID), over axes 1 and 2 (the image rows
   and columns in both ``NHWC`` and ``CHWB``). Even sizes take the max of a
-  reshape, whose gradient XLA computes ten times faster on a CPU than
+  reshape, whose gradient XLA computes much faster on a CPU than
   ``reduce_window``'s select-and-scatter; where a window holds several
   equal maxima, the gradient is shared among them rather than given to one
   (after a ReLU such ties are zeros, whose gradient the ReLU stops)."""
