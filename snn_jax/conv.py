@@ -98,6 +98,15 @@ def conv2d_dense(x: jax.Array, kernel: jax.Array, kernel_size: tuple[int, int],
       padding, dimension_numbers=(spec, "HWIO", spec))
 
 
+def add_channel_bias(y: jax.Array, bias: jax.Array | None,
+                     layout: str = "NHWC") -> jax.Array:
+  """``y`` plus ``bias[O]`` along the channel axis of ``layout``."""
+  if bias is None:
+    return y
+  return y + (bias[None, None, None, :] if layout == "NHWC"
+              else bias[:, None, None, None])
+
+
 def _pad_hw(x, pads):
   return jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
 
@@ -207,6 +216,4 @@ def sparse_conv2d(x: jax.Array, w: BlockCSR, *,
                      w.row_ptr, w.col_idx, w.row_idx, w.col_ptr, w.col_order)
     if layout == "NHWC":
       y = jnp.transpose(y, _TO_OTHER_LAYOUT)
-  if bias is None:
-    return y
-  return y + (bias[None, None, None, :] if layout == "NHWC" else bias[:, None, None, None])
+  return add_channel_bias(y, bias, layout)

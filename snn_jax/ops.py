@@ -62,7 +62,7 @@ import jax.numpy as jnp
 from snn_jax.kernels import (mosaic_gpu, native_cpu, pallas_gpu, pallas_tpu,
                              reference, tuning, xla)
 from snn_jax.sparse import BlockCSR
-from snn_jax.utils.env import target_device  # noqa: F401  (part of this API)
+from snn_jax.utils.env import target_device  # also this module's API (re-exported)
 
 IMPLS = ("auto", "xla", "native_cpu", "pallas", "pallas_gpu", "pallas_tpu",
          "mosaic_gpu", "dense")

@@ -18,7 +18,8 @@ from flax import nnx
 from snn_jax.nn import _taps
 from snn_jax.nn._activations import LEARNED_ACTIVATIONS
 from snn_jax.nn._init import get_initializer, live_units
-from snn_jax.conv import conv2d_dense, resolve_conv_impl, sparse_conv2d
+from snn_jax.conv import (add_channel_bias, conv2d_dense, resolve_conv_impl,
+                          sparse_conv2d)
 from snn_jax.ops import bsmm, target_device
 from snn_jax.sparse import INDEX_FIELDS, BlockCSR, block_metadata
 from snn_jax.topology import Topology
@@ -185,10 +186,8 @@ class SparseDense(nnx.Module):
     x = x.astype(dtype)
     if _taps.recording_active():
       kernel = self.dense_kernel().astype(dtype)
-      y = conv2d_dense(x, kernel, kernel_size, padding, layout)
-      if bias is not None:
-        y = y + (bias[None, None, None, :] if layout == "NHWC" else bias[:, None, None, None])
-      return y
+      return add_channel_bias(
+          conv2d_dense(x, kernel, kernel_size, padding, layout), bias, layout)
     return sparse_conv2d(x, self.weight(), kernel_size=kernel_size,
                          padding=padding, bias=bias, impl=impl, layout=layout)
 
