@@ -122,6 +122,33 @@ def test_peer_benchmark_refuses_unknown_peers_and_bad_shapes(tmp_path):
   assert not (tmp_path / "x.json").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not native_cpu.AVAILABLE, reason=native_cpu.UNAVAILABLE_REASON)
+def test_bs1_breakdown_checks_the_kernels_and_times_every_part(tmp_path):
+  """benchmarks/bs1_breakdown.py at a tiny shape: the resident-operand
+  kernels agree with the float64 reference (it refuses to time them
+  otherwise, and refuses a compiled module that copies the operands), and
+  every part of the op is timed; with a roofline file, each part gets its
+  fraction of the bound."""
+  roofline = tmp_path / "roofline.json"
+  bound = {"fwd": 0.01, "dx": 0.01, "dw": 0.02, "train": 0.04, "compute_ms": 0.005}
+  roofline.write_text(json.dumps({"shapes": [
+      {"n": 96, "batch": 16, "density": 0.2, "bound_ms": bound}]}))
+  out = tmp_path / "bd.json"
+  r = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "benchmarks", "bs1_breakdown.py"),
+       "--shapes=96:16:0.2", "--rounds=1", f"--roofline={roofline}",
+       f"--out={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  (row,) = json.loads(out.read_text())["rows"]
+  assert set(row["ms"]) == {"op_fwd", "kernel_fwd_batch_major", "op_train",
+                            "kernel_fwd", "kernel_dx", "kernel_dw", "layout_in"}
+  assert all(v > 0 for v in row["ms"].values())
+  assert max(row["kernel_rel_err"].values()) <= 1e-4
+  assert row["fraction_of_bound"]["kernel_fwd"] == pytest.approx(
+      bound["fwd"] / row["ms"]["kernel_fwd"])
+
+
 def test_roofline_bounds_follow_the_model():
   """benchmarks/roofline_probe.py's bound on hand-made numbers: the L2
   bandwidth of the largest working set whose per-thread share fits half

@@ -207,17 +207,18 @@ def test_tpu_tiles_come_from_the_target(rng, monkeypatch):
 
 
 @needs_tpu
-@pytest.mark.parametrize("target", ["v4", "v5e"])
-def test_mosaic_tpu_tile_overflowing_vmem_fails(rng, monkeypatch, target):
+def test_mosaic_tpu_tile_overflowing_vmem_fails(rng, monkeypatch):
   """Negative case: a batch tile of 8,192 rows at block 1,024 (float32)
-  does not fit VMEM; Mosaic must refuse it."""
+  does not fit VMEM; Mosaic must refuse it. On v4 only: v5e refuses it
+  too, but XLA:TPU spends a minute there before it gives up (67 s of the
+  suite's time, benchmarks/cpu/test_durations_20261207.txt), and the
+  refusal is the compiler's, not a path of ours that differs by target."""
   monkeypatch.setitem(tuning.TPU_TILES, "TPU", {(1024, "float32"): 8192})
   w = _layer(rng, 1024, jnp.float32, n_rb=2, n_cb=2)
-  # The forward kernel alone: it overflows first, and XLA:TPU spends half
-  # a minute per kernel before it gives up (v5e).
+  # The forward kernel alone: it overflows first.
   with pytest.raises(Exception, match="(?i)vmem"):
     deviceless.compile_for(
-        deviceless.tpu_device(target), lambda x, w: bsmm(x, w),
+        deviceless.tpu_device("v4"), lambda x, w: bsmm(x, w),
         jax.ShapeDtypeStruct((BATCH, w.shape[0]), jnp.float32),
         jax.tree.map(_sds, w))
 

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.sparse
 
 from snn_jax.kernels import (csr_cpu, mosaic_gpu, native_cpu, pallas_gpu,
                              pallas_tpu, xla)
@@ -171,11 +172,11 @@ def test_native_cpu_large_gathered_operands(rng, feature_major_operands, n, batc
   r, c = np.asarray(w.row_idx), np.asarray(w.col_idx)
   v = np.asarray(w.values, np.float64).reshape(-1)
   x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
-  ref_y = np.zeros((batch, n))
-  np.add.at(ref_y.T, c, (x64[:, r] * v).T)
-  ref_dx = np.zeros((batch, n))
-  np.add.at(ref_dx.T, r, (dy64[:, c] * v).T)
-  ref_dw = (x64[:, r] * dy64[:, c]).sum(0).reshape(-1, 1, 1)
+  # scipy's float64 CSR product: np.add.at took 15 s of this test's 27.
+  w64 = scipy.sparse.csr_matrix((v, (r, c)), shape=(n, n))
+  ref_y = (w64.T @ x64.T).T
+  ref_dx = (w64 @ dy64.T).T
+  ref_dw = np.einsum("bi,bi->i", x64[:, r], dy64[:, c]).reshape(-1, 1, 1)
   fwd, dx, dw = _native_fns(feature_major_operands)
   xj, dyj = jnp.asarray(x), jnp.asarray(dy)
   assert_close(fwd(xj, w), jnp.asarray(ref_y, jnp.float32), jnp.float32, "fwd")
