@@ -143,8 +143,9 @@ def main(argv):
   else:
     print(f"{_PAPER.value}: done in {prov['wall_seconds']:.0f} s; results in "
           f"{_WORKDIR.value} (summary.json, provenance.json, *.csv, *.png)")
-  failed = summary.get("failed") or [
-      f for d in summary.get("datasets", {}).values() for f in d["failed"]]
+  # Every study's summary lists its failed runs at the top (a study over
+  # several datasets gathers theirs there, each with its dataset).
+  failed = summary.get("failed", [])
   if failed:
     print(f"{len(failed)} grid points failed (rows with 'error' set):")
     for f in failed:

@@ -515,6 +515,18 @@ def test_reproduce_binary_end_to_end(tmp_path):
   assert {r["family"] for r in rows} == {"dense", "radixnet"}
 
 
+@pytest.mark.slow
+def test_reproduce_binary_liu2020_reduced(tmp_path):
+  """Regression: a summary with per-dataset statistics and no failed run
+  (reduced liu2020) crashed the binary after the study had finished."""
+  out = _binary("--paper=liu2020", f"--workdir={tmp_path}", "--epochs=2",
+                "--seeds=0,1", "--set=hidden=[24, 24]", "--set=epsilon=4",
+                "--set=evolution_epochs=2", '--set=datasets=["digits"]')
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "liu2020: done" in out.stdout and "failed" not in out.stdout
+  assert _read(tmp_path / "summary.json")["failed"] == []
+
+
 @pytest.mark.parametrize("args, match", [
     (["--set=widths=[3]"], "field=JSON with a field of AlfordConfig"),
     (["--set=densities=[0.5"], "not JSON"),
