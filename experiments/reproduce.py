@@ -62,7 +62,8 @@ _EPOCHS = flags.DEFINE_integer("epochs", None, "Epochs (replaces the config's)."
 _REPORT_ONLY = flags.DEFINE_bool(
     "report_only", False, "Train nothing. --scale=paper: write the result "
     "files from the runs that have finished (while, or between sessions in "
-    "which, the others continue); reduced bourely2017 and alford2019: "
+    "which, the others continue); reduced bourely2017, alford2019 and "
+    "isakov2020: "
     "compute the statistics, plots and summary again from the committed "
     "rows table.")
 _PART = flags.DEFINE_string(
@@ -113,7 +114,8 @@ def main(argv):
     raise app.UsageError(f"--report_only: {entry.paper} at scale "
                          f"{entry.scale} has nothing committed to report "
                          "from (the paper-scale studies have their runs; "
-                         "reduced bourely2017 and alford2019 their rows)")
+                         "reduced bourely2017, alford2019 and isakov2020 "
+                         "their rows)")
   try:
     base = TrainConfig(
         data=DataConfig(

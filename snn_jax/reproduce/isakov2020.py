@@ -379,14 +379,18 @@ STUDY = Study(
     plot=_plots)
 
 
-def run(cfg: IsakovConfig, workdir: str, *, dataset=None) -> dict[str, Any]:
+def run(cfg: IsakovConfig, workdir: str, *, dataset=None,
+        report_only: bool = False) -> dict[str, Any]:
   """Runs the three experiments (:func:`grid_rows`) on the study skeleton
   into ``workdir/depth``, ``workdir/dead_units`` and ``workdir/ranking``;
   writes ``isakov2020_runs.csv`` (every run), the per-experiment tables
   (``depth/deep_init.csv``, ``dead_units/dead_units.csv``,
   ``ranking.csv``, ``ranking_stats.csv``), ``summary.json``,
-  ``provenance.json`` and the plots."""
-  return run_study(STUDY, cfg, workdir, dataset=dataset)
+  ``provenance.json`` and the plots. ``report_only``: trains and reads no
+  run; the statistics, tables, plots and summary again from the committed
+  rows."""
+  return run_study(STUDY, cfg, workdir, dataset=dataset,
+                   from_committed_rows=report_only)
 
 
 def plot(rows, summary, out_dir: str) -> None:
