@@ -95,8 +95,10 @@ def test_peer_benchmark_verifies_every_peer_before_timing_it(tmp_path):
   for the training layer) or says why it was skipped (not installed);
   ideal and x-ideal come from the dense row of the same run."""
   out = tmp_path / "peers.json"
+  # One round: each round starts a fresh process per peer and op (67 s of
+  # the suite's time with the default three).
   r = _peers(f"--out={out}", "--shapes=96:8:0.2", "--repeats=1",
-             "--min_seconds=0")
+             "--min_seconds=0", "--rounds=1")
   assert r.returncode == 0, r.stderr[-3000:]
   rows = json.loads(out.read_text())["rows"]
   import importlib.util
