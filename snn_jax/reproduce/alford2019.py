@@ -186,7 +186,9 @@ def paired_differences(rows) -> list[dict[str, Any]]:
     if ci["n"]:
       out.append({"model": m, "family": f, "minus": "pruned",
                   "requested_density": d, "mean": ci["mean"],
-                  "ci_low": ci["low"], "ci_high": ci["high"], "runs": ci["n"]})
+                  "ci_low": ci["low"], "ci_high": ci["high"], "min": ci["min"],
+                  "max": ci["max"], "runs": ci["n"],
+                  "higher_in": ci["higher_in"], "verdict": ci["verdict"]})
   return out
 
 

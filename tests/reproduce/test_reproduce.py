@@ -409,6 +409,12 @@ def test_alford2019_matching_densities_and_instability(tmp_path, digits):
             and d["requested_density"] == 0.125)
   assert d0["mean"] == pytest.approx(np.mean(
       [by[("radixnet", 0.125, s)] - by[("pruned", 0.125, s)] for s in (0, 1)]))
+  # the sign count and the verdict that can fail travel with the interval
+  ahead = sum(by[("radixnet", 0.125, s)] > by[("pruned", 0.125, s)] for s in (0, 1))
+  assert d0["higher_in"] == ahead and d0["verdict"] == studies.comparison_verdict(
+      [by[("radixnet", 0.125, s)] for s in (0, 1)],
+      [by[("pruned", 0.125, s)] for s in (0, 1)])
+  assert d0["min"] <= d0["ci_low"] <= d0["mean"] <= d0["ci_high"] <= d0["max"]
   fams = {s["family"] for s in summary["accuracy"]}
   assert fams == {"dense", "pruned", "radixnet", "erdos_renyi"}
   for name in ("accuracy_vs_sparsity.png", "instability.png"):
