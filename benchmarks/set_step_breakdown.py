@@ -8,9 +8,11 @@ stored weights) against dense ``jnp.dot`` at the same shapes, and per step,
 the step as ``fit`` runs it (``nnx.cached_partial`` of the donating step:
 the headline), the public ``train_step`` (``nnx.jit``) against the same
 step as a plain ``jax.jit`` over split state, ``nnx.cached_partial``,
-forward+backward alone, and the split-state step with the block-size-1
+forward+backward alone, the split-state step with the block-size-1
 kernels given batch-major operands (the layout before the ops layer asked
-XLA for feature-major ones). Random inputs (batch 128, as the epoch
+XLA for feature-major ones), and the split-state step with the
+block-size-1 backward as two calls, dX and dW apart (before the fused
+kernel; per layer, ``native_bwd_fused`` is that kernel alone). Random inputs (batch 128, as the epoch
 benchmark); every figure is the best of 5 timed groups, the
 implementations interleaved group by group.
 
@@ -80,6 +82,8 @@ def layer_rows(topologies, rng) -> list[dict]:
         dy, v, w.row_ptr, w.col_idx, n_in=w.shape[0]))
     dw = jax.jit(lambda x, dy, w=w: native_cpu.sddmm_native(
         x, dy, w.row_idx, w.col_idx, block_size=1))
+    bwd = jax.jit(lambda x, dy, v, w=w: native_cpu.bsmm_bwd_native(
+        x, dy, v, w.row_ptr, w.col_idx, w.row_idx))
     d_fwd = jax.jit(lambda x, m: x @ m)
     d_dx = jax.jit(lambda dy, m: dy @ m.T)
     d_dw = jax.jit(lambda x, dy: x.T @ dy)
@@ -87,6 +91,7 @@ def layer_rows(topologies, rng) -> list[dict]:
         "native_fwd": lambda: fwd(x, w.values),
         "native_dx": lambda: dx(dy, w.values),
         "native_dw": lambda: dw(x, dy),
+        "native_bwd_fused": lambda: bwd(x, dy, w.values),
         "dense_fwd": lambda: d_fwd(x, dense_w),
         "dense_dx": lambda: d_dx(dy, dense_w),
         "dense_dw": lambda: d_dw(x, dy)}, per_group=60)
@@ -171,6 +176,34 @@ def step_timers(sparse: bool, rng) -> dict:
       held_b[0], loss = batch_major_step(held_b[0], *batch())
       return loss
     extra["set_train_step_jax_jit_batch_major_operands"] = run_batch_major
+
+    # And with the block-size-1 backward as two calls, dX and dW apart
+    # (as before the fused kernel): the same split-state step otherwise.
+    model_t = loop.build_model(cfg, loop.build_topologies(cfg, 784, 10))
+    two_call_step, state_t = _split_state_step(
+        model_t, nnx.Optimizer(model_t, tx, wrt=nnx.Param))
+    fused = native_cpu.bsmm_bwd_native
+
+    def two_calls(x, dy, values, row_ptr, col_idx, row_idx, *, fuse=None,
+                  feature_major_operands=False):
+      del fuse
+      fm = dict(feature_major_operands=feature_major_operands)
+      return (native_cpu.bsmm_dx_native(dy, values, row_ptr, col_idx,
+                                        n_in=x.shape[1], **fm),
+              native_cpu.sddmm_native(x, dy, row_idx, col_idx, block_size=1,
+                                      out_dtype=values.dtype, **fm))
+
+    native_cpu.bsmm_bwd_native = two_calls
+    try:
+      held_t = list(two_call_step(state_t, *batch()))
+      jax.block_until_ready(held_t)
+    finally:
+      native_cpu.bsmm_bwd_native = fused
+
+    def run_two_calls():
+      held_t[0], loss = two_call_step(held_t[0], *batch())
+      return loss
+    extra["set_train_step_jax_jit_two_call_backward"] = run_two_calls
   return {
       f"{tag}_train_step_nnx_jit": lambda: loop.train_step(model, opt,
                                                            *batch())[0],
@@ -202,6 +235,9 @@ def main(out: str) -> None:
       / steps["set_fit_step_cached_donated"],
       "set_speedup_train_step_nnx_jit": steps["dense_train_step_nnx_jit"]
       / steps["set_train_step_nnx_jit"],
+      "fused_backward_step_over_two_calls": steps[
+          "set_train_step_jax_jit_split_state"]
+      / steps["set_train_step_jax_jit_two_call_backward"],
       "feature_major_operands_step_over_batch_major": steps[
           "set_train_step_jax_jit_split_state"]
       / steps["set_train_step_jax_jit_batch_major_operands"],

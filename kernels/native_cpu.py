@@ -13,7 +13,7 @@ installs and imports: ``AVAILABLE`` is False, ``UNAVAILABLE_REASON`` says
 why, and ``snn_jax.ops`` (``impl="auto"``) falls back to the XLA kernels
 with one warning.
 
-Three FFI targets over the ``BlockCSR`` arrays as they are (no re-sorting,
+Four FFI targets over the ``BlockCSR`` arrays as they are (no re-sorting,
 no copies of the weights):
 
   ``bsmm_fwd_native(x, values, row_idx, col_ptr, col_order, n_out)``
@@ -21,7 +21,12 @@ no copies of the weights):
   ``bsmm_dx_native(dy, values, row_ptr, col_idx, n_in)``
       ``dx = dy @ W.T``, a gather over the row view (the transpose metadata);
   ``sddmm_native(x, dy, row_idx, col_idx, block_size)``
-      ``dW`` at the stored blocks only.
+      ``dW`` at the stored blocks only;
+  ``bsmm_bwd_native(x, dy, values, row_ptr, col_idx, row_idx)``
+      ``(dx, dW)`` at block size 1 in one pass over the row view, each row
+      of ``dy`` a stored weight names read once for both (the same bits
+      as the two calls above; what ``snn_jax.ops`` runs where both are
+      wanted).
 
 the bias gradient beside them:
 
@@ -260,16 +265,19 @@ def _batch_axis(sharding):
 
 
 @functools.lru_cache(maxsize=None)
-def _partitioned(kernel, static: tuple, batch_operands: int, sums_batch: bool,
-                 rule: str):
+def _partitioned(kernel, static: tuple, batch_operands: int,
+                 sums_batch: bool | tuple[bool, ...], rule: str):
   """``kernel(*arrays, **dict(static))`` as a call that XLA partitions over
   the batch: the first ``batch_operands`` arrays (dense ``[B, n]``) are
   split along ``B`` as the first one is, the rest (weights, indices)
   replicated; the result is split the same way, or, with ``sums_batch``,
   replicated after a float32 all-reduce of the devices' partial sums.
+  A kernel with several results gives ``sums_batch`` per result, a tuple.
   ``rule``: the Shardy sharding rule (one factor per dimension). On one
   device, and under ``vmap`` (``custom_partitioning`` has no batching rule,
   so ``custom_vmap`` maps the plain call), it is the plain call."""
+  several = isinstance(sums_batch, tuple)
+  sums = sums_batch if several else (sums_batch,)
 
   def plain(*arrays):
     return kernel(*arrays, **dict(static))
@@ -278,7 +286,8 @@ def _partitioned(kernel, static: tuple, batch_operands: int, sums_batch: bool,
     split = NamedSharding(mesh, PartitionSpec(axis))
     whole = NamedSharding(mesh, PartitionSpec())
     args = tuple(split if i < batch_operands else whole for i in range(n_args))
-    return args, (whole if sums_batch else split)
+    outs = tuple(whole if s else split for s in sums)
+    return args, (outs if several else outs[0])
 
   def infer(mesh, arg_shapes, result_shape):
     del result_shape
@@ -291,10 +300,13 @@ def _partitioned(kernel, static: tuple, batch_operands: int, sums_batch: bool,
     arg_shardings, out_sharding = shardings(mesh, axis, len(arg_shapes))
 
     def lower(*arrays):
-      out = plain(*arrays)
-      if sums_batch and axis is not None:
-        out = jax.lax.psum(out.astype(jnp.float32), axis).astype(out.dtype)
-      return out
+      outs = plain(*arrays)
+      outs = outs if several else (outs,)
+      if axis is not None:
+        outs = tuple(
+            jax.lax.psum(o.astype(jnp.float32), axis).astype(o.dtype) if s else o
+            for o, s in zip(outs, sums))
+      return outs if several else outs[0]
 
     return mesh, lower, out_sharding, arg_shardings
 
@@ -307,7 +319,8 @@ def _partitioned(kernel, static: tuple, batch_operands: int, sums_batch: bool,
   def _vmap_rule(axis_size, in_batched, *arrays):
     del axis_size
     in_axes = tuple(0 if b else None for b in in_batched)
-    return jax.vmap(plain, in_axes=in_axes)(*arrays), True
+    return (jax.vmap(plain, in_axes=in_axes)(*arrays),
+            tuple(True for _ in sums) if several else True)
 
   return mapped
 
@@ -377,6 +390,51 @@ def _dw_call(x, dy, row_idx, col_idx, *, block_size, feature_major_operands):
   return _call("snn_jax_bsmm_dw", (row_idx.shape[0], block_size, block_size),
                x.dtype, x, dy, row_idx, col_idx, dense_args=(0, 1),
                feature_major_operands=feature_major_operands)
+
+
+def bsmm_bwd_native(x, dy, values, row_ptr, col_idx, row_idx, *,
+                    fuse: bool | None = None,
+                    feature_major_operands: bool = False):
+  """``(dx, dvalues)`` of ``y = x @ W`` at block size 1, from one call:
+  ``dx[B, n_in] = dy @ W.T`` and ``dvalues[nnz, 1, 1]`` = ``x.T @ dy`` at the
+  stored entries, with the bits of :func:`bsmm_dx_native` and
+  :func:`sddmm_native`.
+
+  Fused (``fuse=True``), one pass over the row view reads each row of
+  ``dy`` that a stored weight names once for both products (apart, dX's
+  gather and dW's dot products read it once each); ``fuse=False`` runs the
+  two kernels on one feature-major copy of the operands; ``None`` (the
+  default) fuses: 0.67-0.97x the time of the two kernels at every shape
+  measured (``BUILD_NOTES.md``). ``x``, ``dy``, ``values``
+  share a dtype, float32 or bfloat16; ``feature_major_operands``: ``x``,
+  ``dy`` and ``dx`` handed over feature-major (as ``snn_jax.ops`` does)."""
+  if values.ndim != 3 or values.shape[1:] != (1, 1):
+    raise ValueError("bsmm_bwd_native is for block size 1 (values "
+                     f"[nnz, 1, 1]); got values of shape {values.shape}")
+  if fuse not in (None, True, False):
+    raise ValueError(f"fuse must be None, True or False, got {fuse!r}")
+  mode = -1 if fuse is None else int(fuse)
+  call = _partitioned(_bwd_call, (("fuse", mode), ("feature_major_operands",
+                                  bool(feature_major_operands))),
+                      2, (False, True),
+                      "b i, b o, k p q, r, k, k -> b i, k p q")
+  return call(x, dy, values, row_ptr, col_idx, row_idx)
+
+
+def _bwd_call(x, dy, values, row_ptr, col_idx, row_idx, *, fuse,
+              feature_major_operands):
+  _register()
+  layouts = {}
+  if feature_major_operands:
+    layouts = dict(input_layouts=[(1, 0), (1, 0), None, None, None, None],
+                   output_layouts=[(1, 0), None])
+  return jax.ffi.ffi_call(
+      "snn_jax_bsmm_bwd",
+      (jax.ShapeDtypeStruct(x.shape, x.dtype),
+       jax.ShapeDtypeStruct(values.shape, values.dtype)),
+      vmap_method="sequential", **layouts)(
+          x, dy, values, row_ptr, col_idx, row_idx,
+          feature_major=bool(feature_major_operands), fuse=np.int64(fuse))
 
 
 def bias_grad_native(dy, *, feature_major_operands: bool = False):

@@ -5,7 +5,11 @@
 only here (``jax.custom_vjp``): ``dx = dy @ W.T`` runs the forward-style
 kernel over the row-ordered view, ``dW`` is the SDDMM at W's stored blocks --
 a dense weight gradient is never formed (except by ``impl="dense"``, the
-reference). Index arrays get no cotangent.
+reference). Index arrays get no cotangent. Only the cotangents asked for
+are formed (the VJP's symbolic zeros): no dX for an undifferentiated ``x``
+such as a first layer's data, no dW for frozen weights; where both are
+wanted at block size 1 on the native kernels, one fused call forms them,
+reading ``dy`` once (``kernels.native_cpu.bsmm_bwd_native``).
 
 Implementations (``impl``):
   ``"xla"``        gather/scatter kernels, every backend (``kernels/xla.py``);
@@ -245,24 +249,59 @@ def _full_matmul(x: jax.Array, w: BlockCSR) -> jax.Array:
   return jnp.dot(x, dense, preferred_element_type=jnp.float32).astype(x.dtype)
 
 
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class _Needs:
+  """Which cotangents a backward forms, from the custom VJP's symbolic
+  zeros (``CustomVJPPrimal.perturbed``): ``dx`` only where ``x`` is
+  differentiated (not for a network's first layer, whose ``x`` is the data),
+  ``dvalues`` only where the weights are, ``dbias`` where the bias is. A
+  static pytree node: it rides in the residuals without becoming an array."""
+  dx: bool
+  dvalues: bool
+  dbias: bool = False
+
+
+def _backward(s: _Static, needs: _Needs, x, values, row_ptr, col_idx, row_idx,
+              dy):
+  """``(dx, dvalues)``, each None where ``needs`` says it is not wanted. Both
+  wanted at block size 1 on the native kernels: one fused call that reads
+  ``dy`` once for the two (``native_cpu.bsmm_bwd_native``, the same bits as
+  the two calls)."""
+  if (needs.dx and needs.dvalues and s.backward_impl == "native_cpu"
+      and s.block_size == 1):
+    return native_cpu.bsmm_bwd_native(
+        x, dy, values, row_ptr, col_idx, row_idx,
+        feature_major_operands=native_cpu.feature_major(s.block_size))
+  dx = _dx(s, dy, values, row_ptr, col_idx, row_idx) if needs.dx else None
+  dvalues = _dw(s, x, dy, values, row_idx, col_idx) if needs.dvalues else None
+  return dx, dvalues
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _bsmm(s: _Static, x, values, row_ptr, col_idx, row_idx, col_ptr, col_order):
   return _forward(s, x, values, row_ptr, col_idx, row_idx, col_ptr, col_order)
 
 
 def _bsmm_fwd(s, x, values, row_ptr, col_idx, row_idx, col_ptr, col_order):
+  # symbolic_zeros: the arrays come as CustomVJPPrimal (value, perturbed).
+  needs = _Needs(dx=x.perturbed, dvalues=values.perturbed)
+  x, values, row_ptr, col_idx, row_idx, col_ptr, col_order = (
+      a.value for a in (x, values, row_ptr, col_idx, row_idx, col_ptr,
+                        col_order))
   y = _forward(s, x, values, row_ptr, col_idx, row_idx, col_ptr, col_order)
-  return y, (x, values, row_ptr, col_idx, row_idx)
+  return y, (needs, x, values, row_ptr, col_idx, row_idx)
 
 
 def _bsmm_bwd(s, res, dy):
-  x, values, row_ptr, col_idx, row_idx = res
-  dx = _dx(s, dy, values, row_ptr, col_idx, row_idx)
-  dvalues = _dw(s, x, dy, values, row_idx, col_idx)
+  needs, x, values, row_ptr, col_idx, row_idx = res
+  if isinstance(dy, jax.custom_derivatives.SymbolicZero):
+    return (None,) * 7
+  dx, dvalues = _backward(s, needs, x, values, row_ptr, col_idx, row_idx, dy)
   return dx, dvalues, None, None, None, None, None
 
 
-_bsmm.defvjp(_bsmm_fwd, _bsmm_bwd)
+_bsmm.defvjp(_bsmm_fwd, _bsmm_bwd, symbolic_zeros=True)
 
 
 def _dbias(s: _Static, dy):
@@ -281,17 +320,22 @@ def _bsmm_bias(s: _Static, x, values, bias, row_ptr, col_idx, row_idx, col_ptr,
 
 def _bsmm_bias_fwd(s, x, values, bias, row_ptr, col_idx, row_idx, col_ptr,
                    col_order):
-  y, res = _bsmm_fwd(s, x, values, row_ptr, col_idx, row_idx, col_ptr,
-                     col_order)
-  return y + bias[None, :], res
+  y, (needs, *res) = _bsmm_fwd(s, x, values, row_ptr, col_idx, row_idx,
+                               col_ptr, col_order)
+  needs = dataclasses.replace(needs, dbias=bias.perturbed)
+  return y + bias.value[None, :], (needs, *res)
 
 
 def _bsmm_bias_bwd(s, res, dy):
-  dx, dvalues, *no_cotangents = _bsmm_bwd(s, res, dy)
-  return (dx, dvalues, _dbias(s, dy), *no_cotangents)
+  needs = res[0]
+  if isinstance(dy, jax.custom_derivatives.SymbolicZero):
+    return (None,) * 8
+  dx, dvalues = _backward(s, *res, dy)
+  dbias = _dbias(s, dy) if needs.dbias else None
+  return (dx, dvalues, dbias, None, None, None, None, None)
 
 
-_bsmm_bias.defvjp(_bsmm_bias_fwd, _bsmm_bias_bwd)
+_bsmm_bias.defvjp(_bsmm_bias_fwd, _bsmm_bias_bwd, symbolic_zeros=True)
 
 
 def bsmm(x: jax.Array, w: BlockCSR, *, bias: jax.Array | None = None,

@@ -151,6 +151,24 @@ def test_bs1_breakdown_checks_the_kernels_and_times_every_part(tmp_path):
       bound["fwd"] / row["ms"]["kernel_fwd"])
 
 
+@pytest.mark.skipif(not native_cpu.AVAILABLE, reason=native_cpu.UNAVAILABLE_REASON)
+def test_fused_backward_benchmark_checks_bits_and_times_each_form(tmp_path):
+  """benchmarks/fused_backward.py at a tiny shape: it times the three forms
+  of the block-size-1 backward only after checking that they give the same
+  bits, and writes their ratios."""
+  out = tmp_path / "fb.json"
+  r = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "benchmarks", "fused_backward.py"),
+       "--groups=1", f"--out={out}", "90,70,16,0.2"], cwd=ROOT,
+      capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  (row,) = json.loads(out.read_text())["rows"]
+  assert (row["n_in"], row["n_out"], row["batch"]) == (90, 70, 16)
+  assert all(row[f"{k}_ms"] > 0 for k in ("separate", "one_call_split", "fused"))
+  assert row["fused_over_separate"] == pytest.approx(
+      row["fused_ms"] / row["separate_ms"])
+
+
 def test_roofline_bounds_follow_the_model():
   """benchmarks/roofline_probe.py's bound on hand-made numbers: the L2
   bandwidth of the largest working set whose per-thread share fits half

@@ -502,17 +502,28 @@ void Sddmm(const float* xt, const float* dyt, const int32_t* row_idx,
 // 4096 (BUILD_NOTES.md has the committed measurement).
 constexpr int kDwGroup = 8;
 
-// out[j] = the sum of s[j]'s lanes, j < kDwGroup, in a fixed order.
+// out[j] = the sum of s[j]'s lanes, j < kDwGroup, in hsum's tree (lane l
+// plus lane l + kLanes/2 first, and so on down), so a weight's bits do not
+// depend on whether it was summed in a group of eight or alone (the fused
+// backward below groups a row's weights, SddmmBs1 all weights in storage
+// order; a partial group's sums go through here padded). With AVX2 the
+// eight trees run side by side: the halves of s[j] and s[j+4] added in one
+// vector, then pairs and single lanes by shuffles (the earlier hadd form
+// summed neighbouring lanes first: other bits than hsum).
 inline void Hsum8(const vf* s, float* out) {
 #if defined(__AVX__) && !defined(__AVX512F__)
   static_assert(kDwGroup == 8 && kLanes == 8);
-  const __m256 a = _mm256_hadd_ps((__m256)s[0], (__m256)s[1]);
-  const __m256 b = _mm256_hadd_ps((__m256)s[2], (__m256)s[3]);
-  const __m256 c = _mm256_hadd_ps((__m256)s[4], (__m256)s[5]);
-  const __m256 d = _mm256_hadd_ps((__m256)s[6], (__m256)s[7]);
-  const __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
-  _mm256_storeu_ps(out, _mm256_add_ps(_mm256_permute2f128_ps(ab, cd, 0x20),
-                                      _mm256_permute2f128_ps(ab, cd, 0x31)));
+  __m256 u[4];  // u[j] = [s[j] lanes l + l+4 | s[j+4] lanes l + l+4], l < 4
+  for (int j = 0; j < 4; ++j)
+    u[j] = _mm256_add_ps(_mm256_permute2f128_ps((__m256)s[j], (__m256)s[j + 4], 0x20),
+                         _mm256_permute2f128_ps((__m256)s[j], (__m256)s[j + 4], 0x31));
+  // f01 = [u0 (e0+e2), u0 (e1+e3), u1 (e0+e2), u1 (e1+e3)] per half; f23 alike.
+  const __m256 f01 = _mm256_add_ps(_mm256_shuffle_ps(u[0], u[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm256_shuffle_ps(u[0], u[1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m256 f23 = _mm256_add_ps(_mm256_shuffle_ps(u[2], u[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm256_shuffle_ps(u[2], u[3], _MM_SHUFFLE(3, 2, 3, 2)));
+  _mm256_storeu_ps(out, _mm256_add_ps(_mm256_shuffle_ps(f01, f23, _MM_SHUFFLE(2, 0, 2, 0)),
+                                      _mm256_shuffle_ps(f01, f23, _MM_SHUFFLE(3, 1, 3, 1))));
 #else
   for (int j = 0; j < kDwGroup; ++j) out[j] = hsum(s[j]);
 #endif
@@ -570,6 +581,89 @@ void SddmmBs1(const float* xt, const float* dyt, const int32_t* row_idx,
     }
   });
 }
+
+// ---------------------------------------------------------------------------
+// The block-size-1 backward in one pass over dY. dX's gather over the row
+// view and dW's dot products both read, for every stored weight p of input
+// row i, the row DYT[col_idx[p]]; apart they read it twice (the two
+// largest streams of a training step's backward). Fused, a task owns input
+// rows i and, for each group of kDwGroup weights of row i, loads every
+// vector of each of their dY rows once and uses it twice:
+//   DXT[i][v] += DYT[c_p][v] * w_p   (accumulated in DXT's row: L1),
+//   s_p       += XT[i][v] * DYT[c_p][v],
+// then dv[p] = Hsum8(s). Per output the operations and their order are the
+// separate kernels' (dX: weights in row order from +0, per lane; dW: one
+// chain over the lane vectors, reduced in hsum's tree), so the two forms
+// give the same bits, and neither depends on the thread count.
+template <typename T, int kJ>
+inline void FusedBwdGroup(const float* x, const float* dyt, const T* values,
+                          const int32_t* cols, int64_t nvec, int64_t bp, float* dx_row,
+                          T* dv) {
+  const float* d[kJ];
+  vf w[kJ], s[kDwGroup];
+  for (int j = 0; j < kJ; ++j) {
+    d[j] = dyt + static_cast<int64_t>(cols[j]) * bp;
+    w[j] = splat(to_f32<T>(values[j]));
+  }
+  for (int j = 0; j < kDwGroup; ++j) s[j] = vf{};
+  for (int64_t v = 0; v < nvec; ++v) {
+    const vf xv = load(x + v * kLanes);
+    vf acc = load(dx_row + v * kLanes);
+    for (int j = 0; j < kJ; ++j) {
+      const vf dv_j = load(d[j] + v * kLanes);
+      acc += dv_j * w[j];
+      s[j] += xv * dv_j;
+    }
+    store(dx_row + v * kLanes, acc);
+  }
+  float out[kDwGroup];
+  Hsum8(s, out);  // s[j >= kJ] stay zero: padding
+  for (int j = 0; j < kJ; ++j) dv[j] = from_f32<T>(out[j]);
+}
+
+// A row's last, partial group: kJ (1 .. kDwGroup - 1) dispatched at run time.
+template <typename T, int kJ>
+void FusedBwdTail(const float* x, const float* dyt, const T* values, const int32_t* cols,
+                  int64_t nj, int64_t nvec, int64_t bp, float* dx_row, T* dv) {
+  if constexpr (kJ >= 1) {
+    if (nj == kJ)
+      FusedBwdGroup<T, kJ>(x, dyt, values, cols, nvec, bp, dx_row, dv);
+    else
+      FusedBwdTail<T, kJ - 1>(x, dyt, values, cols, nj, nvec, bp, dx_row, dv);
+  }
+}
+
+// No software prefetch: asking for the dY rows kPrefetchRows weights
+// ahead, as the gathers do past kPrefetchMinBytes, changed nothing beyond
+// the noise at 16,384 and 32,768 rows of dY (8 and 16 MB; BUILD_NOTES.md).
+template <typename T>
+void FusedBackwardBs1(const float* xt, const float* dyt, const T* values,
+                      const int32_t* row_ptr, const int32_t* col_idx, int64_t n_in,
+                      int64_t bp, float* dxt, T* dv) {
+  const int64_t nvec = bp / kLanes;
+  ParallelRanges(n_in, TaskCount(), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const float* x = xt + i * bp;
+      float* dx_row = dxt + i * bp;
+      for (int64_t v = 0; v < nvec; ++v) store(dx_row + v * kLanes, vf{});
+      const int64_t end = row_ptr[i + 1];
+      int64_t p = row_ptr[i];
+      for (; p + kDwGroup <= end; p += kDwGroup)
+        FusedBwdGroup<T, kDwGroup>(x, dyt, values + p, col_idx + p, nvec, bp, dx_row, dv + p);
+      if (p < end)
+        FusedBwdTail<T, kDwGroup - 1>(x, dyt, values + p, col_idx + p, end - p, nvec, bp,
+                                      dx_row, dv + p);
+    }
+  });
+}
+
+// Whether the block-size-1 backward fuses (FusedBackwardBs1) or runs the
+// two kernels (same bits either way). mode 1 or -1 (auto): fused; 0: the
+// two kernels. Fused took 0.67-0.97x the time of the two at every shape
+// measured, from 784 x 1000 at batch 128 to 32,768 x 32,768 (dY 16 MB),
+// including those where dX's gather slices its lanes for L2
+// (BUILD_NOTES.md), so auto always fuses.
+bool FuseBackward(int mode) { return mode != 0; }
 
 // ---------------------------------------------------------------------------
 // Row-major kernels for block sizes that are multiples of kLanes: vectors
@@ -976,6 +1070,84 @@ ffi::Error BsmmDwImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer
   return ffi::Error::Success();
 }
 
+// The block-size-1 backward, dX and dW from one call: fused where
+// FuseBackward says so, else the two kernels above on the same
+// feature-major operands (one transpose of dY, not two).
+template <typename T>
+void Backward(const ffi::AnyBuffer& x, const ffi::AnyBuffer& dy, const ffi::AnyBuffer& values,
+              const int32_t* row_ptr, const int32_t* col_idx, const int32_t* row_idx,
+              bool feature_major, int mode, ffi::AnyBuffer* dx, ffi::AnyBuffer* dv) {
+  const int64_t batch = x.dimensions()[0], n_in = x.dimensions()[1];
+  const int64_t n_out = dy.dimensions()[1], bp = Lanes(batch);
+  const int64_t nnz = values.element_count();
+  const T* x_data = static_cast<const T*>(x.untyped_data());
+  const T* dy_data = static_cast<const T*>(dy.untyped_data());
+  const T* v = static_cast<const T*>(values.untyped_data());
+  T* dx_data = static_cast<T*>(dx->untyped_data());
+  T* dv_data = static_cast<T*>(dv->untyped_data());
+  const float* xt;
+  const float* dyt;
+  float* dxt;
+  if (feature_major) {
+    xt = FeatureMajorIn(x_data, batch, n_in, bp, 0);
+    dyt = FeatureMajorIn(dy_data, batch, n_out, bp, 1);
+    dxt = FeatureMajorOut(dx_data, batch, n_in, bp, 2);
+  } else {
+    float* xs = ScratchSlot(0, n_in * bp);
+    float* dys = ScratchSlot(1, n_out * bp);
+    ToFeatureMajor(x_data, batch, n_in, bp, xs);
+    ToFeatureMajor(dy_data, batch, n_out, bp, dys);
+    xt = xs;
+    dyt = dys;
+    dxt = ScratchSlot(2, n_in * bp);
+  }
+  if (FuseBackward(mode)) {
+    FusedBackwardBs1<T>(xt, dyt, v, row_ptr, col_idx, n_in, bp, dxt, dv_data);
+  } else {
+    Gather<T, true>(dyt, n_out, v, row_ptr, nullptr, col_idx, n_in, 1, bp, dxt);
+    SddmmBs1<T>(xt, dyt, row_idx, col_idx, nnz, bp, PrefetchGathers(n_out, bp), dv_data);
+  }
+  if (feature_major)
+    FeatureMajorOutDone(dxt, batch, n_in, bp, dx_data);
+  else
+    FromFeatureMajor(dxt, batch, n_in, bp, dx_data);
+}
+
+ffi::Error BsmmBwdImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer dy,
+                       ffi::AnyBuffer values, ffi::Buffer<ffi::S32> row_ptr,
+                       ffi::Buffer<ffi::S32> col_idx, ffi::Buffer<ffi::S32> row_idx,
+                       bool feature_major, int64_t fuse, ffi::Result<ffi::AnyBuffer> dx,
+                       ffi::Result<ffi::AnyBuffer> dv) {
+  XlaPoolScope pool_scope(xla_pool);
+  int64_t nnzb, bs;
+  if (auto e = CheckBlocks(values, &nnzb, &bs); e.failure()) return e;
+  if (bs != 1)
+    return ffi::Error::InvalidArgument("bsmm_bwd: block size 1 only; use bsmm_dx and "
+                                       "bsmm_dw at other block sizes");
+  if (auto e = CheckDtypes(x, dy); e.failure()) return e;
+  if (auto e = CheckDtypes(dy, values); e.failure()) return e;
+  if (fuse < -1 || fuse > 1)
+    return ffi::Error::InvalidArgument("bsmm_bwd: fuse must be -1 (auto), 0 or 1");
+  const int64_t n_in = static_cast<int64_t>(row_ptr.element_count()) - 1;
+  if (x.dimensions().size() != 2 || dy.dimensions().size() != 2 ||
+      dx->dimensions().size() != 2 || x.dimensions()[0] != dy.dimensions()[0] ||
+      x.dimensions()[1] != n_in || dx->dimensions()[0] != x.dimensions()[0] ||
+      dx->dimensions()[1] != n_in || dv->element_count() != nnzb ||
+      dv->element_type() != values.element_type() ||
+      dx->element_type() != x.element_type() ||
+      static_cast<int64_t>(col_idx.element_count()) != nnzb ||
+      static_cast<int64_t>(row_idx.element_count()) != nnzb)
+    return ffi::Error::InvalidArgument("bsmm_bwd: inconsistent shapes");
+  if (x.element_type() == ffi::DataType::F32)
+    Backward<float>(x, dy, values, row_ptr.typed_data(), col_idx.typed_data(),
+                    row_idx.typed_data(), feature_major, static_cast<int>(fuse), &*dx, &*dv);
+  else
+    Backward<uint16_t>(x, dy, values, row_ptr.typed_data(), col_idx.typed_data(),
+                       row_idx.typed_data(), feature_major, static_cast<int>(fuse), &*dx,
+                       &*dv);
+  return ffi::Error::Success();
+}
+
 // ---------------------------------------------------------------------------
 // Bias gradient: db[j] = sum over the batch of dy[b][j], in float32, each
 // output by one task in batch order (the same bits for every thread count).
@@ -1240,6 +1412,20 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmDw, BsmmDwImpl,
                                   .Attr<bool>("feature_major")  // x, dy laid out {0,1}
                                   .Ret<ffi::AnyBuffer>());      // dvalues
 
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmBwd, BsmmBwdImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()        // x [B, n_in]
+                                  .Arg<ffi::AnyBuffer>()        // dy [B, n_out]
+                                  .Arg<ffi::AnyBuffer>()        // values [nnz, 1, 1]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // row_ptr
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // col_idx
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // row_idx
+                                  .Attr<bool>("feature_major")  // x, dy, dx laid out {0,1}
+                                  .Attr<int64_t>("fuse")        // -1 auto, 0 separate, 1 fused
+                                  .Ret<ffi::AnyBuffer>()        // dx [B, n_in]
+                                  .Ret<ffi::AnyBuffer>());      // dvalues [nnz, 1, 1]
+
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBiasGrad, BiasGradImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
@@ -1284,6 +1470,7 @@ PyObject* Handlers(PyObject*, PyObject*) {
       {"snn_jax_bsmm_fwd", reinterpret_cast<void*>(SnnJaxBsmmFwd)},
       {"snn_jax_bsmm_dx", reinterpret_cast<void*>(SnnJaxBsmmDx)},
       {"snn_jax_bsmm_dw", reinterpret_cast<void*>(SnnJaxBsmmDw)},
+      {"snn_jax_bsmm_bwd", reinterpret_cast<void*>(SnnJaxBsmmBwd)},
       {"snn_jax_bias_grad", reinterpret_cast<void*>(SnnJaxBiasGrad)},
       {"snn_jax_relu_layers", reinterpret_cast<void*>(SnnJaxReluLayers)},
       {"snn_jax_conv_fwd", reinterpret_cast<void*>(SnnJaxConvFwd)},

@@ -346,6 +346,7 @@ inline void ParallelFor(int64_t n, const std::function<void(int64_t)>& fn) {
 // Splits [0, n) into about `parts` contiguous ranges; fn(begin, end).
 inline void ParallelRanges(int64_t n, int64_t parts,
                     const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;  // nothing to split (and no step of zero to divide by)
   parts = std::max<int64_t>(1, std::min(parts, n));
   int64_t step = (n + parts - 1) / parts;
   int64_t tasks = (n + step - 1) / step;

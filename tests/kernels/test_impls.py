@@ -191,7 +191,8 @@ def test_native_cpu_large_gathered_operands(rng, feature_major_operands, n, batc
     (1, "0.005", 3000, 3000)])
 def test_native_cpu_same_bits_for_any_thread_count(rng, bs, kind, n_rb, n_cb):
   """The same bits on one thread and on all, with the tasks on XLA's
-  intra-op pool and on the module's own."""
+  intra-op pool and on the module's own (at block size 1 the fused
+  backward too)."""
   w, x, dy = _problem(rng, bs, kind, jnp.float32, batch=200, n_rb=n_rb, n_cb=n_cb)
   fwd, dx, dw = _native_fns()
   _check_all(w, x, dy, jnp.float32, fwd, dx, dw)
@@ -202,14 +203,74 @@ def test_native_cpu_same_bits_for_any_thread_count(rng, bs, kind, n_rb, n_cb):
       assert native_cpu.set_thread_pool(pool) == pool
       for n in sorted({1, native_cpu.max_threads()}):
         native_cpu.set_num_threads(n)
-        outs.append([np.asarray(f) for f in (fwd(x, w), dx(dy, w), dw(x, dy, w))])
-        outs.append([np.asarray(f) for f in (fwd(x, w), dx(dy, w), dw(x, dy, w))])
+        for _ in range(2):
+          outs.append([np.asarray(f) for f in (fwd(x, w), dx(dy, w), dw(x, dy, w))])
+          if bs == 1:  # the fused backward, which splits the rows its own way
+            outs[-1] += [np.asarray(f) for f in _fused_bwd(x, dy, w, True, False)]
   finally:
     native_cpu.set_num_threads(before)
     native_cpu.set_thread_pool(pool_before)
   for other in outs[1:]:
     for a, b in zip(outs[0], other):
       np.testing.assert_array_equal(a, b)
+
+
+def _fused_bwd(x, dy, w, fuse, feature_major_operands):
+  return native_cpu.bsmm_bwd_native(
+      x, dy, w.values, w.row_ptr, w.col_idx, w.row_idx, fuse=fuse,
+      feature_major_operands=feature_major_operands)
+
+
+@needs_native
+# rows of 24 stored weights (three whole groups of eight), of about 12
+# (one group and a tail), of 0 to 6 (tails only) and empty ones
+@pytest.mark.parametrize("kind", ["dense", "0.5", "empty_rows_cols", "0.1"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [1, 67])
+@pytest.mark.parametrize("feature_major_operands", [False, True])
+def test_native_cpu_fused_backward_gives_the_two_kernels_bits(
+    rng, kind, dtype, batch, feature_major_operands):
+  """The block-size-1 backward in one call -- fused, the two kernels inside
+  it, and its default -- gives bit for bit what bsmm_dx_native and
+  sddmm_native give apart, and agrees with the float64 oracle; a NaN in dY
+  reaches every dX and dW entry it feeds."""
+  w, x, dy = _problem(rng, 1, kind, dtype, batch=batch, n_rb=40, n_cb=24)
+  if kind == "0.5":
+    dy = dy.at[0, 3].set(jnp.nan)
+  fm = dict(feature_major_operands=feature_major_operands)
+  _, dx_fn, dw_fn = _native_fns(**fm)
+  want = [np.asarray(dx_fn(dy, w).astype(jnp.float32)),
+          np.asarray(dw_fn(x, dy, w).astype(jnp.float32))]
+  for fuse in (None, True, False):
+    got = _fused_bwd(x, dy, w, fuse, **fm)
+    assert [g.dtype for g in got] == [dtype, dtype]
+    assert got[0].shape == x.shape and got[1].shape == w.values.shape
+    for g, r in zip(got, want):
+      np.testing.assert_array_equal(np.asarray(g.astype(jnp.float32)), r)
+  if kind == "0.5":
+    stored_in_col3 = np.asarray(w.col_idx) == 3
+    dx = want[0]
+    rows_of_col3 = np.asarray(w.row_idx)[stored_in_col3]
+    assert np.isnan(dx[0, rows_of_col3]).all()
+    assert np.isfinite(np.delete(dx[0], rows_of_col3)).all()
+    assert np.isfinite(dx[1:]).all()
+    dw = want[1].reshape(-1)
+    assert np.isnan(dw[stored_in_col3]).all()
+    assert np.isfinite(dw[~stored_in_col3]).all()
+  else:
+    _, ref_dx, ref_dw = _refs(w, x, dy)
+    assert_close(got[0], ref_dx, dtype, "dx")
+    assert_close(got[1], ref_dw, dtype, "dw")
+
+
+@needs_native
+def test_native_cpu_fused_backward_refuses_bad_arguments(rng):
+  w, x, dy = _problem(rng, 3, "0.5", jnp.float32)
+  with pytest.raises(ValueError, match="block size 1"):
+    _fused_bwd(x, dy, w, None, False)
+  w, x, dy = _problem(rng, 1, "0.5", jnp.float32)
+  with pytest.raises(ValueError, match="fuse must be None, True or False"):
+    _fused_bwd(x, dy, w, "yes", False)
 
 
 @needs_native
