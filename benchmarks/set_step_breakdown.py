@@ -156,33 +156,24 @@ def step_timers(sparse: bool, rng) -> dict:
   tag = "set" if sparse else "dense"
   extra = {}
   if sparse:
-    # The same split-state step with the block-size-1 kernels given
-    # batch-major operands (their transposes inside every call), as before
-    # the ops layer asked XLA for feature-major ones: traced once under the
-    # switch, then timed like the others.
-    model_b = loop.build_model(cfg, loop.build_topologies(cfg, 784, 10))
-    batch_major_step, state_b = _split_state_step(
-        model_b, nnx.Optimizer(model_b, tx, wrt=nnx.Param))
+    def traced_under(name, replacement):
+      """The split-state step of a model of its own, traced (and run once)
+      with native_cpu.<name> replaced, then timed like the others."""
+      model_v = loop.build_model(cfg, loop.build_topologies(cfg, 784, 10))
+      step, state_v = _split_state_step(
+          model_v, nnx.Optimizer(model_v, tx, wrt=nnx.Param))
+      real = getattr(native_cpu, name)
+      setattr(native_cpu, name, replacement)
+      try:
+        held_v = list(step(state_v, *batch()))
+        jax.block_until_ready(held_v)
+      finally:
+        setattr(native_cpu, name, real)
 
-    real = native_cpu.feature_major
-    native_cpu.feature_major = lambda block_size: False
-    try:
-      held_b = list(batch_major_step(state_b, *batch()))
-      jax.block_until_ready(held_b)
-    finally:
-      native_cpu.feature_major = real
-
-    def run_batch_major():
-      held_b[0], loss = batch_major_step(held_b[0], *batch())
-      return loss
-    extra["set_train_step_jax_jit_batch_major_operands"] = run_batch_major
-
-    # And with the block-size-1 backward as two calls, dX and dW apart
-    # (as before the fused kernel): the same split-state step otherwise.
-    model_t = loop.build_model(cfg, loop.build_topologies(cfg, 784, 10))
-    two_call_step, state_t = _split_state_step(
-        model_t, nnx.Optimizer(model_t, tx, wrt=nnx.Param))
-    fused = native_cpu.bsmm_bwd_native
+      def run():
+        held_v[0], loss = step(held_v[0], *batch())
+        return loss
+      return run
 
     def two_calls(x, dy, values, row_ptr, col_idx, row_idx, *, fuse=None,
                   feature_major_operands=False):
@@ -193,17 +184,14 @@ def step_timers(sparse: bool, rng) -> dict:
               native_cpu.sddmm_native(x, dy, row_idx, col_idx, block_size=1,
                                       out_dtype=values.dtype, **fm))
 
-    native_cpu.bsmm_bwd_native = two_calls
-    try:
-      held_t = list(two_call_step(state_t, *batch()))
-      jax.block_until_ready(held_t)
-    finally:
-      native_cpu.bsmm_bwd_native = fused
-
-    def run_two_calls():
-      held_t[0], loss = two_call_step(held_t[0], *batch())
-      return loss
-    extra["set_train_step_jax_jit_two_call_backward"] = run_two_calls
+    # The block-size-1 kernels given batch-major operands (their transposes
+    # inside every call), as before the ops layer asked XLA for
+    # feature-major ones; and the block-size-1 backward as two calls, dX
+    # and dW apart, as before the fused kernel.
+    extra["set_train_step_jax_jit_batch_major_operands"] = traced_under(
+        "feature_major", lambda block_size: False)
+    extra["set_train_step_jax_jit_two_call_backward"] = traced_under(
+        "bsmm_bwd_native", two_calls)
   return {
       f"{tag}_train_step_nnx_jit": lambda: loop.train_step(model, opt,
                                                            *batch())[0],
