@@ -175,7 +175,7 @@ def step_timers(sparse: bool, rng) -> dict:
         return loss
       return run
 
-    def two_calls(x, dy, values, row_ptr, col_idx, row_idx, *, fuse=None,
+    def two_calls(x, dy, values, row_ptr, col_idx, row_idx, *, fuse=True,
                   feature_major_operands=False):
       del fuse
       fm = dict(feature_major_operands=feature_major_operands)

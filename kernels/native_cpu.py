@@ -393,28 +393,27 @@ def _dw_call(x, dy, row_idx, col_idx, *, block_size, feature_major_operands):
 
 
 def bsmm_bwd_native(x, dy, values, row_ptr, col_idx, row_idx, *,
-                    fuse: bool | None = None,
+                    fuse: bool = True,
                     feature_major_operands: bool = False):
   """``(dx, dvalues)`` of ``y = x @ W`` at block size 1, from one call:
   ``dx[B, n_in] = dy @ W.T`` and ``dvalues[nnz, 1, 1]`` = ``x.T @ dy`` at the
   stored entries, with the bits of :func:`bsmm_dx_native` and
   :func:`sddmm_native`.
 
-  Fused (``fuse=True``), one pass over the row view reads each row of
-  ``dy`` that a stored weight names once for both products (apart, dX's
-  gather and dW's dot products read it once each); ``fuse=False`` runs the
-  two kernels on one feature-major copy of the operands; ``None`` (the
-  default) fuses: 0.67-0.97x the time of the two kernels at every shape
-  measured (``BUILD_NOTES.md``). ``x``, ``dy``, ``values``
-  share a dtype, float32 or bfloat16; ``feature_major_operands``: ``x``,
-  ``dy`` and ``dx`` handed over feature-major (as ``snn_jax.ops`` does)."""
+  Fused (``fuse=True``, the default), one pass over the row view reads
+  each row of ``dy`` that a stored weight names once for both products
+  (apart, dX's gather and dW's dot products read it once each): 0.67-0.97x
+  the time of the two kernels at every shape measured
+  (``BUILD_NOTES.md``). ``fuse=False`` runs the two kernels on one
+  feature-major copy of the operands. ``x``, ``dy``, ``values`` share a
+  dtype, float32 or bfloat16; ``feature_major_operands``: ``x``, ``dy``
+  and ``dx`` handed over feature-major (as ``snn_jax.ops`` does)."""
   if values.ndim != 3 or values.shape[1:] != (1, 1):
     raise ValueError("bsmm_bwd_native is for block size 1 (values "
                      f"[nnz, 1, 1]); got values of shape {values.shape}")
-  if fuse not in (None, True, False):
-    raise ValueError(f"fuse must be None, True or False, got {fuse!r}")
-  mode = -1 if fuse is None else int(fuse)
-  call = _partitioned(_bwd_call, (("fuse", mode), ("feature_major_operands",
+  if not isinstance(fuse, (bool, np.bool_)):
+    raise ValueError(f"fuse must be True or False, got {fuse!r}")
+  call = _partitioned(_bwd_call, (("fuse", bool(fuse)), ("feature_major_operands",
                                   bool(feature_major_operands))),
                       2, (False, True),
                       "b i, b o, k p q, r, k, k -> b i, k p q")
@@ -434,7 +433,7 @@ def _bwd_call(x, dy, values, row_ptr, col_idx, row_idx, *, fuse,
        jax.ShapeDtypeStruct(values.shape, values.dtype)),
       vmap_method="sequential", **layouts)(
           x, dy, values, row_ptr, col_idx, row_idx,
-          feature_major=bool(feature_major_operands), fuse=np.int64(fuse))
+          feature_major=bool(feature_major_operands), fuse=fuse)
 
 
 def bias_grad_native(dy, *, feature_major_operands: bool = False):

@@ -247,6 +247,18 @@ void FeatureMajorOutDone(const float* at, int64_t batch, int64_t n, int64_t bp, 
 // Batch rows rounded up to whole vectors: the feature-major row length.
 int64_t Lanes(int64_t b) { return (b + kLanes - 1) / kLanes * kLanes; }
 
+// A dense [batch, n] operand as feature-major float32 (n rows of bp lanes):
+// as XLA hands it over (feature_major: FeatureMajorIn) or transposed here
+// into scratch `slot`.
+template <typename T>
+const float* FeatureMajorOperand(const T* a, int64_t batch, int64_t n, int64_t bp,
+                                 bool feature_major, int slot) {
+  if (feature_major) return FeatureMajorIn(a, batch, n, bp, slot);
+  float* at = ScratchSlot(slot, n * bp);
+  ToFeatureMajor(a, batch, n, bp, at);
+  return at;
+}
+
 // compute(in_t, out_t) on feature-major operands, from a [batch, in_rows]
 // input to a [batch, out_rows] result: both as XLA hands them over
 // (feature_major) or transposed here, into and out of scratch.
@@ -657,14 +669,6 @@ void FusedBackwardBs1(const float* xt, const float* dyt, const T* values,
   });
 }
 
-// Whether the block-size-1 backward fuses (FusedBackwardBs1) or runs the
-// two kernels (same bits either way). mode 1 or -1 (auto): fused; 0: the
-// two kernels. Fused took 0.67-0.97x the time of the two at every shape
-// measured, from 784 x 1000 at batch 128 to 32,768 x 32,768 (dY 16 MB),
-// including those where dX's gather slices its lanes for L2
-// (BUILD_NOTES.md), so auto always fuses.
-bool FuseBackward(int mode) { return mode != 0; }
-
 // ---------------------------------------------------------------------------
 // Row-major kernels for block sizes that are multiples of kLanes: vectors
 // run along a block's columns, which are contiguous in the weights and in
@@ -1020,24 +1024,16 @@ void Dw(const ffi::AnyBuffer& x, const ffi::AnyBuffer& dy, const int32_t* row_id
         ffi::AnyBuffer* dv) {
   const int64_t batch = x.dimensions()[0], n_in = x.dimensions()[1];
   const int64_t n_out = dy.dimensions()[1], bp = Lanes(batch);
-  const float* xt;
-  const float* dyt;
-  if (feature_major) {
-    xt = FeatureMajorIn(static_cast<const T*>(x.untyped_data()), batch, n_in, bp, 0);
-    dyt = FeatureMajorIn(static_cast<const T*>(dy.untyped_data()), batch, n_out, bp, 1);
-  } else if (RowMajor(bs)) {
+  if (!feature_major && RowMajor(bs)) {
     DwRows<T>(static_cast<const T*>(x.untyped_data()), static_cast<const T*>(dy.untyped_data()),
               row_idx, col_idx, batch, n_in, n_out, nnzb, bs,
               static_cast<T*>(dv->untyped_data()));
     return;
-  } else {
-    float* xs = ScratchSlot(0, n_in * bp);
-    float* dys = ScratchSlot(1, n_out * bp);
-    ToFeatureMajor(static_cast<const T*>(x.untyped_data()), batch, n_in, bp, xs);
-    ToFeatureMajor(static_cast<const T*>(dy.untyped_data()), batch, n_out, bp, dys);
-    xt = xs;
-    dyt = dys;
   }
+  const float* xt = FeatureMajorOperand(static_cast<const T*>(x.untyped_data()), batch, n_in,
+                                        bp, feature_major, 0);
+  const float* dyt = FeatureMajorOperand(static_cast<const T*>(dy.untyped_data()), batch,
+                                         n_out, bp, feature_major, 1);
   if (bs == 1) {
     SddmmBs1<T>(xt, dyt, row_idx, col_idx, nnzb, bp, PrefetchGathers(n_out, bp),
                 static_cast<T*>(dv->untyped_data()));
@@ -1070,13 +1066,16 @@ ffi::Error BsmmDwImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer
   return ffi::Error::Success();
 }
 
-// The block-size-1 backward, dX and dW from one call: fused where
-// FuseBackward says so, else the two kernels above on the same
-// feature-major operands (one transpose of dY, not two).
+// The block-size-1 backward, dX and dW from one call: fused
+// (FusedBackwardBs1; 0.67-0.97x the time of the two kernels at every
+// shape measured, from 784 x 1000 at batch 128 to 32,768 x 32,768 with
+// dY 16 MB, also where dX's gather slices its lanes for L2: BUILD_NOTES.md),
+// or with fuse false the two kernels above on the same feature-major
+// operands (one transpose of dY, not two). The same bits either way.
 template <typename T>
 void Backward(const ffi::AnyBuffer& x, const ffi::AnyBuffer& dy, const ffi::AnyBuffer& values,
               const int32_t* row_ptr, const int32_t* col_idx, const int32_t* row_idx,
-              bool feature_major, int mode, ffi::AnyBuffer* dx, ffi::AnyBuffer* dv) {
+              bool feature_major, bool fuse, ffi::AnyBuffer* dx, ffi::AnyBuffer* dv) {
   const int64_t batch = x.dimensions()[0], n_in = x.dimensions()[1];
   const int64_t n_out = dy.dimensions()[1], bp = Lanes(batch);
   const int64_t nnz = values.element_count();
@@ -1085,23 +1084,11 @@ void Backward(const ffi::AnyBuffer& x, const ffi::AnyBuffer& dy, const ffi::AnyB
   const T* v = static_cast<const T*>(values.untyped_data());
   T* dx_data = static_cast<T*>(dx->untyped_data());
   T* dv_data = static_cast<T*>(dv->untyped_data());
-  const float* xt;
-  const float* dyt;
-  float* dxt;
-  if (feature_major) {
-    xt = FeatureMajorIn(x_data, batch, n_in, bp, 0);
-    dyt = FeatureMajorIn(dy_data, batch, n_out, bp, 1);
-    dxt = FeatureMajorOut(dx_data, batch, n_in, bp, 2);
-  } else {
-    float* xs = ScratchSlot(0, n_in * bp);
-    float* dys = ScratchSlot(1, n_out * bp);
-    ToFeatureMajor(x_data, batch, n_in, bp, xs);
-    ToFeatureMajor(dy_data, batch, n_out, bp, dys);
-    xt = xs;
-    dyt = dys;
-    dxt = ScratchSlot(2, n_in * bp);
-  }
-  if (FuseBackward(mode)) {
+  const float* xt = FeatureMajorOperand(x_data, batch, n_in, bp, feature_major, 0);
+  const float* dyt = FeatureMajorOperand(dy_data, batch, n_out, bp, feature_major, 1);
+  float* dxt = feature_major ? FeatureMajorOut(dx_data, batch, n_in, bp, 2)
+                             : ScratchSlot(2, n_in * bp);
+  if (fuse) {
     FusedBackwardBs1<T>(xt, dyt, v, row_ptr, col_idx, n_in, bp, dxt, dv_data);
   } else {
     Gather<T, true>(dyt, n_out, v, row_ptr, nullptr, col_idx, n_in, 1, bp, dxt);
@@ -1116,7 +1103,7 @@ void Backward(const ffi::AnyBuffer& x, const ffi::AnyBuffer& dy, const ffi::AnyB
 ffi::Error BsmmBwdImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer dy,
                        ffi::AnyBuffer values, ffi::Buffer<ffi::S32> row_ptr,
                        ffi::Buffer<ffi::S32> col_idx, ffi::Buffer<ffi::S32> row_idx,
-                       bool feature_major, int64_t fuse, ffi::Result<ffi::AnyBuffer> dx,
+                       bool feature_major, bool fuse, ffi::Result<ffi::AnyBuffer> dx,
                        ffi::Result<ffi::AnyBuffer> dv) {
   XlaPoolScope pool_scope(xla_pool);
   int64_t nnzb, bs;
@@ -1126,8 +1113,6 @@ ffi::Error BsmmBwdImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffe
                                        "bsmm_dw at other block sizes");
   if (auto e = CheckDtypes(x, dy); e.failure()) return e;
   if (auto e = CheckDtypes(dy, values); e.failure()) return e;
-  if (fuse < -1 || fuse > 1)
-    return ffi::Error::InvalidArgument("bsmm_bwd: fuse must be -1 (auto), 0 or 1");
   const int64_t n_in = static_cast<int64_t>(row_ptr.element_count()) - 1;
   if (x.dimensions().size() != 2 || dy.dimensions().size() != 2 ||
       dx->dimensions().size() != 2 || x.dimensions()[0] != dy.dimensions()[0] ||
@@ -1140,11 +1125,10 @@ ffi::Error BsmmBwdImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffe
     return ffi::Error::InvalidArgument("bsmm_bwd: inconsistent shapes");
   if (x.element_type() == ffi::DataType::F32)
     Backward<float>(x, dy, values, row_ptr.typed_data(), col_idx.typed_data(),
-                    row_idx.typed_data(), feature_major, static_cast<int>(fuse), &*dx, &*dv);
+                    row_idx.typed_data(), feature_major, fuse, &*dx, &*dv);
   else
     Backward<uint16_t>(x, dy, values, row_ptr.typed_data(), col_idx.typed_data(),
-                       row_idx.typed_data(), feature_major, static_cast<int>(fuse), &*dx,
-                       &*dv);
+                       row_idx.typed_data(), feature_major, fuse, &*dx, &*dv);
   return ffi::Error::Success();
 }
 
@@ -1422,7 +1406,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SnnJaxBsmmBwd, BsmmBwdImpl,
                                   .Arg<ffi::Buffer<ffi::S32>>()  // col_idx
                                   .Arg<ffi::Buffer<ffi::S32>>()  // row_idx
                                   .Attr<bool>("feature_major")  // x, dy, dx laid out {0,1}
-                                  .Attr<int64_t>("fuse")        // -1 auto, 0 separate, 1 fused
+                                  .Attr<bool>("fuse")           // false: the two kernels
                                   .Ret<ffi::AnyBuffer>()        // dx [B, n_in]
                                   .Ret<ffi::AnyBuffer>());      // dvalues [nnz, 1, 1]
 

@@ -216,8 +216,10 @@ def test_native_cpu_same_bits_for_any_thread_count(rng, bs, kind, n_rb, n_cb):
 
 
 def _fused_bwd(x, dy, w, fuse, feature_major_operands):
+  """bsmm_bwd_native; ``fuse=None``: its default."""
   return native_cpu.bsmm_bwd_native(
-      x, dy, w.values, w.row_ptr, w.col_idx, w.row_idx, fuse=fuse,
+      x, dy, w.values, w.row_ptr, w.col_idx, w.row_idx,
+      **({} if fuse is None else dict(fuse=fuse)),
       feature_major_operands=feature_major_operands)
 
 
@@ -269,8 +271,10 @@ def test_native_cpu_fused_backward_refuses_bad_arguments(rng):
   with pytest.raises(ValueError, match="block size 1"):
     _fused_bwd(x, dy, w, None, False)
   w, x, dy = _problem(rng, 1, "0.5", jnp.float32)
-  with pytest.raises(ValueError, match="fuse must be None, True or False"):
-    _fused_bwd(x, dy, w, "yes", False)
+  for bad in ("yes", None, 1):
+    with pytest.raises(ValueError, match="fuse must be True or False"):
+      native_cpu.bsmm_bwd_native(x, dy, w.values, w.row_ptr, w.col_idx,
+                                 w.row_idx, fuse=bad)
 
 
 @needs_native
