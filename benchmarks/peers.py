@@ -16,6 +16,14 @@ installed):
 
 * ``snn_jax``: ``snn_jax.ops.bsmm`` with ``impl="auto"`` (``native_cpu``
   where it is built), jitted; ``train`` is ``jax.vjp`` of it;
+* ``snn_jax_free_layouts``: the same jitted functions, compiled with
+  ``jax.experimental.layout.Format(Layout.AUTO)`` for the dense operands
+  (``X``, ``dY``) and the results, and the operands placed in the layouts
+  XLA chose before the timing: the layer as one inside a network sees it,
+  without the two layout copies a standalone jit of row-major arrays pays
+  around a kernel that works feature-major. The torch peers' operands and
+  results are transposed views (``X^T`` in, ``(.)^T`` out), which cost
+  them nothing either. The layouts chosen are in the row (``layouts``);
 * ``jax_dense``: ``X @ W`` dense in ``jnp.dot``, and its vjp;
 * ``jax_bcsr``: ``jax.experimental.sparse.BCSR`` (forward only);
 * ``scipy``: ``scipy.sparse`` CSR (forward only);
@@ -55,12 +63,12 @@ import time
 from typing import Any, Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEERS = ("snn_jax", "jax_dense", "jax_bcsr", "scipy", "torch_csr",
+PEERS = ("snn_jax", "snn_jax_free_layouts", "jax_dense", "jax_bcsr", "scipy", "torch_csr",
          "torch_csr_layer", "sparseprop", "torch_dense")
-OPS = {"fwd": {"snn_jax", "jax_dense", "jax_bcsr", "scipy", "torch_csr",
-               "sparseprop", "torch_dense"},
-       "train": {"snn_jax", "jax_dense", "torch_csr_layer", "sparseprop",
-                 "torch_dense"}}
+OPS = {"fwd": {"snn_jax", "snn_jax_free_layouts", "jax_dense", "jax_bcsr",
+               "scipy", "torch_csr", "sparseprop", "torch_dense"},
+       "train": {"snn_jax", "snn_jax_free_layouts", "jax_dense",
+                 "torch_csr_layer", "sparseprop", "torch_dense"}}
 DEFAULT_SHAPES = "4096:256:0.01,1000:128:0.045,4096:256:0.1"
 TOLERANCE = 1e-4
 
@@ -100,27 +108,31 @@ def _build(peer: str, op: str, rows, cols, vals, x, dy, n
   """(the timed call, a function of its output giving (y, dx, dw) -- the
   parts it computes -- in row-major stored order for dw)."""
   import numpy as np
-  if peer in ("snn_jax", "jax_dense", "jax_bcsr"):
+  if peer in ("snn_jax", "snn_jax_free_layouts", "jax_dense", "jax_bcsr"):
     import jax
     import jax.numpy as jnp
     xj, dyj = jnp.asarray(x), jnp.asarray(dy)
-  if peer == "snn_jax":
+  if peer in ("snn_jax", "snn_jax_free_layouts"):
     from snn_jax.ops import bsmm
     from snn_jax.sparse import BlockCSR
     w = BlockCSR.from_coo(rows, cols, shape=(n, n), block_size=1,
                           values=vals.reshape(-1, 1, 1))
     # from_coo stores blocks row-major: the same order as ``vals``.
     if op == "fwd":
-      f = jax.jit(lambda x, w: bsmm(x, w))
-      return (lambda: f(xj, w)), (lambda out: (out, None, None))
-
-    def step(x, values, w, dy):
-      y, pull = jax.vjp(lambda x, v: bsmm(x, w.replace(values=v)), x, values)
-      dx, dv = pull(dy)
-      return y, dx, dv
-    f = jax.jit(step)
-    return ((lambda: f(xj, w.values, w, dyj)),
-            (lambda out: (out[0], out[1], np.asarray(out[2]).reshape(-1))))
+      fn, args, dense = (lambda x, w: bsmm(x, w)), (xj, w), (0,)
+      parts = lambda out: (np.asarray(out), None, None)
+    else:
+      def fn(x, values, w, dy):
+        y, pull = jax.vjp(lambda x, v: bsmm(x, w.replace(values=v)), x, values)
+        dx, dv = pull(dy)
+        return y, dx, dv
+      args, dense = (xj, w.values, w, dyj), (0, 3)
+      parts = lambda out: (np.asarray(out[0]), np.asarray(out[1]),
+                           np.asarray(out[2]).reshape(-1))
+    if peer == "snn_jax":
+      f = jax.jit(fn)
+      return (lambda: f(*args)), parts
+    return _free_layouts(fn, args, dense), parts
   if peer == "jax_dense":
     wd = np.zeros((n, n), np.float32)
     wd[rows, cols] = vals
@@ -214,6 +226,33 @@ def _build(peer: str, op: str, rows, cols, vals, x, dy, n
   return step, parts
 
 
+def _free_layouts(fn, args, dense):
+  """``fn`` compiled with XLA choosing the layouts of ``args[i]`` for ``i``
+  in ``dense`` and of every result, and a call of it on those arguments
+  already placed in the chosen layouts; ``call.layouts`` names them
+  (``major_to_minor``: ``[0, 1]`` row-major, ``[1, 0]`` feature-major for
+  a ``[batch, n]`` array). Read the results with ``np.asarray``: in JAX
+  0.10.2 an eager ``jnp`` operation on such a result gave wrong values
+  here (BUILD_NOTES.md), NumPy's copy the right ones."""
+  import jax
+  from jax.experimental.layout import Format, Layout
+  auto = Format(Layout.AUTO)
+  compiled = jax.jit(fn, in_shardings=tuple(
+      auto if i in dense else None for i in range(len(args))),
+      out_shardings=auto).lower(*args).compile()
+  formats = compiled.input_formats[0]
+  placed = tuple(jax.device_put(a, formats[i]) if i in dense else a
+                 for i, a in enumerate(args))
+
+  def call():
+    return compiled(*placed)
+  outs = jax.tree_util.tree_leaves(compiled.output_formats)
+  call.layouts = {
+      "inputs": [list(formats[i].layout.major_to_minor) for i in dense],
+      "outputs": [list(f.layout.major_to_minor) for f in outs]}
+  return call
+
+
 def _one(peer: str, op: str, n: int, batch: int, density: float,
          repeats: int, min_seconds: float) -> dict[str, Any]:
   rows, cols, vals, x, dy = _problem(n, batch, density)
@@ -230,6 +269,8 @@ def _one(peer: str, op: str, n: int, batch: int, density: float,
   if row["max_rel_err"] > TOLERANCE:
     return {**row, "skipped": f"disagrees with the reference "
                               f"({row['max_rel_err']:.2e} > {TOLERANCE})"}
+  if hasattr(call, "layouts"):
+    row["layouts"] = call.layouts
   from snn_jax.utils import time_fn
   row.update(time_fn(call, warmup=3, repeats=repeats, min_seconds=min_seconds))
   return row
@@ -252,7 +293,7 @@ def _run_point(peer: str, op: str, n: int, batch: int, density: float, args,
   row["process_seconds"] = time.perf_counter() - t0
   shown = (f"{row['median_ms']:9.3f} ms" if "median_ms" in row
            else row["skipped"][:70])
-  print(f"round {rnd}  {n:5d} {batch:4d} {density:6.3f} {op:5s} {peer:16s} {shown}",
+  print(f"round {rnd}  {n:5d} {batch:4d} {density:6.3f} {op:5s} {peer:20s} {shown}",
         flush=True)
   return row
 

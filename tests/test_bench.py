@@ -111,8 +111,17 @@ def test_peer_benchmark_verifies_every_peer_before_timing_it(tmp_path):
           "sparseprop" if row["peer"] == "sparseprop" else "torch") is None
       assert missing and row["skipped"].startswith("not installed"), row
   timed = {(r["peer"], r["op"]) for r in rows if "median_ms" in r}
-  assert {("snn_jax", "fwd"), ("snn_jax", "train"), ("jax_dense", "fwd"),
+  assert {("snn_jax", "fwd"), ("snn_jax", "train"), ("snn_jax_free_layouts", "fwd"),
+          ("snn_jax_free_layouts", "train"), ("jax_dense", "fwd"),
           ("jax_dense", "train"), ("jax_bcsr", "fwd"), ("scipy", "fwd")} <= timed
+  # The free-layout peer takes X (and dY) and gives Y (and dX) feature-major,
+  # as the native kernel works; the plain one has no layouts to report.
+  free = {r["op"]: r["layouts"] for r in rows if r["peer"] == "snn_jax_free_layouts"}
+  if native_cpu.AVAILABLE:
+    assert free["fwd"] == {"inputs": [[1, 0]], "outputs": [[1, 0]]}
+    assert free["train"]["inputs"] == [[1, 0], [1, 0]]
+    assert free["train"]["outputs"][:2] == [[1, 0], [1, 0]]
+  assert all("layouts" not in r for r in rows if r["peer"] == "snn_jax")
   assert {r["op"] for r in rows} == {"fwd", "train"}
 
 
