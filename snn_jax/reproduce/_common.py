@@ -13,8 +13,8 @@ from snn_jax import topology as topology_lib
 # tier's; the reproductions use them through this module).
 from snn_jax.studies._runs import (  # noqa: F401
     NOT_FINISHED, NotFinished, Provenance, failed_rows, guarded, ok_rows,
-    report_only_now, reporting_only, run_row, stack_of, train, train_stack,
-    write_summary)
+    note_training, report_only_now, reporting_only, run_row, stack_of, train,
+    train_stack, write_summary)
 from snn_jax.studies._stats import (  # noqa: F401
     ACCURACY, accuracy_verdict, bootstrap_mean_ci, collapsed_runs,
     comparison_verdict, errorbar_ci, group_stats,

@@ -202,6 +202,7 @@ def _network_rows(cfg: AlfordConfig, model: str, seed: int, workdir: str, ds):
       "model.topology.name": "dense", "model.topology.density": None,
       "model.topology.fan_in": None, "model.topology.params": {},
       "run.seed": seed})
+  _common.note_training(dense_dir, dense_cfg.run.epochs)
   s = train_and_evaluate(dense_cfg, dense_dir, dataset=ds)
   rows = [{"model": model, "family": "dense", "requested_density": 1.0,
            "hidden_density": 1.0, "density_matched": True, "seed": seed,

@@ -60,6 +60,31 @@ def report_only_now() -> bool:
   return _REPORT_ONLY.get()
 
 
+_TRAINED = contextvars.ContextVar("trained_runs", default=None)
+
+
+@contextlib.contextmanager
+def counting_trained_runs():
+  """Within the block, :func:`train` and :func:`train_stack` note every
+  run they train (started or resumed; not one found finished); yields the
+  list of those runs' directories, filled as they start."""
+  trained: list[str] = []
+  token = _TRAINED.set(trained)
+  try:
+    yield trained
+  finally:
+    _TRAINED.reset(token)
+
+
+def note_training(run_dir: str, epochs: int, overwrite: bool = False) -> None:
+  """Notes ``run_dir`` as trained in this pass (:func:`counting_trained_runs`)
+  unless it has already finished ``epochs`` (and is not to be overwritten);
+  for code that calls ``train_and_evaluate`` itself."""
+  trained = _TRAINED.get()
+  if trained is not None and (overwrite or finished_summary(run_dir, epochs) is None):
+    trained.append(run_dir)
+
+
 def _finished_or_raise(run_dir: str, workdir: str, epochs: int
                        ) -> dict[str, Any]:
   """A report-only pass's view of the run in ``run_dir``: its summary when
@@ -86,6 +111,7 @@ def train(config: TrainConfig, workdir: str, dataset, *,
     report_only = _REPORT_ONLY.get()
   if report_only:
     return _finished_or_raise(workdir, workdir, config.run.epochs)
+  note_training(workdir, config.run.epochs, overwrite)
   return train_and_evaluate(config, workdir, dataset=dataset,
                             overwrite=overwrite)
 
@@ -109,6 +135,7 @@ def train_stack(base: TrainConfig, stack: Sequence[topology_lib.Topology],
     report_only = _REPORT_ONLY.get()
   if report_only:
     return _finished_or_raise(run_dir, workdir, base.run.epochs)
+  note_training(run_dir, base.run.epochs)
   name = stack[0].name if stack[0].name in topology_lib.names() else "pruned"
   model = base.model.name
   if model == "lenet5_alford":  # (conv2 channels, fully connected width)

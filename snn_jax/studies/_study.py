@@ -72,8 +72,12 @@ def run_study(study: Study, config: Any, workdir: str, *, dataset=None,
   run at all: the statistics, plots and summary are computed again from
   the rows table a finished study wrote into ``workdir`` (:func:`load_rows`)
   -- for studies whose runs are not kept, only their rows (the reduced
-  reproductions); ``provenance.json`` then says so and keeps the training
-  pass's own record as ``runs_provenance``."""
+  reproductions); ``provenance.json`` then says so. A pass that trained
+  no run (report-only, from committed rows, or every run already finished)
+  says ``trained_nothing`` and keeps the record of the pass before it --
+  or the one that record kept -- as ``runs_provenance``, so the host,
+  versions and wall time of the pass that trained survive resumes and
+  regenerated reports."""
   committed = load_rows(study, workdir) if from_committed_rows else None
   os.makedirs(workdir, exist_ok=True)
   if dataset is None:
@@ -83,19 +87,26 @@ def run_study(study: Study, config: Any, workdir: str, *, dataset=None,
   if report_only is None:
     report_only = _runs.report_only_now()
   extra: dict[str, Any] = {}
+  old = os.path.join(workdir, "provenance.json")
+  before = None
+  if os.path.exists(old):
+    with open(old) as f:
+      before = json.load(f)
   if from_committed_rows:
     rows = committed
     report_only = True
     extra["statistics_from"] = f"{study.rows_file}.json (committed rows)"
-    # The provenance of the pass that trained the runs stays beside it.
-    old = os.path.join(workdir, "provenance.json")
-    if os.path.exists(old):
-      with open(old) as f:
-        before = json.load(f)
-      extra["runs_provenance"] = before.get("runs_provenance", before)
+    trained = []
   else:
-    with _runs.reporting_only(report_only):
+    with _runs.reporting_only(report_only), _runs.counting_trained_runs() as trained:
       rows = study.rows(config, workdir, dataset)
+  if not trained:
+    # A pass that trained nothing (report-only, from committed rows, or
+    # every run finished before) keeps the record of the pass that trained
+    # the runs (its host, versions and wall time) beside its own.
+    extra["trained_nothing"] = True
+    if before is not None:
+      extra["runs_provenance"] = before.get("runs_provenance", before)
   analysis.write_rows(rows, workdir, study.rows_file)
   own = study.statistics(config, rows, workdir)
   check_schema(study, own)

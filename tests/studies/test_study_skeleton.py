@@ -82,9 +82,19 @@ def test_run_study_writes_rows_statistics_failures_and_provenance(tmp_path):
   for name in ("tiny_runs.csv", "tiny_runs.json", "provenance.json",
                "plot.txt"):
     assert os.path.exists(os.path.join(wd, name)), name
-  # Run again: the finished run is skipped, the summary is the same.
+  assert "trained_nothing" not in stored["provenance"]
+  # Run again: the finished run is skipped, the summary is the same, and
+  # the training pass's record (its wall time, host) is kept beside this
+  # pass's, through a report-only pass after it as well.
   again = run_study(TINY, _config(), wd, dataset=ds)
   assert again["best"] == summary["best"]
+  assert again["provenance"]["trained_nothing"] is True
+  assert again["provenance"]["runs_provenance"] == summary["provenance"]
+  report = run_study(TINY, _config(), wd, dataset=ds, report_only=True)
+  assert report["provenance"]["runs_provenance"] == summary["provenance"]
+  with open(os.path.join(wd, "provenance.json")) as f:
+    assert json.load(f)["runs_provenance"]["wall_seconds"] == (
+        summary["provenance"]["wall_seconds"])
   assert load_rows(TINY, wd) == json.load(open(os.path.join(wd, "tiny_runs.json")))
   with pytest.raises(FileNotFoundError, match="run the tiny study"):
     load_rows(TINY, str(tmp_path / "elsewhere"))
@@ -108,7 +118,7 @@ def test_statistics_again_from_committed_rows(tmp_path):
                       from_committed_rows=True)
   assert summary["best"] == 0.8 and summary["runs_finished"] == 2
   prov = summary["provenance"]
-  assert prov["report_only"] is True
+  assert prov["report_only"] is True and prov["trained_nothing"] is True
   assert prov["statistics_from"] == "tiny_runs.json (committed rows)"
   assert prov["runs_provenance"] == {"paper": "tiny", "wall_seconds": 12.5}
   again = run_study(never, _config(), wd, dataset=ds, from_committed_rows=True)
