@@ -63,8 +63,8 @@ import time
 from typing import Any, Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEERS = ("snn_jax", "snn_jax_free_layouts", "jax_dense", "jax_bcsr", "scipy", "torch_csr",
-         "torch_csr_layer", "sparseprop", "torch_dense")
+PEERS = ("snn_jax", "snn_jax_free_layouts", "jax_dense", "jax_bcsr", "scipy",
+         "torch_csr", "torch_csr_layer", "sparseprop", "torch_dense")
 OPS = {"fwd": {"snn_jax", "snn_jax_free_layouts", "jax_dense", "jax_bcsr",
                "scipy", "torch_csr", "sparseprop", "torch_dense"},
        "train": {"snn_jax", "snn_jax_free_layouts", "jax_dense",
