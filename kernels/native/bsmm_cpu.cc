@@ -33,6 +33,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <numeric>
 #include <mutex>
 #include <thread>
 #include <type_traits>
@@ -81,14 +82,15 @@ constexpr int kDwRows = Clamp((kVecRegs - kDwVectors - 1) / kDwVectors, 1, 4);
 // the calling thread, or a task's buffers on a pool thread; 2 and 4: the
 // row-major operands of ReluLayers on the calling thread; 3: a task's
 // accumulator row (ReluLayers' scatter, any thread); 5 and 6: the forward's
-// column-ordered values and row indices (calling thread).
+// column-ordered values and row indices (calling thread); 7: a sliced
+// gather's copy of its slice (any thread).
 float* ScratchSlot(int slot, int64_t n) {
   struct Buffer {
     float* data = nullptr;
     int64_t size = 0;
     ~Buffer() { std::free(data); }
   };
-  thread_local Buffer buffers[7];
+  thread_local Buffer buffers[8];
   Buffer& b = buffers[slot];
   if (b.size < n) {
     std::free(b.data);
@@ -351,45 +353,47 @@ inline void PrefetchFloats(const float* src, int64_t n) {
 // Challenge's bsmm scan went from 4.05x to 5.66x scipy, BUILD_NOTES.md).
 // Same summation order as the generic tile, so the same bits.
 template <typename T, int kNV>
-void GatherBs1Tile(const float* in, const T* values, const int32_t* ptr,
-                   const int32_t* perm, const int32_t* gidx, int64_t bp, int64_t o,
-                   int64_t lane0, bool prefetch, float* out) {
+void GatherBs1Tile(const float* in, int64_t in_stride, const T* values, const int32_t* ptr,
+                   const int32_t* perm, const int32_t* gidx, int64_t o, int64_t prefetch_end,
+                   float* out) {
   vf acc[kNV];
   for (int v = 0; v < kNV; ++v) acc[v] = vf{};
   const int64_t begin = ptr[o], end = ptr[o + 1];
   for (int64_t p = begin; p < end; ++p) {
     const int64_t k = perm ? perm[p] : p;
-    if (prefetch && p + kPrefetchRows < end) {
+    if (p + kPrefetchRows < prefetch_end) {
       const int64_t kn = perm ? perm[p + kPrefetchRows] : p + kPrefetchRows;
-      PrefetchFloats(in + static_cast<int64_t>(gidx[kn]) * bp + lane0, kNV * kLanes);
+      PrefetchFloats(in + static_cast<int64_t>(gidx[kn]) * in_stride, kNV * kLanes);
     }
-    const float* src = in + static_cast<int64_t>(gidx[k]) * bp + lane0;
+    const float* src = in + static_cast<int64_t>(gidx[k]) * in_stride;
     const vf w = splat(to_f32<T>(values[k]));
     for (int v = 0; v < kNV; ++v) acc[v] += load(src + v * kLanes) * w;
   }
-  for (int v = 0; v < kNV; ++v) store(out + o * bp + lane0 + v * kLanes, acc[v]);
+  for (int v = 0; v < kNV; ++v) store(out + v * kLanes, acc[v]);
 }
 
-// Dispatches a run-time vector count nv (1 .. kNV) to GatherBs1Tile<nv>.
+// Dispatches a run-time vector count nv (1 .. kNV) to GatherBs1Tile<nv>:
+// output row o's nv vectors from `in`'s rows (in_stride floats apart) to
+// `out` (that row's first lane).
 template <typename T, int kNV>
-void GatherBs1Lanes(const float* in, const T* values, const int32_t* ptr,
-                    const int32_t* perm, const int32_t* gidx, int64_t bp, int64_t o,
-                    int64_t lane0, int64_t nv, bool prefetch, float* out) {
+void GatherBs1Lanes(const float* in, int64_t in_stride, const T* values, const int32_t* ptr,
+                    const int32_t* perm, const int32_t* gidx, int64_t o, int64_t nv,
+                    int64_t prefetch_end, float* out) {
   if constexpr (kNV >= 1) {
     if (nv == kNV)
-      GatherBs1Tile<T, kNV>(in, values, ptr, perm, gidx, bp, o, lane0, prefetch, out);
+      GatherBs1Tile<T, kNV>(in, in_stride, values, ptr, perm, gidx, o, prefetch_end, out);
     else
-      GatherBs1Lanes<T, kNV - 1>(in, values, ptr, perm, gidx, bp, o, lane0, nv, prefetch,
+      GatherBs1Lanes<T, kNV - 1>(in, in_stride, values, ptr, perm, gidx, o, nv, prefetch_end,
                                  out);
   }
 }
 
 // Block size 1 on an input larger than the L2 cache: lanes in slices of
-// this many vectors (0: no slicing), walked slice by slice, so that every
-// core gathers from one slice of in_rows x slice lanes that stays in its L2
-// (at most half of it) instead of whole rows from L3 -- 4096 rows x 256
-// lanes (4 MB): forward 0.74x and dX 0.82x the time on the 2 MB-L2 host
-// (BUILD_NOTES.md). A slice narrower than 2 vectors leaves too few FMA
+// at most this many vectors (0: no slicing), each slice of in_rows x slice
+// lanes at most half the L2, so that a core gathers from a slice in its
+// own L2 instead of whole rows from L3 (GatherBs1Sliced): 4096 rows x 256
+// lanes (4 MB) on the 2 MB-L2 AMD host, forward 0.74x and dX 0.82x the
+// time (BUILD_NOTES.md). A slice narrower than 2 vectors leaves too few FMA
 // chains per output row (measured slower), so wider inputs stay unsliced.
 int64_t LaneSliceVectors(int64_t in_rows, int64_t bp) {
   static const int64_t l2_bytes = [] {
@@ -401,6 +405,74 @@ int64_t LaneSliceVectors(int64_t in_rows, int64_t bp) {
   // At most kWide vectors: the widest tile GatherBs1Lanes has.
   const int64_t slice = std::min<int64_t>(kWide, l2_bytes / 2 / (row_bytes * kLanes));
   return slice >= 2 && slice < bp / kLanes ? slice : 0;
+}
+
+// Whether a slice of `slice` vectors, read in place from rows bp floats
+// apart, would fall into a fraction of the cache's sets: the rows' first
+// lines are a multiple of gcd(row stride, 4096) lines apart in a set-indexed
+// cache (4096 lines: more sets than any L2 has), and a slice narrower than
+// that spacing leaves the sets between unused. At 4096 x 256 lanes the rows
+// are 16 lines apart and a slice of 4 vectors used a quarter of the 2 MB
+// L2: its 1 MB was evicted and the sliced forward ran 1.3x slower than
+// unsliced, in a throw-away harness on the Intel host (BUILD_NOTES.md).
+bool SliceAliases(int64_t bp, int64_t slice) {
+  constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(float));
+  const int64_t stride_lines = std::max<int64_t>(1, bp / kLine);
+  const int64_t width_lines = std::max<int64_t>(1, slice * kLanes / kLine);
+  return std::gcd(stride_lines, int64_t{4096}) > width_lines;
+}
+
+// The sliced walk. Where the slice would not alias (SliceAliases), slices
+// are read in place, tasks over (slice, output row) in slice order, each
+// slice with as many tasks as a whole row walk would have. Where it would,
+// a task copies its slice -- in_rows rows of the slice's lanes -- into
+// thread-local scratch, rows contiguous, and gathers the slice's lanes of
+// its output rows from there, prefetching the stored entry kPrefetchRows
+// ahead: forward and dX at 4096 x 4096, batch 256, 0.36-0.67x the time of
+// the in-place walk (BUILD_NOTES.md). There the slice count is rounded up
+// to a multiple of the thread count (slices of 2 vectors or more), so that
+// no thread is left with one slice more than the others, and output rows
+// split further where slices are fewer than TaskCount(), each task copying
+// its slice (in_rows rows against its share of the stored entries).
+template <typename T>
+void GatherBs1Sliced(const float* in, int64_t in_rows, const T* values, const int32_t* ptr,
+                     const int32_t* perm, const int32_t* gidx, int64_t n_out, int64_t bp,
+                     int64_t slice, float* out) {
+  const int64_t vectors = bp / kLanes;
+  if (!SliceAliases(bp, slice)) {
+    const int64_t groups = (vectors + slice - 1) / slice;
+    const int64_t prefetch_end = PrefetchGathers(in_rows, bp) ? ptr[n_out] : 0;
+    ParallelRanges(n_out * groups, TaskCount() * groups, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t g = t / n_out, o = t % n_out, lane0 = g * slice * kLanes;
+        GatherBs1Lanes<T, kWide>(in + lane0, bp, values, ptr, perm, gidx, o,
+                                 std::min(slice, vectors - g * slice), prefetch_end,
+                                 out + o * bp + lane0);
+      }
+    });
+    return;
+  }
+  const int64_t threads = Threads();
+  int64_t slices = (vectors + slice - 1) / slice;
+  slices = (slices + threads - 1) / threads * threads;
+  if (const int64_t even = (vectors + slices - 1) / slices; even >= 2) slice = even;
+  slices = (vectors + slice - 1) / slice;
+  const int64_t slice_lanes = slice * kLanes;
+  const int64_t chunks = std::min<int64_t>(
+      n_out, std::max<int64_t>(1, (TaskCount() + slices - 1) / slices));
+  const int64_t rows_per_chunk = (n_out + chunks - 1) / chunks;
+  ParallelFor(slices * chunks, [&](int64_t t) {
+    const int64_t s = t / chunks, c = t % chunks;
+    const int64_t l0 = s * slice_lanes, width = std::min(slice_lanes, bp - l0);
+    const int64_t o0 = c * rows_per_chunk, o1 = std::min(n_out, o0 + rows_per_chunk);
+    if (o0 >= o1) return;
+    float* staged = ScratchSlot(7, in_rows * slice_lanes);
+    for (int64_t r = 0; r < in_rows; ++r)
+      std::memcpy(staged + r * width, in + r * bp + l0, width * sizeof(float));
+    for (int64_t o = o0; o < o1; ++o)
+      GatherBs1Lanes<T, kWide>(staged, width, values, ptr, perm, gidx, o, width / kLanes,
+                               kPrefetchRows > 0 ? ptr[o1] : 0, out + o * bp + l0);
+  });
 }
 
 template <typename T, bool kTransposed>
@@ -416,33 +488,29 @@ void Gather(const float* in, int64_t in_rows, const T* values, const int32_t* pt
   // row (their later groups follow the first through the cache) and the
   // row's indices and weights are read once: 1.1-1.5x faster than groups
   // outermost at the shapes measured (BUILD_NOTES.md) -- unless the input
-  // outgrows the L2 cache (LaneSliceVectors). Other block sizes walk groups
-  // outermost.
+  // outgrows the L2 cache (LaneSliceVectors, GatherBs1Sliced). Other block
+  // sizes walk groups outermost.
   const int64_t vectors = bp / kLanes;
-  int64_t group = bs == 1 ? kWide : 4;
-  bool rows_outer = bs == 1;
   if (bs == 1) {
-    const int64_t slice = LaneSliceVectors(in_rows, bp);
-    if (slice > 0) {
-      group = slice;
-      rows_outer = false;
+    if (const int64_t slice = LaneSliceVectors(in_rows, bp); slice > 0) {
+      GatherBs1Sliced<T>(in, in_rows, values, ptr, perm, gidx, n_out_blocks, bp, slice, out);
+      return;
     }
   }
+  const int64_t group = bs == 1 ? kWide : 4;
+  const bool rows_outer = bs == 1;
   const int64_t groups = (vectors + group - 1) / group;
   const int64_t tasks = n_out_blocks * groups;
   const bool prefetch = PrefetchGathers(in_rows, bp);
-  // Sliced, each slice gets as many tasks as a whole row walk would.
-  const int64_t parts = TaskCount() * (bs == 1 && !rows_outer ? groups : 1);
-  ParallelRanges(tasks, parts, [&](int64_t t0, int64_t t1) {
+  ParallelRanges(tasks, TaskCount(), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t g = rows_outer ? t % groups : t / n_out_blocks;
       const int64_t o = rows_outer ? t / groups : t % n_out_blocks;
       int64_t lane0 = g * group * kLanes;
-      if (bs == 1) {  // kWide vectors at most per pass (GatherBs1Lanes' widest)
-        const int64_t v_end = std::min(vectors, (g + 1) * group);
-        for (int64_t v = g * group; v < v_end; v += kWide)
-          GatherBs1Lanes<T, kWide>(in, values, ptr, perm, gidx, bp, o, v * kLanes,
-                                   std::min<int64_t>(kWide, v_end - v), prefetch, out);
+      if (bs == 1) {
+        const int64_t nv = std::min<int64_t>(kWide, vectors - g * kWide);
+        GatherBs1Lanes<T, kWide>(in + lane0, bp, values, ptr, perm, gidx, o, nv,
+                                 prefetch ? ptr[n_out_blocks] : 0, out + o * bp + lane0);
         continue;
       }
       const int64_t lane_end = std::min(bp, lane0 + group * kLanes);

@@ -184,16 +184,19 @@ def test_native_cpu_large_gathered_operands(rng, feature_major_operands, n, batc
 
 
 @needs_native
-@pytest.mark.parametrize("bs, kind, n_rb, n_cb", [
-    (1, "0.5", 40, 30), (16, "0.5", 40, 30),
+@pytest.mark.parametrize("bs, kind, n_rb, n_cb, batch", [
+    (1, "0.5", 40, 30, 200), (16, "0.5", 40, 30, 200),
     # dW at block size 1: many groups of stored weights, within a row and
     # spanning two, over many tasks
-    (1, "0.005", 3000, 3000)])
-def test_native_cpu_same_bits_for_any_thread_count(rng, bs, kind, n_rb, n_cb):
+    (1, "0.005", 3000, 3000, 200),
+    # 3,000 rows x 256 lanes (3 MB, over a 2 MB L2): forward and dX copy
+    # lane slices into scratch, the slice count set by the thread count
+    (1, "0.005", 3000, 3000, 256)])
+def test_native_cpu_same_bits_for_any_thread_count(rng, bs, kind, n_rb, n_cb, batch):
   """The same bits on one thread and on all, with the tasks on XLA's
   intra-op pool and on the module's own (at block size 1 the fused
   backward too)."""
-  w, x, dy = _problem(rng, bs, kind, jnp.float32, batch=200, n_rb=n_rb, n_cb=n_cb)
+  w, x, dy = _problem(rng, bs, kind, jnp.float32, batch=batch, n_rb=n_rb, n_cb=n_cb)
   fwd, dx, dw = _native_fns()
   _check_all(w, x, dy, jnp.float32, fwd, dx, dw)
   before, pool_before = native_cpu.num_threads(), native_cpu.thread_pool()
