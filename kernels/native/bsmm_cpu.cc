@@ -392,7 +392,7 @@ void GatherBs1Lanes(const float* in, int64_t in_stride, const T* values, const i
 // at most this many vectors (0: no slicing), each slice of in_rows x slice
 // lanes at most half the L2, so that a core gathers from a slice in its
 // own L2 instead of whole rows from L3 (GatherBs1Sliced): 4096 rows x 256
-// lanes (4 MB) on the 2 MB-L2 AMD host, forward 0.74x and dX 0.82x the
+// lanes (4 MB) on a 2 MB-L2 host, forward 0.74x and dX 0.82x the
 // time (BUILD_NOTES.md). A slice narrower than 2 vectors leaves too few FMA
 // chains per output row (measured slower), so wider inputs stay unsliced.
 int64_t LaneSliceVectors(int64_t in_rows, int64_t bp) {
