@@ -25,8 +25,11 @@ builds whose kernels take the ``feature_major`` attribute:
 ``snn_jax.ops`` does at block sizes that are not multiples of 32; here, with
 batch-major arrays in and out of each jitted call, XLA transposes them
 around the call (what a standalone call costs, not what it costs inside a
-network, where the transposes fuse into the neighbours). The first build is
-the baseline of every ratio. The last argument is the output JSON.
+network, where the transposes fuse into the neighbours); ``:resident``
+compiles the same calls with XLA choosing those layouts and the operands
+placed in them once, so that only the kernel runs (what it costs inside a
+network). The first build is the baseline of every ratio. The last
+argument is the output JSON.
 """
 
 import importlib.util
@@ -69,9 +72,16 @@ def _load(tag: str, path: str) -> None:
     jax.ffi.register_ffi_target(f"{tag}_{name}", capsule, platform="cpu")
 
 
-def _ops(tag, operands, w, batch):
+def _ops(tag, operands, w, x, dy):
+  """Each op of build ``tag`` as a call of no arguments on ``x``, ``dy`` and
+  ``w.values``: jitted on batch-major arrays, or, for ``resident``, compiled
+  with XLA choosing the dense operands' and the result's layouts (it picks
+  the kernel's feature-major ones, so no copy runs around the kernel) and
+  the operands placed in them once (``benchmarks/peers.py``'s
+  ``_free_layouts``)."""
+  batch = x.shape[0]
   n_in, n_out = w.shape
-  fm = operands == "feature_major"
+  fm = operands in ("feature_major", "resident")
 
   def call(name, shape, dense_args, dense_out, *args):
     kwargs = {}
@@ -83,14 +93,27 @@ def _ops(tag, operands, w, batch):
                          jax.ShapeDtypeStruct(shape, jnp.float32), **kwargs)
     return f(*args) if operands is None else f(*args, feature_major=fm)
 
-  return {
-      "fwd": jax.jit(lambda x, dy, v: call("bsmm_fwd", (batch, n_out), (0,), True,
-                                           x, v, w.row_idx, w.col_ptr, w.col_order)),
-      "dx": jax.jit(lambda x, dy, v: call("bsmm_dx", (batch, n_in), (0,), True,
-                                          dy, v, w.row_ptr, w.col_idx)),
-      "dw": jax.jit(lambda x, dy, v: call("bsmm_dw", v.shape, (0, 1), False,
-                                          x, dy, w.row_idx, w.col_idx)),
+  fns = {
+      "fwd": lambda x, dy, v: call("bsmm_fwd", (batch, n_out), (0,), True,
+                                   x, v, w.row_idx, w.col_ptr, w.col_order),
+      "dx": lambda x, dy, v: call("bsmm_dx", (batch, n_in), (0,), True,
+                                  dy, v, w.row_ptr, w.col_idx),
+      "dw": lambda x, dy, v: call("bsmm_dw", v.shape, (0, 1), False,
+                                  x, dy, w.row_idx, w.col_idx),
   }
+  if operands != "resident":
+    return {op: (lambda f: lambda: f(x, dy, w.values))(jax.jit(fn))
+            for op, fn in fns.items()}
+  from jax.experimental.layout import Format, Layout
+  auto = Format(Layout.AUTO)
+  out = {}
+  for op, fn in fns.items():
+    compiled = jax.jit(fn, in_shardings=(auto, auto, None), out_shardings=auto).lower(
+        x, dy, w.values).compile()
+    formats = compiled.input_formats[0]
+    placed = (jax.device_put(x, formats[0]), jax.device_put(dy, formats[1]), w.values)
+    out[op] = (lambda c, a: lambda: c(*a))(compiled, placed)
+  return out
 
 
 def _parse(args: list[str]) -> dict:
@@ -101,9 +124,9 @@ def _parse(args: list[str]) -> dict:
       label, rest = "", arg
     label = label or (("before", "after")[i] if i < 2 else f"build{i}")
     path, _, operands = rest.partition(":")
-    if operands not in ("", "batch_major", "feature_major"):
-      raise SystemExit(f"{arg}: the suffix must be :batch_major or "
-                       f":feature_major, got :{operands}")
+    if operands not in ("", "batch_major", "feature_major", "resident"):
+      raise SystemExit(f"{arg}: the suffix must be :batch_major, :feature_major "
+                       f"or :resident, got :{operands}")
     builds[label] = (path, operands or None)
   if len(builds) < 2:
     raise SystemExit("give at least two builds")
@@ -136,11 +159,11 @@ def main(args: list[str], output: str, block_sizes: set[int] | None = None,
     w = _weights(rng, n, density, bs)
     x = jnp.asarray(rng.standard_normal((batch, n)), jnp.float32)
     dy = jnp.asarray(rng.standard_normal((batch, n)), jnp.float32)
-    ops = {tag: _ops(tag, operands, w, batch)
+    ops = {tag: _ops(tag, operands, w, x, dy)
            for tag, (_, operands) in builds.items()}
     reps = max(1, int(2e8 / (w.nnzb * bs * bs * batch)))
     for op in ("fwd", "dx", "dw"):
-      outs = {tag: np.asarray(ops[tag][op](x, dy, w.values)) for tag in builds}
+      outs = {tag: np.asarray(ops[tag][op]()) for tag in builds}
       same_bits = {}
       for tag, out in outs.items():
         same_bits[tag] = bool(np.array_equal(outs[base], out))
@@ -156,7 +179,7 @@ def main(args: list[str], output: str, block_sizes: set[int] | None = None,
           f = ops[tag][op]
           t0 = time.perf_counter()
           for _ in range(reps):
-            f(x, dy, w.values).block_until_ready()
+            f().block_until_ready()
           best[tag] = min(best[tag], (time.perf_counter() - t0) / reps * 1e3)
       row = {"n": n, "batch": batch, "density": float(density), "block_size": bs,
              "op": op,

@@ -203,3 +203,30 @@ def test_roofline_bounds_follow_the_model():
   assert b["dw"] == pytest.approx(max((2 * nnz * 400 + 4 * nnz) / 100e9 * 1e3,
                                       compute))
   assert b["train"] == pytest.approx(2 * b["fwd"] + b["dw"])
+
+
+@pytest.mark.skipif(not native_cpu.AVAILABLE, reason=native_cpu.UNAVAILABLE_REASON)
+def test_ab_native_times_builds_side_by_side_in_each_operand_mode(tmp_path):
+  """benchmarks/ab_native.py at a tiny shape, the loaded build against
+  itself: resident operands (compiled with XLA's layouts) and batch-major
+  ones around the call give the same bits, and every op gets a time and a
+  ratio to the first build."""
+  so = native_cpu._ext.__file__
+  out = tmp_path / "ab.json"
+  r = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "benchmarks", "ab_native.py"),
+       f"a={so}:resident", f"b={so}:feature_major", "--shapes=96:16:0.2:1",
+       str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  data = json.loads(out.read_text())
+  assert data["builds"]["a"]["operands"] == "resident"
+  assert {row["op"] for row in data["rows"]} == {"fwd", "dx", "dw"}
+  for row in data["rows"]:
+    assert row["same_bits_as_a"] == {"a": True, "b": True}
+    assert row["a_ms"] > 0 and row["b_ms"] > 0
+    assert row["b_over_a"] == pytest.approx(row["b_ms"] / row["a_ms"])
+  bad = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "benchmarks", "ab_native.py"),
+       f"a={so}:sideways", f"b={so}", str(out)], cwd=ROOT,
+      capture_output=True, text=True, timeout=600)
+  assert bad.returncode != 0 and ":resident" in bad.stderr

@@ -82,7 +82,8 @@ constexpr int kDwRows = Clamp((kVecRegs - kDwVectors - 1) / kDwVectors, 1, 4);
 // the calling thread, or a task's buffers on a pool thread; 2 and 4: the
 // row-major operands of ReluLayers on the calling thread; 3: a task's
 // accumulator row (ReluLayers' scatter, any thread); 5 and 6: the forward's
-// column-ordered values and row indices (calling thread); 7: a sliced
+// column-ordered values and row indices (any thread: a task's own output
+// rows, or every row on the calling thread; GatherBs1); 7: a sliced
 // gather's copy of its slice (any thread).
 float* ScratchSlot(int slot, int64_t n) {
   struct Buffer {
@@ -354,17 +355,16 @@ inline void PrefetchFloats(const float* src, int64_t n) {
 // Same summation order as the generic tile, so the same bits.
 template <typename T, int kNV>
 void GatherBs1Tile(const float* in, int64_t in_stride, const T* values, const int32_t* ptr,
-                   const int32_t* perm, const int32_t* gidx, int64_t o, int64_t prefetch_end,
+                   int64_t entry0, const int32_t* gidx, int64_t o, int64_t prefetch_end,
                    float* out) {
   vf acc[kNV];
   for (int v = 0; v < kNV; ++v) acc[v] = vf{};
   const int64_t begin = ptr[o], end = ptr[o + 1];
   for (int64_t p = begin; p < end; ++p) {
-    const int64_t k = perm ? perm[p] : p;
-    if (p + kPrefetchRows < prefetch_end) {
-      const int64_t kn = perm ? perm[p + kPrefetchRows] : p + kPrefetchRows;
-      PrefetchFloats(in + static_cast<int64_t>(gidx[kn]) * in_stride, kNV * kLanes);
-    }
+    const int64_t k = p - entry0;
+    if (p + kPrefetchRows < prefetch_end)
+      PrefetchFloats(in + static_cast<int64_t>(gidx[k + kPrefetchRows]) * in_stride,
+                     kNV * kLanes);
     const float* src = in + static_cast<int64_t>(gidx[k]) * in_stride;
     const vf w = splat(to_f32<T>(values[k]));
     for (int v = 0; v < kNV; ++v) acc[v] += load(src + v * kLanes) * w;
@@ -374,17 +374,20 @@ void GatherBs1Tile(const float* in, int64_t in_stride, const T* values, const in
 
 // Dispatches a run-time vector count nv (1 .. kNV) to GatherBs1Tile<nv>:
 // output row o's nv vectors from `in`'s rows (in_stride floats apart) to
-// `out` (that row's first lane).
+// `out` (that row's first lane). Stored entry p's weight and row index are
+// values[p - entry0] and gidx[p - entry0] (a task's copy of its entries
+// starts at entry0), the rows prefetched while p + kPrefetchRows <
+// prefetch_end.
 template <typename T, int kNV>
 void GatherBs1Lanes(const float* in, int64_t in_stride, const T* values, const int32_t* ptr,
-                    const int32_t* perm, const int32_t* gidx, int64_t o, int64_t nv,
+                    int64_t entry0, const int32_t* gidx, int64_t o, int64_t nv,
                     int64_t prefetch_end, float* out) {
   if constexpr (kNV >= 1) {
     if (nv == kNV)
-      GatherBs1Tile<T, kNV>(in, in_stride, values, ptr, perm, gidx, o, prefetch_end, out);
+      GatherBs1Tile<T, kNV>(in, in_stride, values, ptr, entry0, gidx, o, prefetch_end, out);
     else
-      GatherBs1Lanes<T, kNV - 1>(in, in_stride, values, ptr, perm, gidx, o, nv, prefetch_end,
-                                 out);
+      GatherBs1Lanes<T, kNV - 1>(in, in_stride, values, ptr, entry0, gidx, o, nv,
+                                 prefetch_end, out);
   }
 }
 
@@ -436,8 +439,8 @@ bool SliceAliases(int64_t bp, int64_t slice) {
 // its slice (in_rows rows against its share of the stored entries).
 template <typename T>
 void GatherBs1Sliced(const float* in, int64_t in_rows, const T* values, const int32_t* ptr,
-                     const int32_t* perm, const int32_t* gidx, int64_t n_out, int64_t bp,
-                     int64_t slice, float* out) {
+                     const int32_t* gidx, int64_t n_out, int64_t bp, int64_t slice,
+                     float* out) {
   const int64_t vectors = bp / kLanes;
   if (!SliceAliases(bp, slice)) {
     const int64_t groups = (vectors + slice - 1) / slice;
@@ -445,7 +448,7 @@ void GatherBs1Sliced(const float* in, int64_t in_rows, const T* values, const in
     ParallelRanges(n_out * groups, TaskCount() * groups, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t g = t / n_out, o = t % n_out, lane0 = g * slice * kLanes;
-        GatherBs1Lanes<T, kWide>(in + lane0, bp, values, ptr, perm, gidx, o,
+        GatherBs1Lanes<T, kWide>(in + lane0, bp, values, ptr, 0, gidx, o,
                                  std::min(slice, vectors - g * slice), prefetch_end,
                                  out + o * bp + lane0);
       }
@@ -470,8 +473,76 @@ void GatherBs1Sliced(const float* in, int64_t in_rows, const T* values, const in
     for (int64_t r = 0; r < in_rows; ++r)
       std::memcpy(staged + r * width, in + r * bp + l0, width * sizeof(float));
     for (int64_t o = o0; o < o1; ++o)
-      GatherBs1Lanes<T, kWide>(staged, width, values, ptr, perm, gidx, o, width / kLanes,
+      GatherBs1Lanes<T, kWide>(staged, width, values, ptr, 0, gidx, o, width / kLanes,
                                kPrefetchRows > 0 ? ptr[o1] : 0, out + o * bp + l0);
+  });
+}
+
+// Block size 1: out[o][:] = sum over p in ptr[o] .. ptr[o+1] of
+// in[gidx[k]][:] * values[k], k = perm ? perm[p] : p. Output rows
+// outermost, all lane groups of a row together, so the gathered input rows
+// are fetched whole once per output row (their later groups follow the
+// first through the cache) and the row's indices and weights are read
+// once: 1.1-1.5x faster than groups outermost at the shapes measured
+// (BUILD_NOTES.md) -- unless the input outgrows the L2 cache
+// (LaneSliceVectors, GatherBs1Sliced).
+// Through a permutation (the forward's column view) each weight and row
+// index would be two dependent random reads ahead of every gathered row;
+// they are first copied into column order: by each task for its own output
+// rows where the walk is unsliced (no pass and no call into the pool of its
+// own: the forward kernel at 1000 x 1000, batch 128, in 0.93x the time of
+// a separate pass, BUILD_NOTES.md), once for all slices where it is sliced
+// (a task per slice would copy them once per slice).
+template <typename T>
+void GatherBs1(const float* in, int64_t in_rows, const T* values, const int32_t* ptr,
+               const int32_t* perm, const int32_t* gidx, int64_t n_out, int64_t bp,
+               float* out) {
+  static_assert(sizeof(T) <= sizeof(float) && sizeof(int32_t) == sizeof(float));
+  if (const int64_t slice = LaneSliceVectors(in_rows, bp); slice > 0) {
+    if (perm != nullptr) {
+      const int64_t nnz = ptr[n_out];
+      T* values_c = reinterpret_cast<T*>(ScratchSlot(5, nnz));
+      int32_t* rows_c = reinterpret_cast<int32_t*>(ScratchSlot(6, nnz));
+      ParallelRanges(nnz, TaskCount(), [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+          const int32_t k = perm[p];
+          values_c[p] = values[k];
+          rows_c[p] = gidx[k];
+        }
+      });
+      values = values_c;
+      gidx = rows_c;
+    }
+    GatherBs1Sliced<T>(in, in_rows, values, ptr, gidx, n_out, bp, slice, out);
+    return;
+  }
+  const int64_t vectors = bp / kLanes, groups = (vectors + kWide - 1) / kWide;
+  const int64_t prefetch_end = PrefetchGathers(in_rows, bp) ? ptr[n_out] : 0;
+  ParallelRanges(n_out * groups, TaskCount(), [&](int64_t t0, int64_t t1) {
+    const T* task_values = values;
+    const int32_t* task_gidx = gidx;
+    int64_t entry0 = 0, task_prefetch_end = prefetch_end;
+    if (perm != nullptr) {
+      const int64_t o_end = (t1 - 1) / groups + 1;
+      entry0 = ptr[t0 / groups];
+      const int64_t m = ptr[o_end] - entry0;
+      T* v = reinterpret_cast<T*>(ScratchSlot(5, m));
+      int32_t* g = reinterpret_cast<int32_t*>(ScratchSlot(6, m));
+      for (int64_t q = 0; q < m; ++q) {
+        const int32_t k = perm[entry0 + q];
+        v[q] = values[k];
+        g[q] = gidx[k];
+      }
+      task_values = v;
+      task_gidx = g;
+      task_prefetch_end = std::min<int64_t>(prefetch_end, ptr[o_end]);
+    }
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t g = t % groups, o = t / groups, lane0 = g * kWide * kLanes;
+      GatherBs1Lanes<T, kWide>(in + lane0, bp, task_values, ptr, entry0, task_gidx, o,
+                               std::min<int64_t>(kWide, vectors - g * kWide),
+                               task_prefetch_end, out + o * bp + lane0);
+    }
   });
 }
 
@@ -479,41 +550,20 @@ template <typename T, bool kTransposed>
 void Gather(const float* in, int64_t in_rows, const T* values, const int32_t* ptr,
             const int32_t* perm, const int32_t* gidx, int64_t n_out_blocks, int64_t bs,
             int64_t bp, float* out) {
-  // Lanes in groups of `group` vectors: at block size 1 up to kWide vectors
-  // per load stream (AVX-512: 256 lanes, AVX2: 64), kWide independent chains;
-  // otherwise 4 vectors x kGatherRows output rows, narrower tails taking
-  // the 3-, 2- and 1-vector tiles.
-  // Block size 1 walks output rows outermost, all lane groups of a row
-  // together, so the gathered input rows are fetched whole once per output
-  // row (their later groups follow the first through the cache) and the
-  // row's indices and weights are read once: 1.1-1.5x faster than groups
-  // outermost at the shapes measured (BUILD_NOTES.md) -- unless the input
-  // outgrows the L2 cache (LaneSliceVectors, GatherBs1Sliced). Other block
-  // sizes walk groups outermost.
-  const int64_t vectors = bp / kLanes;
+  // Block size 1: GatherBs1 (kWide vectors per load stream, AVX-512: 256
+  // lanes, AVX2: 64, kWide independent chains). Otherwise lanes in groups
+  // of 4 vectors x kGatherRows output rows, narrower tails taking the 3-,
+  // 2- and 1-vector tiles, groups outermost.
   if (bs == 1) {
-    if (const int64_t slice = LaneSliceVectors(in_rows, bp); slice > 0) {
-      GatherBs1Sliced<T>(in, in_rows, values, ptr, perm, gidx, n_out_blocks, bp, slice, out);
-      return;
-    }
+    GatherBs1<T>(in, in_rows, values, ptr, perm, gidx, n_out_blocks, bp, out);
+    return;
   }
-  const int64_t group = bs == 1 ? kWide : 4;
-  const bool rows_outer = bs == 1;
-  const int64_t groups = (vectors + group - 1) / group;
-  const int64_t tasks = n_out_blocks * groups;
-  const bool prefetch = PrefetchGathers(in_rows, bp);
-  ParallelRanges(tasks, TaskCount(), [&](int64_t t0, int64_t t1) {
+  const int64_t vectors = bp / kLanes, groups = (vectors + 3) / 4;
+  ParallelRanges(n_out_blocks * groups, TaskCount(), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t g = rows_outer ? t % groups : t / n_out_blocks;
-      const int64_t o = rows_outer ? t / groups : t % n_out_blocks;
-      int64_t lane0 = g * group * kLanes;
-      if (bs == 1) {
-        const int64_t nv = std::min<int64_t>(kWide, vectors - g * kWide);
-        GatherBs1Lanes<T, kWide>(in + lane0, bp, values, ptr, perm, gidx, o, nv,
-                                 prefetch ? ptr[n_out_blocks] : 0, out + o * bp + lane0);
-        continue;
-      }
-      const int64_t lane_end = std::min(bp, lane0 + group * kLanes);
+      const int64_t g = t / n_out_blocks, o = t % n_out_blocks;
+      int64_t lane0 = g * 4 * kLanes;
+      const int64_t lane_end = std::min(bp, lane0 + 4 * kLanes);
       for (; lane0 < lane_end; lane0 += 4 * kLanes) {
         const int64_t nv = std::min<int64_t>(4, (lane_end - lane0) / kLanes);
         switch (nv) {
@@ -969,38 +1019,6 @@ ffi::Error CheckFeatureMajor(bool feature_major, int64_t bs) {
   return ffi::Error::Success();
 }
 
-// The forward at block size 1 would read each weight and its row index
-// through col_order: two dependent random reads ahead of every gathered
-// input row. One pass first copies both into column order (independent
-// reads, many in flight), and the gather then streams them.
-template <typename T>
-void ForwardGatherBs1(const float* xt, int64_t n_in, const T* values, const int32_t* row_idx,
-                      const int32_t* col_ptr, const int32_t* col_order, int64_t n_out,
-                      int64_t bp, float* yt) {
-  const int64_t nnz = col_ptr[n_out];
-  static_assert(sizeof(T) <= sizeof(float) && sizeof(int32_t) == sizeof(float));
-  T* values_c = reinterpret_cast<T*>(ScratchSlot(5, nnz));
-  int32_t* rows_c = reinterpret_cast<int32_t*>(ScratchSlot(6, nnz));
-  ParallelRanges(nnz, TaskCount(), [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const int32_t k = col_order[p];
-      values_c[p] = values[k];
-      rows_c[p] = row_idx[k];
-    }
-  });
-  Gather<T, false>(xt, n_in, values_c, col_ptr, nullptr, rows_c, n_out, 1, bp, yt);
-}
-
-template <typename T>
-void ForwardGather(const float* xt, int64_t n_in, const T* values, const int32_t* row_idx,
-                   const int32_t* col_ptr, const int32_t* col_order, int64_t n_cb,
-                   int64_t bs, int64_t bp, float* yt) {
-  if (bs == 1)
-    ForwardGatherBs1<T>(xt, n_in, values, row_idx, col_ptr, col_order, n_cb, bp, yt);
-  else
-    Gather<T, false>(xt, n_in, values, col_ptr, col_order, row_idx, n_cb, bs, bp, yt);
-}
-
 template <typename T>
 void Forward(const ffi::AnyBuffer& x, const ffi::AnyBuffer& values, const int32_t* row_idx,
              const int32_t* col_ptr, const int32_t* col_order, int64_t n_cb, int64_t bs,
@@ -1016,7 +1034,7 @@ void Forward(const ffi::AnyBuffer& x, const ffi::AnyBuffer& values, const int32_
   }
   OnFeatureMajor(x_data, n_in, y_data, n_out, batch, feature_major,
                  [&](const float* xt, float* yt) {
-                   ForwardGather<T>(xt, n_in, v, row_idx, col_ptr, col_order, n_cb, bs, bp, yt);
+                   Gather<T, false>(xt, n_in, v, col_ptr, col_order, row_idx, n_cb, bs, bp, yt);
                  });
 }
 
