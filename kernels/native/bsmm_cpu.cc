@@ -493,6 +493,18 @@ void GatherBs1Sliced(const float* in, int64_t in_rows, const T* values, const in
 // own: the forward kernel at 1000 x 1000, batch 128, in 0.93x the time of
 // a separate pass, BUILD_NOTES.md), once for all slices where it is sliced
 // (a task per slice would copy them once per slice).
+// values_c[q] = values[perm[begin + q]], rows_c[q] = gidx[perm[begin + q]]
+// for q < end - begin: stored entries begin .. end-1 of a permuted view.
+template <typename T>
+void CopyInViewOrder(const int32_t* perm, const T* values, const int32_t* gidx, int64_t begin,
+                     int64_t end, T* values_c, int32_t* rows_c) {
+  for (int64_t p = begin; p < end; ++p) {
+    const int32_t k = perm[p];
+    values_c[p - begin] = values[k];
+    rows_c[p - begin] = gidx[k];
+  }
+}
+
 template <typename T>
 void GatherBs1(const float* in, int64_t in_rows, const T* values, const int32_t* ptr,
                const int32_t* perm, const int32_t* gidx, int64_t n_out, int64_t bp,
@@ -504,11 +516,7 @@ void GatherBs1(const float* in, int64_t in_rows, const T* values, const int32_t*
       T* values_c = reinterpret_cast<T*>(ScratchSlot(5, nnz));
       int32_t* rows_c = reinterpret_cast<int32_t*>(ScratchSlot(6, nnz));
       ParallelRanges(nnz, TaskCount(), [&](int64_t p0, int64_t p1) {
-        for (int64_t p = p0; p < p1; ++p) {
-          const int32_t k = perm[p];
-          values_c[p] = values[k];
-          rows_c[p] = gidx[k];
-        }
+        CopyInViewOrder(perm, values, gidx, p0, p1, values_c + p0, rows_c + p0);
       });
       values = values_c;
       gidx = rows_c;
@@ -528,11 +536,7 @@ void GatherBs1(const float* in, int64_t in_rows, const T* values, const int32_t*
       const int64_t m = ptr[o_end] - entry0;
       T* v = reinterpret_cast<T*>(ScratchSlot(5, m));
       int32_t* g = reinterpret_cast<int32_t*>(ScratchSlot(6, m));
-      for (int64_t q = 0; q < m; ++q) {
-        const int32_t k = perm[entry0 + q];
-        v[q] = values[k];
-        g[q] = gidx[k];
-      }
+      CopyInViewOrder(perm, values, gidx, entry0, entry0 + m, v, g);
       task_values = v;
       task_gidx = g;
       task_prefetch_end = std::min<int64_t>(prefetch_end, ptr[o_end]);
@@ -562,16 +566,12 @@ void Gather(const float* in, int64_t in_rows, const T* values, const int32_t* pt
   ParallelRanges(n_out_blocks * groups, TaskCount(), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t g = t / n_out_blocks, o = t % n_out_blocks;
-      int64_t lane0 = g * 4 * kLanes;
-      const int64_t lane_end = std::min(bp, lane0 + 4 * kLanes);
-      for (; lane0 < lane_end; lane0 += 4 * kLanes) {
-        const int64_t nv = std::min<int64_t>(4, (lane_end - lane0) / kLanes);
-        switch (nv) {
-          case 4: GatherTile<T, kTransposed, 4>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
-          case 3: GatherTile<T, kTransposed, 3>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
-          case 2: GatherTile<T, kTransposed, 2>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
-          default: GatherTile<T, kTransposed, 1>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
-        }
+      const int64_t lane0 = g * 4 * kLanes;
+      switch (std::min<int64_t>(4, (bp - lane0) / kLanes)) {
+        case 4: GatherTile<T, kTransposed, 4>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
+        case 3: GatherTile<T, kTransposed, 3>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
+        case 2: GatherTile<T, kTransposed, 2>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
+        default: GatherTile<T, kTransposed, 1>(in, values, ptr, perm, gidx, bs, bp, o, lane0, out); break;
       }
     }
   });
