@@ -109,8 +109,8 @@ def _best_of(fn, args) -> float:
 def _point(n: int, batch: int, density: float, rounds: int,
            bound: dict | None) -> dict:
   rows, cols, vals, x, dy = peers._problem(n, batch, density)
-  w = BlockCSR.from_coo(rows, cols, shape=(n, n), block_size=1,
-                        values=vals.reshape(-1, 1, 1))
+  w = jax.device_put(BlockCSR.from_coo(rows, cols, shape=(n, n), block_size=1,
+                                      values=vals.reshape(-1, 1, 1)))
   # from_coo keeps the sorted order peers._problem gives: check it.
   np.testing.assert_array_equal(np.asarray(w.row_idx), rows)
   np.testing.assert_array_equal(np.asarray(w.col_idx), cols)

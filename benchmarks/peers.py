@@ -117,7 +117,11 @@ def _build(peer: str, op: str, rows, cols, vals, x, dy, n
     from snn_jax.sparse import BlockCSR
     w = BlockCSR.from_coo(rows, cols, shape=(n, n), block_size=1,
                           values=vals.reshape(-1, 1, 1))
-    # from_coo stores blocks row-major: the same order as ``vals``.
+    # from_coo stores blocks row-major: the same order as ``vals``. Its
+    # arrays are host (NumPy) arrays: placed on the device once, as every
+    # other peer's operands are, not copied there by every call (at
+    # 1000 x 1000, 4.5 %, that copy was 0.09 of a 0.34 ms forward).
+    w = jax.device_put(w)
     if op == "fwd":
       fn, args, dense = (lambda x, w: bsmm(x, w)), (xj, w), (0,)
       parts = lambda out: (np.asarray(out), None, None)

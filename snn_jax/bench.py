@@ -80,7 +80,9 @@ def _problem(n, batch, density, bs, dtype, cfg):
                     seed=cfg.seed)
   rng = np.random.default_rng(cfg.seed)
   vals = jnp.asarray(rng.standard_normal((t.nnzb, bs, bs), np.float32), dtype)
-  w = t.to_bcsr(values=vals)
+  # On the device once: a BlockCSR's index arrays are host arrays, which a
+  # jitted call would otherwise copy over on every call.
+  w = jax.device_put(t.to_bcsr(values=vals))
   x = jnp.asarray(rng.standard_normal((batch, n), np.float32), dtype)
   dy = jnp.asarray(rng.standard_normal((batch, n), np.float32), dtype)
   return t, w, x, dy
