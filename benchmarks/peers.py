@@ -120,7 +120,8 @@ def _build(peer: str, op: str, rows, cols, vals, x, dy, n
     # from_coo stores blocks row-major: the same order as ``vals``. Its
     # arrays are host (NumPy) arrays: placed on the device once, as every
     # other peer's operands are, not copied there by every call (at
-    # 1000 x 1000, 4.5 %, that copy was 0.09 of a 0.34 ms forward).
+    # 1000 x 1000, 4.5 %, that copy was 0.17 of a 0.42 ms forward,
+    # benchmarks/host_index_arrays.py).
     w = jax.device_put(w)
     if op == "fwd":
       fn, args, dense = (lambda x, w: bsmm(x, w)), (xj, w), (0,)

@@ -350,7 +350,7 @@ def bsmm(x: jax.Array, w: BlockCSR, *, bias: jax.Array | None = None,
       function that takes ``w`` as an argument copies host arrays to the
       device on every call, so place it there once (``w =
       jax.device_put(w)``) or close over it: at 1000 x 1000, 4.5 %, batch
-      128 on the 2-core CPU the copy was a quarter of the forward's time
+      128 on the 2-core CPU the copy was about 40 % of the forward's time
       (BUILD_NOTES.md). The Flax layers hold theirs on the device.
     bias: optional ``[n_out]`` in ``x``'s dtype, added to every row. Its
       gradient (``dy`` summed over the rows) is computed in the custom VJP

@@ -125,6 +125,23 @@ def test_peer_benchmark_verifies_every_peer_before_timing_it(tmp_path):
   assert {r["op"] for r in rows} == {"fwd", "train"}
 
 
+def test_host_index_arrays_benchmark_times_three_placements_of_one_result(tmp_path):
+  """benchmarks/host_index_arrays.py at a tiny shape: the three ways of
+  handing bsmm its matrix give the same bits (the script checks) and each
+  is timed."""
+  out = tmp_path / "host.json"
+  r = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "benchmarks", "host_index_arrays.py"),
+       "--shape=64:8:0.1", str(out)], capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  rows = json.loads(out.read_text())["rows"]
+  assert [row["how"] for row in rows] == [
+      "host_arrays_as_argument", "device_put_once", "closed_over"]
+  for row in rows:
+    assert 0 < row["min_ms"] <= row["p25_ms"] <= row["median_ms"] <= row["p75_ms"]
+    assert row["calls"] == 3000
+
+
 def test_peer_benchmark_refuses_unknown_peers_and_bad_shapes(tmp_path):
   r = _peers(f"--out={tmp_path / 'x.json'}", "--peers=snn_jax,mkl")
   assert r.returncode == 2 and "unknown peers ['mkl']" in r.stderr
