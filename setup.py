@@ -155,6 +155,9 @@ setup(
             "nbformat>=5",
             "nbclient>=0.9",
             "ipykernel>=6",
+            # JAX's compilation cache locks its files with it; the suite
+            # shares one cache between processes (tests/conftest.py).
+            "filelock>=3",
         ],
         "data": ["tensorflow-datasets>=4.9", "tensorflow-cpu>=2.16"],
         # Deviceless GPU/TPU compiles (snn_jax.kernels.deviceless): libtpu

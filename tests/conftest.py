@@ -22,9 +22,21 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # TPU metadata server, in this process or the subprocesses tests start.
 os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
 _OWN_JIT_CACHE = None
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+try:
+  import filelock  # noqa: F401  (the test extra installs it)
+  _CACHE_LOCK = True
+except ImportError:
+  _CACHE_LOCK = False
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ and _CACHE_LOCK:
   _OWN_JIT_CACHE = tempfile.mkdtemp(prefix="snn_jax_tests_jit_cache_")
   os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_JIT_CACHE
+  # A size limit turns on JAX's file lock around every read and write of
+  # the cache. Without it an entry is written in place, and a process that
+  # reads it while another writes it gets a truncated program: the two
+  # processes of a multi-process test compile the same programs at the
+  # same moment, and one such job died of SIGABRT in a CI run. The limit
+  # itself is never reached. (No filelock: no shared cache, a slower suite.)
+  os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))
   # Every program, however quick to compile: most of the suite's programs
   # are small, and the native kernel tests that each compiled CPU target
   # reruns in a subprocess read 1,700 of them back (77 s -> 32 s warm; 70 s
